@@ -1,0 +1,140 @@
+"""BIDS-Derivatives names, sidecars and atomic writes.
+
+Names are built from an explicit entity order (pybids' build_path silently drops entities it
+has no pattern for): source entities, then space, seg, res, label, desc, then the suffix.
+Every file is written under a hidden temporary name in its final folder and renamed into
+place, so a crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import pandas as pd
+
+from csvd_bids import __version__
+from csvd_bids.labels import dseg_tsv_text
+
+ENTITY_ORDER: tuple[str, ...] = ("sub", "ses", "acq", "run", "space", "seg", "res", "label", "desc")
+CODE_URL = "https://github.com/csvd-bids/csvd-bids"
+RAW_LINK = "raw"  # DatasetLinks key for bids_dir, used in Sources BIDS URIs
+
+
+def bids_name(entities: dict[str, str | None], suffix: str, extension: str) -> str:
+    """``sub-01_ses-1_space-T1w_label-WMH`` + ``_mask.nii.gz``, in the documented order."""
+    unknown = set(entities) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"entities without a place in the name order: {sorted(unknown)}")
+    parts = [f"{key}-{entities[key]}" for key in ENTITY_ORDER if entities.get(key)]
+    return "_".join([*parts, suffix]) + extension
+
+
+def session_dir(
+    output_dir: Path, subject: str, session: str | None, datatype: str = "anat"
+) -> Path:
+    folder = output_dir / f"sub-{subject}"
+    if session:
+        folder = folder / f"ses-{session}"
+    return folder / datatype
+
+
+def raw_uri(bids_dir: Path, path: str | Path) -> str:
+    """BIDS URI of an input file: ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``."""
+    return f"bids:{RAW_LINK}:{Path(path).resolve().relative_to(bids_dir.resolve()).as_posix()}"
+
+
+def local_uri(output_dir: Path, path: str | Path) -> str:
+    """BIDS URI of a file of this derivative dataset: ``bids::sub-01/...``."""
+    return f"bids::{Path(path).relative_to(output_dir).as_posix()}"
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden, same folder (same file system, so the rename is atomic), same extension
+    # (nibabel picks compression from it).
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".tmp-{path.name[:20]}-", suffix="".join(path.suffixes), dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    return _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: Path, content: dict) -> Path:
+    return write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
+
+
+def write_tsv(path: Path, table: pd.DataFrame) -> Path:
+    return _atomic(path, lambda tmp: table.to_csv(tmp, sep="\t", index=False, na_rep="n/a"))
+
+
+def write_nifti(path: Path, img: nib.Nifti1Image) -> Path:
+    return _atomic(path, lambda tmp: nib.save(img, tmp))
+
+
+def copy_file(src: Path, path: Path) -> Path:
+    return _atomic(path, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def container_info() -> dict[str, str] | None:
+    """How this process was started, for GeneratedBy.Container."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return {
+            "Type": "singularity",
+            "URI": os.environ.get("APPTAINER_CONTAINER")
+            or os.environ.get("SINGULARITY_CONTAINER", ""),
+        }
+    if os.environ.get("CSVD_BIDS_DOCKER_TAG"):
+        return {"Type": "docker", "Tag": os.environ["CSVD_BIDS_DOCKER_TAG"]}
+    return None
+
+
+def dataset_description(bids_dir: Path) -> dict:
+    generated_by: dict = {"Name": "csvd-bids", "Version": __version__, "CodeURL": CODE_URL}
+    container = container_info()
+    if container:
+        generated_by["Container"] = container
+    source = {"URL": bids_dir.resolve().as_uri()}
+    raw_description = bids_dir / "dataset_description.json"
+    try:
+        raw = json.loads(raw_description.read_text())
+        if raw.get("DatasetDOI"):
+            source["DOI"] = raw["DatasetDOI"]
+    except (OSError, ValueError):
+        pass
+    return {
+        "Name": "csvd-bids: cerebral small vessel disease markers",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [source],
+        "DatasetLinks": {RAW_LINK: bids_dir.resolve().as_uri()},
+    }
+
+
+BIDSIGNORE = "\n".join(["*.html", "figures/", "logs/", "group_*", ".tmp-*", ""])
+
+
+def init_output_dir(output_dir: Path, bids_dir: Path) -> None:
+    """dataset_description.json, the dseg lookup and .bidsignore at the output root."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "dataset_description.json", dataset_description(bids_dir))
+    write_text(output_dir / "seg-csvd_dseg.tsv", dseg_tsv_text())
+    write_text(output_dir / ".bidsignore", BIDSIGNORE)

@@ -1,0 +1,176 @@
+"""Find each subject's and session's images with pybids.
+
+Default queries per modality are merged with the user's ``--bids-filter-file`` (keys of the
+file replace those of the default query), in the manner of fMRIPrep.
+
+Rules users need to know (README repeats them):
+- SWI: ``acq-swi_T2starw`` (BIDS 1.10) is preferred, then the BEP004 ``swi`` suffix, then any
+  other ``T2starw`` (a T2*-weighted GRE, which also shows microbleeds). Phase, real and imaginary
+  parts are never used.
+- Several files for one modality (runs, acquisitions): the one with the highest ``run`` index is
+  used (a repeat is usually acquired because the earlier run failed), then the one with the most
+  voxels, then the last by name. Every candidate and the choice are written to the session's
+  outputs.
+- The layout is indexed with ``validate=False`` because pybids' validation silently drops
+  ``_swi`` files; the queries below select what is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+
+from csvd_bids.errors import NoSelectionError, UsageError
+
+NIFTI_EXTENSIONS = [".nii", ".nii.gz"]
+_UNUSED_PARTS = {"phase", "real", "imag"}
+
+# Modality key -> ordered alternative queries; the first alternative that finds files wins.
+DEFAULT_QUERIES: dict[str, list[dict]] = {
+    "t1w": [{"datatype": "anat", "suffix": "T1w"}],
+    "flair": [{"datatype": "anat", "suffix": "FLAIR"}],
+    "t2w": [{"datatype": "anat", "suffix": "T2w"}],
+    "swi": [
+        {"datatype": "anat", "suffix": "T2starw", "acquisition": "swi"},
+        {"datatype": "anat", "suffix": ["swi", "SWI"]},
+        {"datatype": "anat", "suffix": "T2starw"},
+    ],
+    "dwi": [{"datatype": "dwi", "suffix": "dwi"}],
+}
+MODALITIES: tuple[str, ...] = tuple(DEFAULT_QUERIES)
+ANAT_MODALITIES: tuple[str, ...] = ("t1w", "flair", "t2w", "swi")
+# BIDS suffix of each modality, used in output names (desc-preproc_<suffix>, space-<suffix>).
+SUFFIXES: dict[str, str] = {
+    "t1w": "T1w",
+    "flair": "FLAIR",
+    "t2w": "T2w",
+    "swi": "T2starw",
+    "dwi": "dwi",
+}
+
+
+@dataclass
+class SessionInputs:
+    """The files chosen for one subject/session and how they were chosen."""
+
+    subject: str
+    session: str | None
+    files: dict[str, str] = field(default_factory=dict)
+    candidates: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def reference(self) -> str | None:
+        """T1w when present (best grey/white contrast and usually 1 mm), else FLAIR."""
+        return next((m for m in ("t1w", "flair") if m in self.files), None)
+
+
+def merge_queries(filters: dict) -> dict[str, list[dict]]:
+    """Apply the user's filter file to the default queries."""
+    unknown = sorted(set(filters) - set(DEFAULT_QUERIES))
+    if unknown:
+        raise UsageError(
+            f"BIDS filter file: unknown modality {unknown[0]!r}; use {', '.join(MODALITIES)}"
+        )
+    queries = copy.deepcopy(DEFAULT_QUERIES)
+    for modality, user_query in filters.items():
+        if not isinstance(user_query, dict):
+            raise UsageError(f"BIDS filter file: the entry for {modality!r} must be an object")
+        queries[modality] = [{**alternative, **user_query} for alternative in queries[modality]]
+    return queries
+
+
+def _n_voxels(path: str) -> int:
+    try:
+        shape = nib.load(path).shape
+    except Exception:  # an unreadable file is reported by the preflight check, not here
+        return 0
+    total = 1
+    for size in shape:
+        total *= int(size)
+    return total
+
+
+def choose_file(bids_files: list) -> str:
+    """Highest run, then most voxels, then last path (see module docstring)."""
+
+    def key(bids_file):
+        run = bids_file.entities.get("run")
+        return (int(run) if run is not None else 0, _n_voxels(bids_file.path), bids_file.path)
+
+    return max(bids_files, key=key).path
+
+
+def _query(layout, alternatives: list[dict], subject: str, session: str | None) -> list:
+    for alternative in alternatives:
+        found = layout.get(
+            subject=subject,
+            session=session if session else None,
+            extension=NIFTI_EXTENSIONS,
+            **alternative,
+        )
+        found = [f for f in found if f.entities.get("part") not in _UNUSED_PARTS]
+        if found:
+            return found
+    return []
+
+
+def load_layout(bids_dir: Path, database_dir: Path | None = None):
+    from bids import BIDSLayout
+
+    return BIDSLayout(
+        bids_dir,
+        validate=False,
+        database_path=database_dir,
+        reset_database=False,
+    )
+
+
+def select_subjects(layout, labels: tuple[str, ...]) -> list[str]:
+    available = sorted(layout.get_subjects())
+    if not available:
+        raise NoSelectionError(f"{layout.root}: no subjects found")
+    if not labels:
+        return available
+    missing = [label for label in labels if label not in available]
+    if missing:
+        raise NoSelectionError(
+            f"{layout.root}: participant label(s) not found: "
+            f"{', '.join('sub-' + m for m in missing)} (available: "
+            f"{', '.join('sub-' + a for a in available[:10])}{' ...' if len(available) > 10 else ''})"
+        )
+    return list(labels)
+
+
+def discover_sessions(
+    layout,
+    participant_labels: tuple[str, ...] = (),
+    session_labels: tuple[str, ...] = (),
+    filters: dict | None = None,
+) -> list[SessionInputs]:
+    """One SessionInputs per selected subject/session that has at least one known image."""
+    queries = merge_queries(filters or {})
+    found: list[SessionInputs] = []
+    for subject in select_subjects(layout, participant_labels):
+        sessions = sorted(layout.get_sessions(subject=subject)) or [None]
+        if session_labels:
+            sessions = [s for s in sessions if s in session_labels]
+        for session in sessions:
+            inputs = SessionInputs(subject=subject, session=session)
+            for modality, alternatives in queries.items():
+                matches = _query(layout, alternatives, subject, session)
+                if matches:
+                    inputs.candidates[modality] = sorted(m.path for m in matches)
+                    inputs.files[modality] = choose_file(matches)
+            if inputs.files:
+                found.append(inputs)
+    if not found:
+        what = f" for session(s) {', '.join(session_labels)}" if session_labels else ""
+        raise NoSelectionError(f"{layout.root}: the labels and filters selected no images{what}")
+    return found

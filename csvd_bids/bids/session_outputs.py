@@ -1,0 +1,161 @@
+"""Write one session's BIDS-Derivatives outputs from the graph's intermediate files.
+
+Called by the last node of a session's graph, so a session's outputs appear only when all of its
+processing succeeded. Each file is written atomically (see csvd_bids.bids.derivatives).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from csvd_bids.bids import derivatives as ds
+from csvd_bids.bids.discovery import SUFFIXES
+from csvd_bids.labels import BY_LABEL, DSEG_PRIORITY
+from csvd_bids.markers import REGISTRY
+from csvd_bids.preproc.images import voxel_volume_mm3
+from csvd_bids.preproc.template import TEMPLATE_NAME
+from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
+
+
+def _source_entities(path: str) -> dict[str, str]:
+    """acq- of an input file (e.g. acq-swi), kept in the names of images derived from it."""
+    for part in Path(path).name.split("_"):
+        if part.startswith("acq-"):
+            return {"acq": part[4:]}
+    return {}
+
+
+def write_session_outputs(
+    plan: dict,
+    output_dir: Path,
+    bids_dir: Path,
+    preproc: dict[str, str],
+    brain_mask: str,
+    transform: str,
+    detections: dict[str, dict[str, str]],
+) -> Path:
+    """Write every output of one session and return the path of its summary TSV.
+
+    ``plan``: the session plan (subject, session, reference, files, markers) made at discovery.
+    ``preproc``: modality -> preprocessed image on the reference grid.
+    ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
+    """
+    subject, session = plan["subject"], plan["session"]
+    folder = ds.session_dir(output_dir, subject, session)
+    space = SUFFIXES[plan["reference"]]
+    base = {"sub": subject, "ses": session}
+    sources = {m: ds.raw_uri(bids_dir, f) for m, f in plan["files"].items()}
+
+    def out(suffix: str, extension: str, **entities: str) -> Path:
+        return folder / ds.bids_name({**base, **entities}, suffix, extension)
+
+    reference_path = out(space, ".nii.gz", space=space, desc="preproc")
+    spatial_reference = ds.local_uri(output_dir, reference_path)
+    for modality, path in preproc.items():
+        entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
+        target = out(SUFFIXES[modality], ".nii.gz", **entities)
+        ds.copy_file(Path(path), target)
+        ds.write_json(
+            target.with_name(target.name.replace(".nii.gz", ".json")),
+            {
+                "Sources": [sources[modality]],
+                "SpatialReference": spatial_reference
+                if modality != plan["reference"]
+                else sources[modality],
+                "Description": "Reoriented to RAS, N4 bias-corrected, resampled onto the reference "
+                "grid through the scanner coordinates of the headers.",
+                "SkullStripped": False,
+            },
+        )
+
+    brain = nib.load(brain_mask)
+    _write_image_with_sidecar(
+        out("mask", ".nii.gz", space=space, desc="brain"),
+        brain,
+        {
+            "Type": "Brain",
+            "Sources": [sources[plan["reference"]]],
+            "SpatialReference": spatial_reference,
+            "Manual": False,
+            "Method": f"{TEMPLATE_NAME} brain mask brought into subject space by affine registration",
+        },
+    )
+    xfm = folder / ds.bids_name(base, f"from-{TEMPLATE_NAME}_to-{space}_mode-image_xfm", ".txt")
+    ds.copy_file(Path(transform), xfm)
+
+    tables, masks = [], {}
+    for key, files in detections.items():
+        spec = REGISTRY[key]
+        label = spec.label.label
+        inputs = [sources[m] for m in spec.modalities(plan["files"])]
+        common = {
+            "Sources": inputs,
+            "SpatialReference": spatial_reference,
+            "Manual": False,
+            "Method": spec.method,
+        }
+        _write_image_with_sidecar(
+            out("probseg", ".nii.gz", space=space, label=label),
+            nib.load(files["score"]),
+            {
+                **common,
+                "Description": f"{spec.label.name} lesion belief "
+                "in [0, 1] (not a calibrated probability)",
+            },
+        )
+        mask_img = nib.load(files["mask"])
+        masks[label] = np.asanyarray(mask_img.dataobj) > 0
+        _write_image_with_sidecar(
+            out("mask", ".nii.gz", space=space, label=label), mask_img, {**common, "Type": "Lesion"}
+        )
+        tables.append(
+            pd.read_csv(files["lesions"], sep="\t", na_values=["n/a"], keep_default_na=False)
+        )
+
+    dseg = np.zeros(brain.shape[:3], dtype=np.uint8)
+    for label in DSEG_PRIORITY:
+        if label in masks:
+            dseg[masks[label]] = BY_LABEL[label].index
+    dseg_path = out("dseg", ".nii.gz", space=space, seg="csvd")
+    _write_image_with_sidecar(
+        dseg_path,
+        nib.Nifti1Image(dseg, brain.affine),
+        {
+            "Sources": [
+                ds.local_uri(output_dir, out("mask", ".nii.gz", space=space, label=label))
+                for label in masks
+            ],
+            "SpatialReference": spatial_reference,
+            "Manual": False,
+            "Description": "All lesion masks in one label map (lookup: seg-csvd_dseg.tsv at the "
+            f"dataset root); where masks overlap, the later of {', '.join(DSEG_PRIORITY)} wins.",
+        },
+    )
+
+    lesions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    if not lesions.empty:
+        lesions["lesion_id"] = np.arange(1, len(lesions) + 1)
+    lesions_path = out("stats", ".tsv", desc="lesions")
+    ds.write_tsv(lesions_path, lesions)
+    ds.write_json(
+        lesions_path.with_suffix(".json"), {c: describe_lesion_column(c) for c in lesions.columns}
+    )
+
+    brain_volume = float((np.asanyarray(brain.dataobj) > 0).sum()) * voxel_volume_mm3(brain)
+    row = summary_row(plan, lesions, brain_volume, sources)
+    summary = pd.DataFrame([row])
+    summary_path = out("stats", ".tsv", desc="summary")
+    ds.write_json(
+        summary_path.with_suffix(".json"), {c: describe_summary_column(c) for c in summary.columns}
+    )
+    ds.write_tsv(summary_path, summary)  # last: its presence marks a finished session
+    return summary_path
+
+
+def _write_image_with_sidecar(path: Path, img: nib.Nifti1Image, sidecar: dict) -> None:
+    ds.write_nifti(path, img)
+    ds.write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)

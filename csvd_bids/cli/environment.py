@@ -1,0 +1,37 @@
+"""Make the process safe for read-only containers and non-root users.
+
+Libraries that keep caches or settings under $HOME (matplotlib, torch, nipype, numba, ...) are
+pointed at the work directory before they are imported, so ``docker run --read-only -u UID``
+works with only the output and work directories writable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CACHE_VARIABLES = {
+    "MPLCONFIGDIR": "matplotlib",
+    "TORCH_HOME": "torch",
+    "XDG_CACHE_HOME": "xdg-cache",
+    "XDG_CONFIG_HOME": "xdg-config",
+    "NUMBA_CACHE_DIR": "numba",
+    "NIPYPE_CONFIG_DIR": "nipype",
+}
+
+
+def _writable(path: str | None) -> bool:
+    return bool(path) and os.path.isdir(path) and os.access(path, os.W_OK)
+
+
+def configure_environment(work_dir: Path) -> None:
+    cache = work_dir / ".cache"
+    for variable, folder in _CACHE_VARIABLES.items():
+        if not _writable(os.environ.get(variable)):
+            os.environ[variable] = str(cache / folder)
+            (cache / folder).mkdir(parents=True, exist_ok=True)
+    if not _writable(os.environ.get("HOME")):
+        os.environ["HOME"] = str(cache / "home")
+        (cache / "home").mkdir(parents=True, exist_ok=True)
+    # No network calls: nipype's version check (etelemetry) is off.
+    os.environ["NIPYPE_NO_ET"] = "1"

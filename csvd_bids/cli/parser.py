@@ -1,0 +1,249 @@
+"""Command-line arguments, following the BIDS Apps spec and fMRIPrep/MRIQC habits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from csvd_bids import __version__
+from csvd_bids.config import ALL_MARKERS, RunConfig
+from csvd_bids.errors import ExitCode, NoInputError, UsageError
+
+ANALYSIS_LEVELS = ("participant", "group")
+_MEM_UNITS = {
+    "": 1.0,
+    "G": 1.0,
+    "GB": 1.0,
+    "M": 1 / 1024,
+    "MB": 1 / 1024,
+    "T": 1024.0,
+    "TB": 1024.0,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad arguments; the BIDS Apps spec wants 64 (usage error)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage()
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
+def _strip_prefix(prefix: str):
+    def _strip(value: str) -> str:
+        return value[len(prefix) :] if value.startswith(prefix) else value
+
+    return _strip
+
+
+def parse_mem_gb(text: str) -> float:
+    """'8', '8G', '8GB', '8000MB' -> gigabytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?B?)\s*", text.upper())
+    if not match or match.group(2) not in _MEM_UNITS:
+        raise argparse.ArgumentTypeError(f"cannot read memory amount {text!r} (try 8GB or 8000MB)")
+    return float(match.group(1)) * _MEM_UNITS[match.group(2)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="csvd-bids",
+        description="Segment and score the MRI markers of cerebral small vessel disease "
+        "(WMH, microbleeds, perivascular spaces, lacunes, recent small subcortical infarcts) "
+        "in a BIDS dataset.",
+    )
+    parser.add_argument("bids_dir", type=Path, help="the root of the BIDS dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="where the BIDS-Derivatives outputs go")
+    parser.add_argument(
+        "analysis_level",
+        nargs="+",
+        metavar="{participant,group}",
+        help="participant: process each subject/session; group: aggregate all of them "
+        "(both may be given, in that order)",
+    )
+    parser.add_argument("--version", action="version", version=f"csvd-bids {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="more log output (repeat for more)",
+    )
+
+    sel = parser.add_argument_group("selecting data")
+    sel.add_argument(
+        "--participant-label",
+        "--participant_label",
+        dest="participant_labels",
+        nargs="+",
+        default=[],
+        type=_strip_prefix("sub-"),
+        help="subjects to process (with or without 'sub-'); default all",
+    )
+    sel.add_argument(
+        "--session-label",
+        "--session_label",
+        dest="session_labels",
+        nargs="+",
+        default=[],
+        type=_strip_prefix("ses-"),
+        help="sessions to process (with or without 'ses-'); default all",
+    )
+    sel.add_argument(
+        "--bids-filter-file",
+        type=Path,
+        metavar="FILE",
+        help="JSON file of pybids filters per modality (t1w, flair, t2w, swi, dwi) "
+        "that refine the default queries",
+    )
+    sel.add_argument(
+        "--bids-database-dir",
+        type=Path,
+        metavar="DIR",
+        help="where to keep (and reuse) the pybids index of bids_dir",
+    )
+    sel.add_argument(
+        "--skip-bids-validation",
+        "--skip_bids_validation",
+        "--skip_bids_validator",
+        dest="skip_validation",
+        action="store_true",
+        help="do not run the BIDS validator on bids_dir",
+    )
+    sel.add_argument(
+        "--markers",
+        nargs="+",
+        choices=ALL_MARKERS,
+        default=list(ALL_MARKERS),
+        help="which markers to segment (default: all)",
+    )
+
+    perf = parser.add_argument_group("resources and execution")
+    perf.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        default=Path("work"),
+        help="nipype working directory; a re-run with the same one resumes (default: ./work)",
+    )
+    perf.add_argument(
+        "--nprocs",
+        "--n-cpus",
+        "--n_cpus",
+        dest="nprocs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes run at once (default: all CPUs)",
+    )
+    perf.add_argument(
+        "--omp-nthreads",
+        type=int,
+        default=None,
+        help="threads per process (default: min(8, nprocs))",
+    )
+    perf.add_argument(
+        "--mem",
+        "--mem-gb",
+        "--mem_gb",
+        dest="mem_gb",
+        type=parse_mem_gb,
+        help="memory the run may use, e.g. 16GB",
+    )
+    perf.add_argument(
+        "--use-plugin",
+        type=Path,
+        metavar="FILE",
+        help="nipype plugin settings as YAML: 'plugin: SLURM' and 'plugin_args: {...}'",
+    )
+    perf.add_argument(
+        "--stop-on-first-crash",
+        action="store_true",
+        help="stop everything at the first failure (default: finish other sessions)",
+    )
+    perf.add_argument(
+        "--write-graph",
+        action="store_true",
+        help="write the workflow graph (SVG) into the work directory",
+    )
+    perf.add_argument(
+        "--notrack",
+        action="store_true",
+        help="accepted for compatibility: csvd-bids never sends usage data",
+    )
+    return parser
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise NoInputError(f"{path}: {what} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: {what} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: {what} must hold a JSON object")
+    return data
+
+
+def _read_plugin(path: Path | None, nprocs: int, mem_gb: float | None) -> tuple[str, dict]:
+    plugin, args = "MultiProc", {}
+    if path is not None:
+        if not path.is_file():
+            raise NoInputError(f"{path}: plugin file does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{path}: plugin file is not valid YAML ({exc})") from exc
+        if not isinstance(data, dict) or "plugin" not in data:
+            raise UsageError(f"{path}: plugin file needs a 'plugin:' entry")
+        plugin, args = str(data["plugin"]), dict(data.get("plugin_args") or {})
+    if plugin == "MultiProc":
+        args.setdefault("n_procs", nprocs)
+        if mem_gb is not None:
+            args.setdefault("memory_gb", mem_gb)
+        # The default 2 s poll costs about a second per node on small graphs.
+        args.setdefault("poll_sleep_duration", 0.05)
+        args.setdefault("raise_insufficient", False)
+    return plugin, args
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    """Parse the command line into a RunConfig; raise CsvdBidsError on bad values."""
+    opts = build_parser().parse_args(argv)
+    levels = tuple(opts.analysis_level)
+    unknown = [level for level in levels if level not in ANALYSIS_LEVELS]
+    if unknown:
+        raise UsageError(
+            f"unknown analysis level {unknown[0]!r}: choose participant and/or group",
+            ExitCode.UNKNOWN_LEVEL,
+        )
+    if opts.nprocs < 1:
+        raise UsageError("--nprocs must be at least 1")
+    omp = opts.omp_nthreads or min(8, opts.nprocs)
+    filters = _read_json(opts.bids_filter_file, "BIDS filter file") if opts.bids_filter_file else {}
+    plugin, plugin_args = _read_plugin(opts.use_plugin, opts.nprocs, opts.mem_gb)
+    return RunConfig(
+        bids_dir=opts.bids_dir.expanduser().absolute(),
+        output_dir=opts.output_dir.expanduser().absolute(),
+        analysis_levels=levels,
+        work_dir=opts.work_dir.expanduser().absolute(),
+        participant_labels=tuple(dict.fromkeys(opts.participant_labels)),
+        session_labels=tuple(dict.fromkeys(opts.session_labels)),
+        bids_filters=filters,
+        bids_database_dir=opts.bids_database_dir.absolute() if opts.bids_database_dir else None,
+        markers=tuple(dict.fromkeys(opts.markers)),
+        nprocs=opts.nprocs,
+        omp_nthreads=omp,
+        mem_gb=opts.mem_gb,
+        plugin=plugin,
+        plugin_args=plugin_args,
+        stop_on_first_crash=opts.stop_on_first_crash,
+        write_graph=opts.write_graph,
+        skip_validation=opts.skip_validation,
+        verbosity=opts.verbosity,
+    )

@@ -1,0 +1,131 @@
+"""Entry point: ``csvd-bids bids_dir output_dir {participant,group}`` (and ``run.py``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from csvd_bids.cli.environment import configure_environment
+from csvd_bids.cli.parser import parse_args
+from csvd_bids.config import RunConfig
+from csvd_bids.errors import CsvdBidsError, ExitCode, OutputError, UsageError
+
+LOGGER = logging.getLogger("csvd_bids")
+
+
+def _setup_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+    LOGGER.propagate = False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _ensure_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{folder}: the {what} cannot be created or written ({exc.strerror})"
+        ) from exc
+
+
+def check_locations(config: RunConfig) -> None:
+    from csvd_bids.bids.validate import check_bids_root
+
+    check_bids_root(config.bids_dir)
+    if _inside(config.output_dir, config.bids_dir):
+        raise UsageError(
+            f"{config.output_dir}: output_dir must not be inside bids_dir "
+            f"({config.bids_dir}); csvd-bids never writes into the input dataset"
+        )
+    if "participant" in config.analysis_levels and _inside(config.work_dir, config.bids_dir):
+        raise UsageError(
+            f"{config.work_dir}: the work dir (-w) must not be inside bids_dir ({config.bids_dir})"
+        )
+    _ensure_writable(config.output_dir, "output directory")
+    _ensure_writable(config.work_dir, "work directory")
+
+
+def run_participant_level(config: RunConfig) -> ExitCode:
+    from csvd_bids.bids.derivatives import init_output_dir
+    from csvd_bids.bids.validate import validate_dataset
+    from csvd_bids.planning import plan_sessions
+    from csvd_bids.workflows.base import init_csvd_wf, session_wf_name
+    from csvd_bids.workflows.execute import run_graph
+
+    if config.skip_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+    else:
+        validate_dataset(config.bids_dir)
+    plans, rejected = plan_sessions(config)
+    failures = []
+    if plans:
+        LOGGER.info("participant level: %d session(s); work dir %s", len(plans), config.work_dir)
+        (config.work_dir / "config.json").write_text(config.to_json())
+        init_output_dir(config.output_dir, config.bids_dir)
+        try:
+            failures = run_graph(init_csvd_wf(plans, config), config)
+        finally:
+            init_output_dir(config.output_dir, config.bids_dir)
+
+    failed = {f.session_wf: f for f in reversed(failures)}  # the first crash of each session
+    print("\ncsvd-bids participant level:")
+    for plan in plans:
+        failure = failed.get(session_wf_name(plan))
+        prefix = f"sub-{plan['subject']}" + (f"_ses-{plan['session']}" if plan["session"] else "")
+        if failure:
+            print(
+                f"  FAILED  {prefix}: {failure.message}\n          crash file: {failure.crash_file}"
+            )
+        else:
+            print(f"  ok      {prefix}")
+    for prefix, message in rejected.items():
+        print(f"  FAILED  {prefix}: {message}")
+    n_failed = len(rejected) + len(failed)
+    print(
+        f"  {len(plans) + len(rejected) - n_failed} of {len(plans) + len(rejected)} session(s) "
+        f"finished; outputs in {config.output_dir}\n"
+    )
+    if rejected or any(f.input_error for f in failed.values()):
+        return ExitCode.INPUT_DATA
+    return ExitCode.SESSION_FAILED if failed else ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(argv)
+    except CsvdBidsError as exc:
+        print(f"csvd-bids: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    _setup_logging(config.verbosity)
+    code = ExitCode.OK
+    try:
+        check_locations(config)
+        configure_environment(config.work_dir)
+        if "participant" in config.analysis_levels:
+            code = run_participant_level(config)
+        if "group" in config.analysis_levels:
+            from csvd_bids.group.aggregate import run_group_level
+
+            run_group_level(config.output_dir)
+    except CsvdBidsError as exc:
+        LOGGER.error("%s", exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        LOGGER.error("interrupted; re-run with the same work dir to resume")
+        return 130
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

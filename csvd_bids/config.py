@@ -1,0 +1,47 @@
+"""The one place run settings live.
+
+The command line builds a :class:`RunConfig`; workflows and interfaces read from it and never
+from ``sys.argv`` or the environment, so a run can be rebuilt from its saved config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from csvd_bids.labels import MARKER_LABELS
+
+ALL_MARKERS: tuple[str, ...] = tuple(m.key for m in MARKER_LABELS)
+
+
+@dataclass
+class RunConfig:
+    bids_dir: Path
+    output_dir: Path
+    analysis_levels: tuple[str, ...]
+    work_dir: Path
+    participant_labels: tuple[str, ...] = ()
+    session_labels: tuple[str, ...] = ()
+    bids_filters: dict = field(default_factory=dict)
+    bids_database_dir: Path | None = None
+    markers: tuple[str, ...] = ALL_MARKERS
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    mem_gb: float | None = None
+    plugin: str = "MultiProc"
+    plugin_args: dict = field(default_factory=dict)
+    stop_on_first_crash: bool = False
+    write_graph: bool = False
+    skip_validation: bool = False
+    verbosity: int = 0
+
+    def to_json(self) -> str:
+        def _plain(value):
+            if isinstance(value, Path):
+                return str(value)
+            if isinstance(value, tuple):
+                return list(value)
+            return value
+
+        return json.dumps({k: _plain(v) for k, v in asdict(self).items()}, indent=2, sort_keys=True)

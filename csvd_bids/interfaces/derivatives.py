@@ -1,0 +1,65 @@
+"""nipype interface that writes a session's derivatives (the last node of its graph)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from csvd_bids.bids.session_outputs import write_session_outputs
+
+
+class _WriteInputSpec(BaseInterfaceInputSpec):
+    plan = traits.Str(mandatory=True, desc="the session plan as JSON")
+    output_dir = traits.Str(mandatory=True)
+    bids_dir = traits.Str(mandatory=True)
+    preproc_modalities = traits.List(traits.Str, mandatory=True)
+    preproc_files = InputMultiObject(File(exists=True), mandatory=True)
+    brain_mask = File(exists=True, mandatory=True)
+    transform = File(exists=True, mandatory=True)
+    marker_keys = traits.List(traits.Str, value=[], usedefault=True)
+    score_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
+    mask_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
+    lesion_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
+
+
+class _WriteOutputSpec(TraitedSpec):
+    summary = File(exists=True)
+
+
+class WriteSessionDerivatives(SimpleInterface):
+    input_spec = _WriteInputSpec
+    output_spec = _WriteOutputSpec
+
+    def _run_interface(self, runtime):
+        inputs = self.inputs
+        detections = {
+            key: {"score": score, "mask": mask, "lesions": lesions}
+            for key, score, mask, lesions in zip(
+                inputs.marker_keys,
+                inputs.score_files,
+                inputs.mask_files,
+                inputs.lesion_files,
+                strict=True,
+            )
+        }
+        self._results["summary"] = str(
+            write_session_outputs(
+                plan=json.loads(inputs.plan),
+                output_dir=Path(inputs.output_dir),
+                bids_dir=Path(inputs.bids_dir),
+                preproc=dict(zip(inputs.preproc_modalities, inputs.preproc_files, strict=True)),
+                brain_mask=inputs.brain_mask,
+                transform=inputs.transform,
+                detections=detections,
+            )
+        )
+        return runtime

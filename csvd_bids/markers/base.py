@@ -1,0 +1,83 @@
+"""The one small interface every marker detector plugs into.
+
+A marker declares the modalities it needs (all required ones must exist, optional ones are used
+when present) and a ``detect`` function. The function receives the session's preprocessed
+images on the reference grid with the brain mask and tissue priors, and returns a score map in
+[0, 1], a binary mask and, optionally, a region map used to name the region of each lesion.
+The per-lesion table is built from the mask by csvd_bids.quant, the same way for every marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+
+from csvd_bids.labels import BY_KEY, MarkerLabel
+
+
+@dataclass(frozen=True)
+class SessionImages:
+    """What a detector sees; every array is on the reference grid."""
+
+    images: dict[str, nib.Nifti1Image]  # modality key -> preprocessed image
+    brain_mask: np.ndarray  # bool
+    priors: dict[str, np.ndarray]  # template priors in subject space: wm, gm, csf, ventricles
+
+    @property
+    def reference(self) -> nib.Nifti1Image:
+        return next(iter(self.images.values()))
+
+    @property
+    def zooms(self) -> tuple[float, float, float]:
+        return tuple(float(z) for z in np.linalg.norm(self.reference.affine[:3, :3], axis=0))
+
+    def data(self, modality: str) -> np.ndarray:
+        return np.asanyarray(self.images[modality].dataobj, dtype=np.float32)
+
+
+@dataclass
+class Detection:
+    score: np.ndarray  # float32 in [0, 1]: the detector's lesion belief per voxel
+    mask: np.ndarray  # bool
+    # Region of a lesion = the lowest-index region it touches (e.g. 1 periventricular, 2 deep).
+    regions: np.ndarray | None = None
+    region_names: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    key: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    detect: Callable[[SessionImages], Detection] | None = None
+    method: str = ""  # one sentence for sidecars and reports
+    regions: tuple[str, ...] = ()  # region names its lesion table and summary report
+
+    @property
+    def label(self) -> MarkerLabel:
+        return BY_KEY[self.key]
+
+    def status(self, available: set[str] | list[str]) -> tuple[bool, str]:
+        """(assessed?, why not) for a session with these modalities."""
+        if self.detect is None:
+            return False, "no detector for this marker in this version of csvd-bids"
+        missing = [m for m in self.required if m not in available]
+        if missing:
+            return False, f"missing modality: {', '.join(missing)}"
+        return True, ""
+
+    def modalities(self, available: set[str] | list[str]) -> tuple[str, ...]:
+        return self.required + tuple(m for m in self.optional if m in available)
+
+
+REGISTRY: dict[str, MarkerSpec] = {}
+
+
+def register(spec: MarkerSpec) -> MarkerSpec:
+    if spec.key not in BY_KEY:
+        raise ValueError(f"unknown marker key {spec.key!r}")
+    REGISTRY[spec.key] = spec
+    return spec

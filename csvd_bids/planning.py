@@ -1,0 +1,74 @@
+"""From the command line's selection to one plan per session.
+
+A plan is a small JSON-able dict (subject, session, reference modality, files, marker status)
+that the graph is built from and that the outputs record. Every selected image is checked here
+(csvd_bids.preproc.images.check_input_image): a session with a bad image is rejected with a
+message naming the file, before anything is written, and the other sessions go on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from csvd_bids.bids.discovery import ANAT_MODALITIES, SessionInputs, discover_sessions, load_layout
+from csvd_bids.config import RunConfig
+from csvd_bids.errors import InputImageError
+from csvd_bids.markers import REGISTRY
+from csvd_bids.preproc.images import check_input_image
+
+LOGGER = logging.getLogger("csvd_bids")
+
+
+def marker_statuses(available: list[str], selected: tuple[str, ...]) -> dict[str, dict]:
+    statuses = {}
+    for key, spec in sorted(REGISTRY.items()):
+        assessed, reason = spec.status(available)
+        if key not in selected:
+            assessed, reason = False, "not selected (--markers)"
+        statuses[key] = {"assessed": assessed, "reason": reason}
+    return statuses
+
+
+def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
+    """Check the session's images and describe what will run; raises InputImageError."""
+    if inputs.reference is None:
+        raise InputImageError(
+            inputs.prefix, "neither a T1w nor a FLAIR image: nothing to use as the reference space"
+        )
+    for modality in ANAT_MODALITIES:
+        if modality in inputs.files:
+            check_input_image(inputs.files[modality])
+    for modality, candidates in inputs.candidates.items():
+        if len(candidates) > 1:
+            LOGGER.info(
+                "%s: %d %s images; using %s (highest run, then most voxels)",
+                inputs.prefix,
+                len(candidates),
+                modality,
+                inputs.files[modality],
+            )
+    return {
+        "subject": inputs.subject,
+        "session": inputs.session,
+        "reference": inputs.reference,
+        "files": dict(sorted(inputs.files.items())),
+        "markers": marker_statuses(list(inputs.files), selected_markers),
+    }
+
+
+def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, str]]:
+    """(plans of usable sessions, {session prefix: why it was rejected})."""
+    layout = load_layout(config.bids_dir, config.bids_database_dir)
+    sessions = discover_sessions(
+        layout, config.participant_labels, config.session_labels, config.bids_filters
+    )
+    plans, rejected = [], {}
+    for inputs in sessions:
+        try:
+            plans.append(make_plan(inputs, config.markers))
+        except InputImageError as exc:
+            rejected[inputs.prefix] = str(exc)
+            LOGGER.error("%s: %s", inputs.prefix, exc)
+            if config.stop_on_first_crash:
+                raise
+    return plans, rejected

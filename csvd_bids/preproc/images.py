@@ -1,0 +1,117 @@
+"""Reading input images safely, and converting between nibabel and SimpleITK.
+
+Every problem with an input image is raised as InputImageError naming the file, before any
+output is written: the checks in :func:`check_input_image` run on every selected file when the
+run is planned, and :func:`load_3d` repeats the data-level checks when a node reads it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from csvd_bids.errors import InputImageError
+
+_CHUNK = 1 << 22
+# RAS (nibabel) <-> LPS (ITK): flip the first two world axes.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _check_gzip_stream(path: Path) -> None:
+    """Decompress to the end: a truncated download fails here, not halfway through a run."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(_CHUNK):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputImageError(str(path), f"truncated or corrupt gzip data ({exc})") from exc
+
+
+def check_input_image(path: str | Path, expect_4d: bool = False) -> tuple[int, ...]:
+    """Header, shape, affine and data-stream checks; returns the image shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputImageError(str(path), "file does not exist")
+    if path.name.endswith(".gz"):
+        _check_gzip_stream(path)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for bad headers
+        raise InputImageError(str(path), f"not a readable NIfTI image ({exc})") from exc
+    shape = tuple(int(s) for s in img.shape)
+    if expect_4d:
+        if len(shape) != 4:
+            raise InputImageError(str(path), f"expected a 4D image, found shape {shape}")
+    elif len(shape) == 4 and shape[3] != 1 or len(shape) > 4:
+        raise InputImageError(str(path), f"a 4D image (shape {shape}) where a 3D image is expected")
+    elif len(shape) < 3:
+        raise InputImageError(str(path), f"a {len(shape)}D image (shape {shape}), expected 3D")
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise InputImageError(
+            str(path),
+            "singular or non-finite affine (the voxel-to-world matrix cannot be inverted)",
+        )
+    if not path.name.endswith(".gz"):
+        expected = (
+            int(img.header.get_data_offset()) + int(np.prod(shape)) * img.get_data_dtype().itemsize
+        )
+        if path.stat().st_size < expected:
+            raise InputImageError(str(path), "truncated (file shorter than its header says)")
+    return shape
+
+
+def load_3d(path: str | Path) -> nib.Nifti1Image:
+    """A 3D float32 image reoriented to RAS, with finite, non-constant data."""
+    path = Path(path)
+    check_input_image(path)
+    img = nib.as_closest_canonical(nib.load(path))
+    try:
+        data = np.asanyarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise InputImageError(str(path), f"cannot read the image data ({exc})") from exc
+    data = data.reshape(data.shape[:3])
+    if not np.any(np.isfinite(data)):
+        raise InputImageError(str(path), "no finite voxel values")
+    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    if float(data.max()) <= float(data.min()):
+        raise InputImageError(str(path), "constant image (every voxel has the same value)")
+    out = nib.Nifti1Image(data, img.affine)
+    out.set_qform(img.affine, code=1)
+    out.set_sform(img.affine, code=1)
+    return out
+
+
+def new_like(data: np.ndarray, reference: nib.Nifti1Image, dtype=None) -> nib.Nifti1Image:
+    """An image on the reference grid holding ``data``."""
+    data = np.asarray(data, dtype=dtype) if dtype is not None else np.asarray(data)
+    img = nib.Nifti1Image(data, reference.affine)
+    img.set_qform(reference.affine, code=1)
+    img.set_sform(reference.affine, code=1)
+    return img
+
+
+def voxel_volume_mm3(img: nib.Nifti1Image) -> float:
+    return float(abs(np.linalg.det(img.affine[:3, :3])))
+
+
+def to_sitk(img: nib.Nifti1Image) -> sitk.Image:
+    """nibabel (RAS, i-j-k array) -> SimpleITK (LPS, k-j-i array)."""
+    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    out = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    linear = img.affine[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    out.SetSpacing(tuple(float(s) for s in spacing))
+    out.SetDirection(tuple((_RAS_TO_LPS @ (linear / spacing)).ravel().tolist()))
+    out.SetOrigin(tuple((_RAS_TO_LPS @ img.affine[:3, 3]).tolist()))
+    return out
+
+
+def sitk_to_array(img: sitk.Image) -> np.ndarray:
+    """SimpleITK image -> i-j-k numpy array (the inverse of the transpose in to_sitk)."""
+    return sitk.GetArrayFromImage(img).transpose(2, 1, 0)

@@ -1,0 +1,107 @@
+"""The per-session summary row and the data dictionaries of the stats TSVs.
+
+A marker that was not assessed (missing modality, no detector) has status "not assessed", its
+reason, and n/a counts and volumes: never zero.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from csvd_bids.bids.discovery import MODALITIES
+from csvd_bids.labels import BY_LABEL, MARKER_LABELS
+from csvd_bids.markers import REGISTRY
+
+NA = "n/a"
+
+
+def summary_row(
+    plan: dict, lesions: pd.DataFrame, brain_volume_mm3: float, sources: dict[str, str]
+) -> dict:
+    row: dict = {
+        "participant_id": f"sub-{plan['subject']}",
+        "session_id": f"ses-{plan['session']}" if plan["session"] else NA,
+        "reference": plan["reference"],
+        "brain_volume_mm3": round(brain_volume_mm3, 1),
+    }
+    for marker in MARKER_LABELS:
+        status = plan["markers"][marker.key]
+        assessed = status["assessed"]
+        row[f"{marker.label}_status"] = "assessed" if assessed else "not assessed"
+        row[f"{marker.label}_reason"] = status["reason"] or NA
+        mine = lesions[lesions["marker"] == marker.label] if not lesions.empty else lesions
+        groups = [("", mine)] + [
+            (f"_{region}", mine[mine["region"] == region] if len(mine) else mine)
+            for region in REGISTRY[marker.key].regions
+        ]
+        for suffix, part in groups:
+            row[f"{marker.label}{suffix}_count"] = len(part) if assessed else NA
+            row[f"{marker.label}{suffix}_volume_mm3"] = (
+                round(float(part["volume_mm3"].sum()), 3)
+                if assessed and len(part)
+                else (0.0 if assessed else NA)
+            )
+    for modality in MODALITIES:
+        row[f"source_{modality}"] = sources.get(modality, NA)
+    return row
+
+
+_LESION_DESCRIPTIONS = {
+    "lesion_id": ("Lesion number within this session (1..N)", None),
+    "marker": ("Marker label (WMH, CMB, PVS, LAC, RSSI); see seg-csvd_dseg.tsv", None),
+    "region": (
+        "Region of the lesion: the lowest-numbered region of its marker that it touches",
+        None,
+    ),
+    "volume_mm3": ("Lesion volume", "mm^3"),
+    "max_diameter_mm": (
+        "Largest distance between two voxel centres of the lesion plus the mean voxel edge",
+        "mm",
+    ),
+    "centroid_x_mm": ("Centre of mass, x (scanner RAS coordinates)", "mm"),
+    "centroid_y_mm": ("Centre of mass, y (scanner RAS coordinates)", "mm"),
+    "centroid_z_mm": ("Centre of mass, z (scanner RAS coordinates)", "mm"),
+    "n_voxels": ("Number of voxels (26-connected component on the reference grid)", None),
+}
+
+
+def _entry(description: str, units: str | None) -> dict:
+    return {"Description": description, **({"Units": units} if units else {})}
+
+
+def describe_lesion_column(column: str) -> dict:
+    if column in _LESION_DESCRIPTIONS:
+        return _entry(*_LESION_DESCRIPTIONS[column])
+    if column.startswith("mean_"):
+        return _entry(
+            f"Mean intensity of the lesion on the preprocessed {column[5:]} image", "arbitrary"
+        )
+    raise KeyError(column)
+
+
+def describe_summary_column(column: str) -> dict:
+    fixed = {
+        "participant_id": ("Subject label, sub-<label>", None),
+        "session_id": ("Session label, ses-<label> (n/a for datasets without sessions)", None),
+        "reference": ("Modality whose grid all outputs use (T1w when present, else FLAIR)", None),
+        "brain_volume_mm3": ("Volume of the brain mask", "mm^3"),
+    }
+    if column in fixed:
+        return _entry(*fixed[column])
+    if column.startswith("source_"):
+        return _entry(f"BIDS URI of the {column[7:]} image used (n/a: none found)", None)
+    label, _, rest = column.partition("_")
+    marker = BY_LABEL[label]
+    if rest == "status":
+        return {
+            "Description": f"Whether {marker.name} was assessed in this session",
+            "Levels": {"assessed": "segmented", "not assessed": "see the reason column"},
+        }
+    if rest == "reason":
+        return _entry(f"Why {marker.name} was not assessed (n/a when it was)", None)
+    measure = "count" if rest.endswith("count") else "volume_mm3"
+    region = rest[: -len(measure)].strip("_")
+    where = f" in the {region} region" if region else ""
+    if measure == "count":
+        return _entry(f"Number of {marker.name} lesions{where} (n/a when not assessed)", None)
+    return _entry(f"Total {marker.name} volume{where} (n/a when not assessed)", "mm^3")

@@ -1,0 +1,82 @@
+"""Run the participant graph with nipype and report which sessions failed, and why."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from csvd_bids.config import RunConfig
+
+LOGGER = logging.getLogger("csvd_bids")
+
+
+@dataclass
+class Failure:
+    session_wf: str  # e.g. sub_01_ses_1_wf
+    node: str
+    message: str
+    crash_file: Path
+    input_error: bool  # an InputImageError: bad data rather than a processing fault
+
+
+def configure_nipype(config: RunConfig, crash_dir: Path) -> None:
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    nipype_config.update_config(
+        {
+            "execution": {
+                "crashdump_dir": str(crash_dir),
+                "crashfile_format": "txt",
+                "stop_on_first_crash": config.stop_on_first_crash,
+                "remove_unnecessary_outputs": False,
+                "create_report": False,
+                "check_version": False,
+            },
+            "logging": {
+                "workflow_level": "INFO" if config.verbosity else "WARNING",
+                "interface_level": "INFO" if config.verbosity > 1 else "WARNING",
+                "utils_level": "WARNING",
+            },
+            "monitoring": {"enabled": False},
+        }
+    )
+    nipype_logging.update_logging(nipype_config)
+
+
+def read_crash(path: Path) -> Failure:
+    lines = path.read_text(errors="replace").splitlines()
+    node = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Node:")), "?")
+    tail = [ln for ln in lines if ln.strip()]
+    message = next(
+        (ln.strip() for ln in reversed(tail) if "Error" in ln or "Exception" in ln),
+        tail[-1].strip() if tail else "unknown error",
+    )
+    parts = node.split(".")
+    session_wf = next((p for p in parts if p.startswith("sub_") and p.endswith("_wf")), "?")
+    text = "\n".join(lines)
+    return Failure(session_wf, node, message, path, "InputImageError" in text)
+
+
+def run_graph(workflow, config: RunConfig) -> list[Failure]:
+    """Run; return one Failure per crashed node (the first per session is what matters)."""
+    crash_dir = config.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")
+    configure_nipype(config, crash_dir)
+    if config.write_graph:
+        try:
+            workflow.write_graph(graph2use="colored", format="svg", simple_form=True)
+        except Exception as exc:  # graphviz missing is not a reason to stop
+            LOGGER.warning("could not write the workflow graph (%s)", exc)
+    try:
+        workflow.run(plugin=config.plugin, plugin_args=config.plugin_args)
+    except Exception as exc:
+        # nipype raises once a node crashed (at the end, or at once with stop_on_first_crash);
+        # the crash files say what failed. Without them the error is ours: let it through.
+        if not crash_dir.exists():
+            raise
+        LOGGER.debug("nipype: %s", exc)
+    if not crash_dir.exists():
+        return []
+    return [read_crash(path) for path in sorted(crash_dir.glob("crash-*"))]
