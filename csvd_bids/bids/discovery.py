@@ -140,10 +140,10 @@ def select_subjects(layout, labels: tuple[str, ...]) -> list[str]:
         return available
     missing = [label for label in labels if label not in available]
     if missing:
+        shown = ", ".join(f"sub-{a}" for a in available[:10]) + (" ..." * (len(available) > 10))
         raise NoSelectionError(
             f"{layout.root}: participant label(s) not found: "
-            f"{', '.join('sub-' + m for m in missing)} (available: "
-            f"{', '.join('sub-' + a for a in available[:10])}{' ...' if len(available) > 10 else ''})"
+            f"{', '.join('sub-' + m for m in missing)} (available: {shown})"
         )
     return list(labels)
 

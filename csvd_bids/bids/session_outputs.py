@@ -81,7 +81,8 @@ def write_session_outputs(
             "Sources": [sources[plan["reference"]]],
             "SpatialReference": spatial_reference,
             "Manual": False,
-            "Method": f"{TEMPLATE_NAME} brain mask brought into subject space by affine registration",
+            "Method": f"{TEMPLATE_NAME} brain mask brought into subject space by affine "
+            "registration",
         },
     )
     xfm = folder / ds.bids_name(base, f"from-{TEMPLATE_NAME}_to-{space}_mode-image_xfm", ".txt")

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="participant: process each subject/session; group: aggregate all of them "
         "(both may be given, in that order)",
     )
-    parser.add_argument("--version", action="version", version=f"csvd-bids {__version__}")
+    parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument(
         "-v",
         "--verbose",

@@ -61,7 +61,7 @@ def run_participant_level(config: RunConfig) -> ExitCode:
     from csvd_bids.bids.validate import validate_dataset
     from csvd_bids.planning import plan_sessions
     from csvd_bids.workflows.base import init_csvd_wf, session_wf_name
-    from csvd_bids.workflows.execute import run_graph
+    from csvd_bids.workflows.execute import configure_nipype, run_graph
 
     if config.skip_validation:
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
@@ -74,7 +74,8 @@ def run_participant_level(config: RunConfig) -> ExitCode:
         (config.work_dir / "config.json").write_text(config.to_json())
         init_output_dir(config.output_dir, config.bids_dir)
         try:
-            failures = run_graph(init_csvd_wf(plans, config), config)
+            crash_dir = configure_nipype(config)
+            failures = run_graph(init_csvd_wf(plans, config), config, crash_dir)
         finally:
             init_output_dir(config.output_dir, config.bids_dir)
 

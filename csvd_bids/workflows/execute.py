@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,18 @@ class Failure:
     input_error: bool  # an InputImageError: bad data rather than a processing fault
 
 
-def configure_nipype(config: RunConfig, crash_dir: Path) -> None:
+def configure_nipype(config: RunConfig) -> Path:
+    """Apply the run's nipype settings; returns this run's crash folder.
+
+    Must run before the graph is built: nodes read some settings (such as
+    remove_unnecessary_outputs, which enters their hashes) when they are created.
+    """
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
+
+    crash_dir = (
+        config.work_dir / "crash" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    )
 
     nipype_config.update_config(
         {
@@ -44,6 +54,7 @@ def configure_nipype(config: RunConfig, crash_dir: Path) -> None:
         }
     )
     nipype_logging.update_logging(nipype_config)
+    return crash_dir
 
 
 def read_crash(path: Path) -> Failure:
@@ -60,10 +71,8 @@ def read_crash(path: Path) -> Failure:
     return Failure(session_wf, node, message, path, "InputImageError" in text)
 
 
-def run_graph(workflow, config: RunConfig) -> list[Failure]:
+def run_graph(workflow, config: RunConfig, crash_dir: Path) -> list[Failure]:
     """Run; return one Failure per crashed node (the first per session is what matters)."""
-    crash_dir = config.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")
-    configure_nipype(config, crash_dir)
     if config.write_graph:
         try:
             workflow.write_graph(graph2use="colored", format="svg", simple_form=True)

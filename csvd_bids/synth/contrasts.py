@@ -1,0 +1,150 @@
+"""MR contrasts: tissue intensities per modality, lesion blending, acquisition grids.
+
+Images are rendered on the working (1 mm or ``--resolution``) grid as a partial-volume mix of
+tissue intensities, lesions are blended in, and each modality is then averaged onto its own
+acquisition grid (thicker slices for FLAIR/T2w, coarser voxels for DWI). Grids differ only
+by integer block factors, so all images share one world space through their affines;
+``AcqGrid`` is where a rigid misalignment would be added later. Each acquisition gets its own
+smooth multiplicative bias field and Rician noise.
+
+DWI is one b=0 volume and b=1000 s/mm2 volumes along six directions; the b=1000 signal of a
+tissue is b0 * exp(-b * ADC) with ADC (1e-3 mm2/s): CSF 3.0, GM 0.85, WM 0.75, WMH 1.1,
+lacune/PVS 3.0/2.6, RSSI 0.35 (restricted diffusion: bright on b1000). Diffusion is
+isotropic here, so the six directions differ only by noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import anatomy as A
+from . import lesions as L
+from .fields import add_rician_noise, bias_field
+
+CHANNELS = ("T1w", "FLAIR", "T2w", "T2starw", "b0", "b1000")
+NAN = float("nan")  # "this lesion leaves that contrast unchanged"
+
+#                      T1w   FLAIR  T2w   SWI    b0    b1000
+BRAIN = {
+    "CSF": (250.0, 80.0, 1400.0, 900.0, 1400.0, 70.0),
+    "GM": (600.0, 650.0, 700.0, 620.0, 750.0, 320.0),
+    "WM": (900.0, 500.0, 500.0, 540.0, 600.0, 283.0),
+}
+HEAD = {
+    A.AIR: (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+    A.CSF_LAYER: BRAIN["CSF"],
+    A.SKULL: (80.0, 60.0, 60.0, 50.0, 40.0, 20.0),
+    A.MARROW: (700.0, 350.0, 400.0, 200.0, 80.0, 40.0),  # fatty diploe; DWI is fat-suppressed
+    A.SCALP: (1100.0, 600.0, 550.0, 450.0, 300.0, 150.0),
+}
+LESION = {
+    L.WMH: (650.0, 1000.0, 950.0, 650.0, 900.0, 300.0),
+    L.CMB: (NAN, NAN, NAN, 80.0, NAN, NAN),  # hemosiderin: SWI only
+    L.PVS: (300.0, 120.0, 1300.0, 850.0, 1300.0, 96.0),
+    L.LAC_CAVITY: (250.0, 90.0, 1400.0, 880.0, 1400.0, 70.0),
+    L.LAC_RIM: (650.0, 950.0, 1000.0, 650.0, 950.0, 330.0),
+    L.RSSI: (700.0, 800.0, 900.0, 600.0, 950.0, 670.0),
+    L.VEIN: (NAN, NAN, NAN, 250.0, NAN, NAN),  # deoxygenated blood: SWI only
+}
+LESION_TABLE = np.array([LESION[k] for k in range(len(LESION))], dtype=np.float32)
+NOISE_SIGMA = {"T1w": 14.0, "FLAIR": 12.0, "T2w": 14.0, "T2starw": 12.0, "dwi": 14.0}
+BIAS_STRENGTH = 0.12
+B_VALUE = 1000
+DWI_DIRECTIONS = np.array(
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.707, 0.707, 0], [0.707, 0, 0.707], [0, 0.707, 0.707]]
+)
+
+
+@dataclass(frozen=True)
+class AcqGrid:
+    factors: tuple[int, int, int]  # working voxels averaged into one acquired voxel
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+
+def acquisition_grids(shape, affine: np.ndarray, resolution: float) -> dict[str, AcqGrid]:
+    """Grid of each modality: T1w/SWI at the resolution, thick-slice FLAIR/T2w, 2 mm DWI."""
+    flair_z = max(2, round(3.0 / resolution))
+    if flair_z * resolution > 6.0:  # no slab thicker than 6 mm
+        flair_z = max(1, int(6.0 // resolution))
+    dwi = max(1, round(2.0 / resolution))
+    factors = {
+        "T1w": (1, 1, 1),
+        "FLAIR": (1, 1, flair_z),
+        "T2w": (1, 1, max(1, round(2.0 / resolution))),
+        "T2starw": (1, 1, 1),
+        "dwi": (dwi, dwi, dwi),
+    }
+    grids = {}
+    for name, f in factors.items():
+        scale = np.diag([*f, 1.0])
+        scale[:3, 3] = (np.array(f) - 1) / 2.0  # acquired voxel centre = centre of its block
+        grids[name] = AcqGrid(
+            f, tuple(n // k for n, k in zip(shape, f, strict=True)), affine @ scale
+        )
+    return grids
+
+
+def to_grid(volume: np.ndarray, grid: AcqGrid) -> np.ndarray:
+    """Average a working-grid volume over the blocks of an acquisition grid."""
+    (fx, fy, fz), (nx, ny, nz) = grid.factors, grid.shape
+    cropped = volume[: nx * fx, : ny * fy, : nz * fz]
+    return cropped.reshape(nx, fx, ny, fy, nz, fz).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def base_images(anat: A.Anatomy) -> dict[str, np.ndarray]:
+    """Lesion-free intensity of every channel on the working grid (partial-volume mix)."""
+    head_table = np.array([HEAD[k] for k in range(len(HEAD))], dtype=np.float32)
+    images = {}
+    for c, name in enumerate(CHANNELS):
+        image = anat.gm * BRAIN["GM"][c] + anat.wm * BRAIN["WM"][c] + anat.csf * BRAIN["CSF"][c]
+        image += anat.outside * head_table[anat.head, c] * anat.head_texture
+        images[name] = image.astype(np.float32)
+    return images
+
+
+def apply_lesions(images: dict[str, np.ndarray], lesions: list[L.Lesion]) -> None:
+    """Blend lesion tissue into the images in place; NaN entries leave a contrast alone."""
+    for lesion in lesions:
+        target = LESION_TABLE[lesion.tissue]  # (n, channels)
+        for c, name in enumerate(CHANNELS):
+            value = target[:, c]
+            ok = ~np.isnan(value)
+            if not ok.any():
+                continue
+            idx, w = lesion.index[ok], lesion.weight[ok]
+            flat = images[name].reshape(-1)
+            flat[idx] = flat[idx] * (1.0 - w) + w * value[ok]
+
+
+def _acquire(rng: np.random.Generator, image: np.ndarray, sigma: float, bias) -> np.ndarray:
+    noisy = add_rician_noise(rng, image * bias, sigma)
+    return np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
+
+
+def acquire_session(
+    rng: np.random.Generator, images: dict[str, np.ndarray], grids: dict[str, AcqGrid]
+) -> dict[str, np.ndarray]:
+    """int16 image of every modality on its own grid, with bias and noise of this session."""
+    out = {}
+    for name in ("T1w", "FLAIR", "T2w", "T2starw"):
+        grid = grids[name]
+        bias = bias_field(rng, grid.shape, BIAS_STRENGTH)
+        out[name] = _acquire(rng, to_grid(images[name], grid), NOISE_SIGMA[name], bias)
+    grid = grids["dwi"]
+    bias = bias_field(rng, grid.shape, BIAS_STRENGTH)
+    b0, b1000 = to_grid(images["b0"], grid), to_grid(images["b1000"], grid)
+    volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
+    out["dwi"] = np.stack([_acquire(rng, v, NOISE_SIGMA["dwi"], bias) for v in volumes], -1)
+    return out
+
+
+def bvals_bvecs() -> tuple[str, str]:
+    """FSL-style .bval and .bvec text for the DWI series (b0 first)."""
+    bvals = [0] + [B_VALUE] * len(DWI_DIRECTIONS)
+    vecs = np.vstack([[0, 0, 0], DWI_DIRECTIONS / np.linalg.norm(DWI_DIRECTIONS, axis=1)[:, None]])
+    bval = " ".join(str(b) for b in bvals) + "\n"
+    bvec = "\n".join(" ".join(f"{v:.6f}" for v in row) for row in vecs.T) + "\n"
+    return bval, bvec

@@ -1,0 +1,176 @@
+"""``generate_dataset``: the whole synthetic BIDS dataset, written atomically.
+
+Random streams: subject ``i`` (1-based) draws everything from ``SeedSequence([seed, i])``
+split into demographics / anatomy / lesions / acquisitions, so a subject does not change
+when ``n_subjects`` grows. Sessions of a subject share anatomy and lesion plan.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import MARKER_LABELS, dseg_tsv_text
+from . import contrasts, layout, writer
+from .anatomy import make_anatomy, working_grid
+from .lesions import plan_lesions
+from .participants import draw_load, draw_participant
+from .regions import make_regions
+from .truth import STATS_COLUMNS, STATS_SIDECAR, session_truth
+
+RESOLUTION_RANGE = (1.0, 4.0)
+
+
+class SynthUsageError(ValueError):
+    """Invalid arguments (the command line maps this to exit code 64)."""
+
+
+def _check_arguments(out_dir: Path, n_subjects, n_sessions, seed, resolution, overwrite) -> None:
+    if n_subjects < 1 or n_sessions < 1:
+        raise SynthUsageError("--subjects and --sessions must be at least 1")
+    if seed < 0:
+        raise SynthUsageError("--seed must be a non-negative integer")
+    if not RESOLUTION_RANGE[0] <= resolution <= RESOLUTION_RANGE[1]:
+        raise SynthUsageError(f"--resolution must be within {RESOLUTION_RANGE} mm")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SynthUsageError(f"{out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise SynthUsageError(f"{out_dir} is not empty (use --overwrite to replace it)")
+
+
+def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids) -> None:
+    prefix = layout.entity_prefix(sub, ses)
+    folder = layout.session_dir(root, sub, ses)
+    for modality, data in acquired.items():
+        kind = "dwi" if modality == "dwi" else "anat"
+        stem = folder / kind / f"{prefix}_{layout.FILE_SUFFIX[modality]}"
+        writer.write_nifti(stem.with_name(stem.name + ".nii.gz"), data, grids[modality].affine)
+        writer.write_json(
+            stem.with_name(stem.name + ".json"), layout.sidecar(modality, grids[modality])
+        )
+    bval, bvec = contrasts.bvals_bvecs()
+    writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
+    writer.write_text(folder / "dwi" / f"{prefix}_dwi.bvec", bvec)
+
+    truth = session_truth(anat, lesions, s)
+    out = layout.session_dir(truth_root, sub, ses) / "anat"
+    base = f"{prefix}_space-T1w"
+    for marker in MARKER_LABELS:
+        writer.write_nifti(
+            out / f"{base}_label-{marker.label}_mask.nii.gz", truth.masks[marker.label], anat.affine
+        )
+    brain = anat.brain_mask.astype(np.uint8)
+    writer.write_nifti(out / f"{base}_desc-brain_mask.nii.gz", brain, anat.affine)
+    writer.write_nifti(out / f"{base}_seg-csvd_dseg.nii.gz", truth.dseg, anat.affine)
+    writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
+    writer.write_json(out / f"{base}_desc-lesions_stats.json", STATS_SIDECAR)
+
+
+def _write_subject(
+    root: Path,
+    truth_root: Path,
+    index: int,
+    width: int,
+    n_sessions: int,
+    seed: int,
+    resolution: float,
+) -> dict:
+    """Render and write one subject; returns its participants.tsv row."""
+    demo, anat_seq, lesion_seq, acq_seq = np.random.SeedSequence([seed, index]).spawn(4)
+    person = draw_participant(np.random.default_rng(demo))
+    lesion_rng = np.random.default_rng(lesion_seq)
+    load = draw_load(lesion_rng, person, n_sessions)
+    anat = make_anatomy(np.random.default_rng(anat_seq), resolution)
+    lesions = plan_lesions(lesion_rng, anat, make_regions(anat), load, n_sessions)
+    grids = contrasts.acquisition_grids(anat.shape, anat.affine, resolution)
+    base = contrasts.base_images(anat)
+    sub = f"{index:0{width}d}"
+    sessions = [str(s + 1) for s in range(n_sessions)] if n_sessions > 1 else [None]
+    for s, (ses, seq) in enumerate(zip(sessions, acq_seq.spawn(n_sessions), strict=True)):
+        images = {name: image.copy() for name, image in base.items()}
+        contrasts.apply_lesions(images, [x for x in lesions if s in x.sessions])
+        acquired = contrasts.acquire_session(np.random.default_rng(seq), images, grids)
+        del images
+        _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids)
+    if n_sessions > 1:
+        rows = [
+            {
+                "session_id": f"ses-{ses}",
+                "age": round(person.age + s * layout.SESSION_INTERVAL_YEARS, 1),
+            }
+            for s, ses in enumerate(sessions)
+        ]
+        writer.write_tsv(
+            root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", layout.SESSIONS_COLUMNS, rows
+        )
+        # bids-validator 1.x rejects a root sessions.json: describe the columns per subject
+        writer.write_json(root / f"sub-{sub}" / f"sub-{sub}_sessions.json", layout.SESSIONS_SIDECAR)
+    return {
+        "participant_id": f"sub-{sub}",
+        "age": person.age,
+        "sex": person.sex,
+        "systolic_bp": person.systolic_bp,
+        "total_cholesterol": person.total_cholesterol,
+        "group": person.group,
+    }
+
+
+def _write_dataset(
+    root: Path, n_subjects: int, n_sessions: int, seed: int, resolution: float
+) -> None:
+    from .. import __version__
+
+    truth_root = root / "derivatives" / layout.TRUTH_PIPELINE
+    width = max(2, len(str(n_subjects)))
+    rows = [
+        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution)
+        for i in range(1, n_subjects + 1)
+    ]
+    writer.write_json(root / "dataset_description.json", layout.raw_description())
+    writer.write_text(root / "README", layout.README.format(version=__version__))
+    writer.write_text(root / "CHANGES", layout.CHANGES.format(version=__version__))
+    writer.write_tsv(root / "participants.tsv", layout.PARTICIPANTS_COLUMNS, rows)
+    writer.write_json(root / "participants.json", layout.PARTICIPANTS_SIDECAR)
+    writer.write_json(truth_root / "dataset_description.json", layout.truth_description())
+    writer.write_text(truth_root / "seg-csvd_dseg.tsv", dseg_tsv_text())
+
+
+def generate_dataset(
+    out_dir: Path,
+    n_subjects: int,
+    n_sessions: int,
+    seed: int,
+    resolution: float = 1.0,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic BIDS dataset with planted CSVD lesions and its ground truth.
+
+    The dataset is built in a temporary sibling folder and moved into place at the end,
+    so an interrupted run never leaves a partial dataset. Returns ``out_dir``.
+    Raises :class:`SynthUsageError` for invalid arguments or a non-empty ``out_dir``
+    (unless ``overwrite``).
+    """
+    out_dir = Path(out_dir).absolute()
+    _check_arguments(out_dir, n_subjects, n_sessions, seed, resolution, overwrite)
+    working_grid(resolution)  # fail early if the template is missing
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution)
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        if out_dir.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, trash / "old")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir

@@ -1,0 +1,65 @@
+"""Lesion measurements on a voxel grid, shared by the planting checks and the truth tables.
+
+A lesion is a 26-connected component. Its maximum diameter is the largest distance between
+two of its voxel centres plus one voxel, so that a single voxel measures one voxel width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+
+CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class ComponentStats:
+    label: int
+    n_voxels: int
+    volume_mm3: float
+    max_diameter_mm: float
+    centroid_mm: tuple[float, float, float]
+    box: tuple[slice, ...]  # bounding box of the component in the label volume
+
+
+def max_diameter_mm(ijk: np.ndarray, voxel_mm: float) -> float:
+    """Largest centre-to-centre distance among voxels ``ijk`` (n, 3), plus one voxel."""
+    points = np.asarray(ijk, dtype=float) * voxel_mm
+    if len(points) > 64:
+        # the farthest pair lies on the convex hull; flat (coplanar) sets keep all points
+        with contextlib.suppress(QhullError):
+            points = points[ConvexHull(points).vertices]
+    longest = float(pdist(points).max()) if len(points) > 1 else 0.0
+    return longest + voxel_mm
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    labels, n = ndi.label(mask, structure=CONNECTIVITY)
+    return labels, int(n)
+
+
+def component_stats(labels: np.ndarray, n: int, affine: np.ndarray) -> list[ComponentStats]:
+    """Size, extent and world centroid of components ``1..n`` (isotropic grid assumed)."""
+    voxel_mm = float(abs(affine[0, 0]))
+    stats = []
+    for label, box in enumerate(ndi.find_objects(labels, n), start=1):
+        if box is None:
+            continue
+        local = np.argwhere(labels[box] == label) + [s.start for s in box]
+        centroid = affine[:3, :3] @ local.mean(axis=0) + affine[:3, 3]
+        stats.append(
+            ComponentStats(
+                label=label,
+                n_voxels=len(local),
+                volume_mm3=len(local) * voxel_mm**3,
+                max_diameter_mm=max_diameter_mm(local, voxel_mm),
+                centroid_mm=tuple(float(c) for c in centroid),
+                box=box,
+            )
+        )
+    return stats

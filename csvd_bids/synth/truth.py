@@ -1,0 +1,110 @@
+"""Ground truth of one session: marker masks, the label map and the per-lesion table.
+
+Masks hold exactly the voxels whose intensities a lesion changed on the working (T1w) grid.
+One table row per 26-connected component of each marker mask (see :mod:`.measure`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..labels import BY_LABEL, DSEG_PRIORITY, MARKER_LABELS
+from .anatomy import Anatomy
+from .lesions import Lesion
+from .measure import component_stats, label_components
+from .regions import PV_DISTANCE_MM
+
+STATS_COLUMNS = (
+    "lesion_id",
+    "marker",
+    "region",
+    "volume_mm3",
+    "max_diameter_mm",
+    "centroid_x_mm",
+    "centroid_y_mm",
+    "centroid_z_mm",
+    "n_voxels",
+    "lobe",
+    "planted_diameter_mm",
+    "onset_session",
+)
+
+
+@dataclass
+class Truth:
+    masks: dict[str, np.ndarray]  # label -> uint8 0/1
+    dseg: np.ndarray  # uint8 indices of seg-csvd_dseg.tsv
+    rows: list[dict]
+
+
+def _region(lesion: Lesion | None, dist: float) -> str:
+    if lesion is None:  # WMH: location of the whole component
+        return "periventricular" if dist <= PV_DISTANCE_MM else "deep"
+    return lesion.region
+
+
+def session_truth(anat: Anatomy, lesions: list[Lesion], session: int) -> Truth:
+    active = [x for x in lesions if session in x.sessions and x.marker in BY_LABEL]
+    owner = np.full(anat.shape, -1, dtype=np.int32)  # which planted lesion made a voxel
+    masks = {m.label: np.zeros(anat.shape, dtype=np.uint8) for m in MARKER_LABELS}
+    for serial, lesion in enumerate(active):
+        masks[lesion.marker].flat[lesion.index] = 1
+        owner.flat[lesion.index] = serial
+    dseg = np.zeros(anat.shape, dtype=np.uint8)
+    for label in DSEG_PRIORITY:  # later markers win a shared voxel
+        dseg[masks[label] > 0] = BY_LABEL[label].index
+    rows: list[dict] = []
+    for marker in MARKER_LABELS:
+        labels, n = label_components(masks[marker.label])
+        for stat in component_stats(labels, n, anat.affine):
+            voxels = labels[stat.box] == stat.label
+            planted = None if marker.label == "WMH" else active[owner[stat.box][voxels].max()]
+            rows.append(
+                {
+                    "lesion_id": len(rows) + 1,
+                    "marker": marker.label,
+                    "region": _region(planted, float(anat.dist_ventricles[stat.box][voxels].min())),
+                    "volume_mm3": round(stat.volume_mm3, 3),
+                    "max_diameter_mm": round(stat.max_diameter_mm, 3),
+                    "centroid_x_mm": round(stat.centroid_mm[0], 3),
+                    "centroid_y_mm": round(stat.centroid_mm[1], 3),
+                    "centroid_z_mm": round(stat.centroid_mm[2], 3),
+                    "n_voxels": stat.n_voxels,
+                    "lobe": planted.lobe if planted else "n/a",
+                    "planted_diameter_mm": planted.planted_diameter_mm if planted else "n/a",
+                    "onset_session": planted.sessions.start + 1 if planted else "n/a",
+                }
+            )
+    return Truth(masks, dseg, rows)
+
+
+STATS_SIDECAR = {
+    "lesion_id": {"Description": "Lesion number in this file (1..n), markers in label order."},
+    "marker": {
+        "Description": "Marker label (BIDS label- entity).",
+        "Levels": {m.label: m.name for m in MARKER_LABELS},
+    },
+    "region": {
+        "Description": "Location class: WMH periventricular (a voxel within 10 mm of the "
+        "lateral ventricles) or deep; CMB lobar/deep/infratentorial; PVS BG/CSO; LAC "
+        "deep/lobar; RSSI deep. Rules in csvd_bids.synth.regions."
+    },
+    "volume_mm3": {"Description": "Lesion volume.", "Units": "mm^3"},
+    "max_diameter_mm": {
+        "Description": "Largest distance between two voxel centres of the lesion plus one "
+        "voxel width.",
+        "Units": "mm",
+    },
+    "centroid_x_mm": {"Description": "Centroid, x world coordinate.", "Units": "mm"},
+    "centroid_y_mm": {"Description": "Centroid, y world coordinate.", "Units": "mm"},
+    "centroid_z_mm": {"Description": "Centroid, z world coordinate.", "Units": "mm"},
+    "n_voxels": {"Description": "Number of voxels (26-connected component on the T1w grid)."},
+    "lobe": {"Description": "Coarse lobe of a lobar lesion (n/a otherwise)."},
+    "planted_diameter_mm": {
+        "Description": "Diameter drawn when planting (PVS: tube width); n/a for WMH.",
+        "Units": "mm",
+    },
+    "onset_session": {"Description": "Session number in which the lesion first appeared."},
+}

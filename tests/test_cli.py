@@ -1,0 +1,224 @@
+"""Command line: spellings, settings, and the documented exit code of every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.cli.parser import parse_args, parse_mem_gb
+from csvd_bids.cli.run import main
+from csvd_bids.errors import CsvdBidsError, ExitCode
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_both_spellings_and_prefixes(tmp_path):
+    config = parse_args(
+        [
+            str(tmp_path),
+            str(tmp_path / "out"),
+            "participant",
+            "--participant_label",
+            "sub-01",
+            "02",
+            "--session-label",
+            "ses-1",
+            "--skip_bids_validator",
+            "--markers",
+            "wmh",
+            "--mem",
+            "8000MB",
+            "--nprocs",
+            "3",
+        ]
+    )
+    assert config.participant_labels == ("01", "02")
+    assert config.session_labels == ("1",)
+    assert config.skip_validation and config.markers == ("wmh",)
+    assert config.plugin == "MultiProc" and config.plugin_args["n_procs"] == 3
+    assert config.plugin_args["poll_sleep_duration"] < 1
+    assert config.omp_nthreads == 3
+    assert parse_args([str(tmp_path), "o", "group", "--skip-bids-validation"]).skip_validation
+
+
+def test_memory_units():
+    assert parse_mem_gb("16GB") == 16
+    assert parse_mem_gb("8") == 8
+    assert parse_mem_gb("512MB") == 0.5
+
+
+def test_plugin_file(tmp_path):
+    plugin = tmp_path / "plugin.yml"
+    plugin.write_text("plugin: SLURM\nplugin_args:\n  sbatch_args: '-p short'\n")
+    config = parse_args([str(tmp_path), "o", "participant", "--use-plugin", str(plugin)])
+    assert config.plugin == "SLURM" and config.plugin_args == {"sbatch_args": "-p short"}
+
+
+def test_version_prints_version_file():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == (REPO / "version").read_text().strip()
+
+
+def test_unknown_level(tmp_path):
+    assert main([str(tmp_path), str(tmp_path / "o"), "session"]) == ExitCode.UNKNOWN_LEVEL
+
+
+def test_bad_option_is_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(tmp_path), "o", "participant", "--markers", "tumour"])
+    assert exc.value.code == ExitCode.USAGE
+
+
+def test_bad_filter_file(tmp_path, single_bids):
+    bad = tmp_path / "filters.json"
+    bad.write_text(json.dumps({"pet": {"suffix": "pet"}}))
+    code = main(
+        [
+            str(single_bids),
+            str(tmp_path / "out"),
+            "participant",
+            "-w",
+            str(tmp_path / "w"),
+            "--bids-filter-file",
+            str(bad),
+            "--skip-bids-validation",
+        ]
+    )
+    assert code == ExitCode.USAGE
+    with pytest.raises(CsvdBidsError):
+        parse_args(
+            [
+                str(single_bids),
+                "o",
+                "participant",
+                "--bids-filter-file",
+                str(tmp_path / "missing.json"),
+            ]
+        )
+
+
+def _run(bids: Path, tmp_path: Path, *extra: str) -> int:
+    return main(
+        [
+            str(bids),
+            str(tmp_path / "out"),
+            "participant",
+            "-w",
+            str(tmp_path / "work"),
+            "--skip-bids-validation",
+            *extra,
+        ]
+    )
+
+
+def test_missing_bids_dir(tmp_path):
+    assert _run(tmp_path / "nowhere", tmp_path) == ExitCode.NO_INPUT
+
+
+def test_not_a_bids_dataset(tmp_path, caplog):
+    folder = tmp_path / "notbids"
+    folder.mkdir()
+    (folder / "scan.nii.gz").write_bytes(b"")
+    assert _run(folder, tmp_path) == ExitCode.VALIDATION_FAILED
+    assert not (tmp_path / "out" / "dataset_description.json").exists()
+
+
+def test_unknown_participant(single_bids, tmp_path):
+    assert _run(single_bids, tmp_path, "--participant-label", "99") == ExitCode.NO_SELECTION
+
+
+def test_output_inside_bids_dir(single_bids, tmp_path):
+    code = main([str(single_bids), str(single_bids / "derivatives" / "csvd"), "participant"])
+    assert code == ExitCode.USAGE
+    assert not (single_bids / "derivatives" / "csvd").exists()
+
+
+def test_work_dir_inside_bids_dir(single_bids, tmp_path):
+    code = main(
+        [str(single_bids), str(tmp_path / "out"), "participant", "-w", str(single_bids / "work")]
+    )
+    assert code == ExitCode.USAGE
+    assert not (single_bids / "work").exists()
+
+
+def test_unwritable_output_dir(single_bids, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = main([str(single_bids), str(blocker / "out"), "participant", "-w", str(tmp_path / "w")])
+    assert code == ExitCode.CANNOT_WRITE
+
+
+def _flair(bids: Path, subject: str) -> Path:
+    return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
+
+
+def _assert_no_outputs_for(out: Path, subject: str) -> None:
+    assert not (out / f"sub-{subject}").exists()
+
+
+def test_truncated_nifti(single_bids, tmp_path, capsys):
+    flair = _flair(single_bids, "01")
+    data = flair.read_bytes()
+    flair.write_bytes(data[: len(data) // 2])
+    assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
+    assert str(flair) in capsys.readouterr().out
+    _assert_no_outputs_for(tmp_path / "out", "01")
+
+
+def test_corrupt_nifti(single_bids, tmp_path, capsys):
+    flair = _flair(single_bids, "01")
+    flair.write_bytes(gzip.compress(b"this is not a NIfTI header" * 20))
+    assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
+    assert "not a readable NIfTI" in capsys.readouterr().out
+
+
+def _replace_image(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(data, affine), path)
+
+
+def test_4d_where_3d_expected(single_bids, tmp_path, capsys):
+    flair = _flair(single_bids, "01")
+    img = nib.load(flair)
+    _replace_image(flair, np.stack([img.get_fdata()] * 2, axis=-1), img.affine)
+    assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
+    assert "4D image" in capsys.readouterr().out
+
+
+def test_singular_affine(single_bids, tmp_path, capsys):
+    flair = _flair(single_bids, "01")
+    img = nib.load(flair)
+    header = img.header.copy()
+    header["srow_z"] = [0.0, 0.0, 0.0, header["srow_z"][3]]  # z no longer depends on voxels
+    header["qform_code"], header["sform_code"] = 0, 1
+    nib.save(nib.Nifti1Image(img.get_fdata(), None, header=header), flair)
+    assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
+    assert "singular" in capsys.readouterr().out
+
+
+def test_one_bad_subject_does_not_stop_the_others(single_bids, tmp_path, capsys):
+    flair = _flair(single_bids, "02")
+    flair.write_bytes(flair.read_bytes()[:1000])
+    assert _run(single_bids, tmp_path, "--markers", "wmh") == ExitCode.INPUT_DATA
+    printed = capsys.readouterr().out
+    assert "FAILED  sub-02" in printed and "ok      sub-01" in printed
+    assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_desc-summary_stats.tsv").is_file()
+    _assert_no_outputs_for(tmp_path / "out", "02")
+    leftovers = [p for p in (tmp_path / "out").rglob(".tmp-*")]
+    assert not leftovers
+
+
+def test_group_without_participant_outputs(single_bids, tmp_path):
+    code = main([str(single_bids), str(tmp_path / "out"), "group"])
+    assert code == ExitCode.NO_INPUT

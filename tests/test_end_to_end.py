@@ -1,0 +1,110 @@
+"""The issue's end-to-end check: participant + group on 2 subjects x 2 sessions."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from bids import BIDSLayout
+
+from csvd_bids import __version__
+
+
+def test_levels_exit_zero(demo_run):
+    assert demo_run["participant"] == 0
+    assert demo_run["group"] == 0
+
+
+def test_dataset_description(demo_run):
+    description = json.loads((demo_run["out"] / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "csvd-bids"
+    assert description["GeneratedBy"][0]["Version"] == __version__
+    assert (demo_run["out"] / "seg-csvd_dseg.tsv").read_text().startswith("index\tname")
+
+
+def test_pybids_indexes_outputs(demo_run):
+    layout = BIDSLayout(demo_run["out"], validate=False, is_derivative=True)
+    assert sorted(layout.get_subjects()) == ["01", "02"]
+    assert sorted(layout.get_sessions()) == ["1", "2"]
+    masks = layout.get(label="WMH", suffix="mask", extension=".nii.gz")
+    assert len(masks) == 4
+    for mask in masks:
+        assert mask.entities["space"] == "T1w"
+        sidecar = mask.get_metadata()
+        assert sidecar["Type"] == "Lesion" and sidecar["Manual"] is False
+        assert all(s.startswith("bids:raw:sub-") for s in sidecar["Sources"])
+    assert len(layout.get(segmentation="csvd", suffix="dseg", extension=".nii.gz")) == 4
+    assert len(layout.get(desc="brain", suffix="mask", extension=".nii.gz")) == 4
+
+
+def test_group_table(demo_run):
+    table = pd.read_csv(demo_run["out"] / "group_csvd.tsv", sep="\t")
+    assert list(table.columns[:2]) == ["participant_id", "session_id"]
+    assert len(table) == 4
+    assert set(table["participant_id"]) == {"sub-01", "sub-02"}
+    assert (table["WMH_status"] == "assessed").all()
+    assert (table["WMH_count"] > 0).all()
+    # Markers without a detector yet are "not assessed", and their counts n/a, never 0.
+    assert (table["CMB_status"] == "not assessed").all()
+    assert table["CMB_count"].isna().all()
+    dictionary = json.loads((demo_run["out"] / "group_csvd.json").read_text())
+    assert set(table.columns) <= set(dictionary)
+
+
+def test_lesion_table_matches_mask(demo_run):
+    anat = demo_run["out"] / "sub-01" / "ses-1" / "anat"
+    lesions = pd.read_csv(anat / "sub-01_ses-1_desc-lesions_stats.tsv", sep="\t")
+    mask = nib.load(anat / "sub-01_ses-1_space-T1w_label-WMH_mask.nii.gz")
+    voxel = abs(np.linalg.det(mask.affine[:3, :3]))
+    assert lesions["n_voxels"].sum() == int(np.asanyarray(mask.dataobj).sum())
+    assert np.isclose(lesions["volume_mm3"].sum(), lesions["n_voxels"].sum() * voxel)
+    assert set(lesions["region"]) <= {"periventricular", "deep"}
+    summary = pd.read_csv(anat / "sub-01_ses-1_desc-summary_stats.tsv", sep="\t")
+    assert summary.loc[0, "WMH_count"] == len(lesions)
+
+
+def test_wmh_matches_planted_truth(demo_run):
+    """A real detector: Dice against the generator's truth, at the tests' coarse 3 mm."""
+    truth_root = demo_run["bids"] / "derivatives" / "groundtruth"
+    for sub, ses in [("01", "1"), ("01", "2"), ("02", "1"), ("02", "2")]:
+        name = f"sub-{sub}_ses-{ses}_space-T1w_label-WMH_mask.nii.gz"
+        truth = np.asanyarray(nib.load(truth_root / f"sub-{sub}/ses-{ses}/anat" / name).dataobj)
+        found = np.asanyarray(
+            nib.load(demo_run["out"] / f"sub-{sub}/ses-{ses}/anat" / name).dataobj
+        )
+        assert truth.shape == found.shape
+        dice = 2 * np.logical_and(truth, found).sum() / (truth.sum() + found.sum())
+        assert dice > 0.6, (sub, ses, dice)
+
+
+def test_nothing_written_into_bids_dir(demo_run):
+    assert demo_run["bids_after"] == demo_run["bids_before"]
+
+
+def test_rerun_resumes_from_cache(demo_run):
+    """Same work dir: every node is found in the cache, nothing is recomputed."""
+    from csvd_bids.cli.run import main
+
+    node_dir = (
+        demo_run["work"] / "csvd_bids_wf" / "sub_01_ses_1_wf" / "preproc_wf" / "template_priors"
+    )
+    before = (node_dir / "result_template_priors.pklz").stat().st_mtime_ns
+    code = main(
+        [
+            str(demo_run["bids"]),
+            str(demo_run["out"]),
+            "participant",
+            "-w",
+            str(demo_run["work"]),
+            "--participant-label",
+            "01",
+            "--session-label",
+            "1",
+            "--skip-bids-validation",
+        ]
+    )
+    assert code == 0
+    assert (node_dir / "result_template_priors.pklz").stat().st_mtime_ns == before
