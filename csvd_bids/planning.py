@@ -14,7 +14,7 @@ from csvd_bids.bids.discovery import ANAT_MODALITIES, SessionInputs, discover_se
 from csvd_bids.config import RunConfig
 from csvd_bids.errors import InputImageError
 from csvd_bids.markers import REGISTRY
-from csvd_bids.preproc.images import check_input_image
+from csvd_bids.preproc.images import check_dwi, check_input_image
 
 LOGGER = logging.getLogger("csvd_bids")
 
@@ -38,6 +38,8 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
     for modality in ANAT_MODALITIES:
         if modality in inputs.files:
             check_input_image(inputs.files[modality])
+    if "dwi" in inputs.files:
+        check_dwi(inputs.files["dwi"], inputs.bval, inputs.bvec)
     for modality, candidates in inputs.candidates.items():
         if len(candidates) > 1:
             LOGGER.info(

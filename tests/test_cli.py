@@ -44,7 +44,7 @@ def test_both_spellings_and_prefixes(tmp_path):
     assert config.skip_validation and config.markers == ("wmh",)
     assert config.plugin == "MultiProc" and config.plugin_args["n_procs"] == 3
     assert config.plugin_args["poll_sleep_duration"] < 1
-    assert config.omp_nthreads == 3
+    assert config.omp_nthreads == 2
     assert parse_args([str(tmp_path), "o", "group", "--skip-bids-validation"]).skip_validation
 
 

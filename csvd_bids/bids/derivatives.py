@@ -51,7 +51,7 @@ def raw_uri(bids_dir: Path, path: str | Path) -> str:
 
 def local_uri(output_dir: Path, path: str | Path) -> str:
     """BIDS URI of a file of this derivative dataset: ``bids::sub-01/...``."""
-    return f"bids::{Path(path).relative_to(output_dir).as_posix()}"
+    return f"bids::{Path(path).resolve().relative_to(output_dir.resolve()).as_posix()}"
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:

@@ -27,6 +27,8 @@ from csvd_bids.errors import NoSelectionError, UsageError
 
 NIFTI_EXTENSIONS = [".nii", ".nii.gz"]
 _UNUSED_PARTS = {"phase", "real", "imag"}
+# Entities discovery sets itself for every query; a filter file may not override them.
+_SELECTION_KEYS = {"subject": "--participant-label", "session": "--session-label"}
 
 # Modality key -> ordered alternative queries; the first alternative that finds files wins.
 DEFAULT_QUERIES: dict[str, list[dict]] = {
@@ -60,6 +62,9 @@ class SessionInputs:
     session: str | None
     files: dict[str, str] = field(default_factory=dict)
     candidates: dict[str, list[str]] = field(default_factory=dict)
+    # The DWI's b-values and vectors (found with BIDS inheritance); None when absent.
+    bval: str | None = None
+    bvec: str | None = None
 
     @property
     def prefix(self) -> str:
@@ -82,6 +87,12 @@ def merge_queries(filters: dict) -> dict[str, list[dict]]:
     for modality, user_query in filters.items():
         if not isinstance(user_query, dict):
             raise UsageError(f"BIDS filter file: the entry for {modality!r} must be an object")
+        selection = sorted(set(user_query) & set(_SELECTION_KEYS))
+        if selection:
+            raise UsageError(
+                f"BIDS filter file: {modality!r} filters on {selection[0]!r}; subjects and "
+                f"sessions are chosen with {_SELECTION_KEYS[selection[0]]}"
+            )
         queries[modality] = [{**alternative, **user_query} for alternative in queries[modality]]
     return queries
 
@@ -109,12 +120,13 @@ def choose_file(bids_files: list) -> str:
 
 def _query(layout, alternatives: list[dict], subject: str, session: str | None) -> list:
     for alternative in alternatives:
-        found = layout.get(
-            subject=subject,
-            session=session if session else None,
-            extension=NIFTI_EXTENSIONS,
-            **alternative,
-        )
+        # A filter file may narrow the extension (e.g. ".nii.gz"); subject and session are ours.
+        query = {"extension": NIFTI_EXTENSIONS, **alternative}
+        query.update(subject=subject, session=session if session else None)
+        try:
+            found = layout.get(**query)
+        except ValueError as exc:  # pybids: an entity name it does not know (e.g. "acq")
+            raise UsageError(f"BIDS filter file: {exc}") from exc
         found = [f for f in found if f.entities.get("part") not in _UNUSED_PARTS]
         if found:
             return found
@@ -156,9 +168,22 @@ def discover_sessions(
 ) -> list[SessionInputs]:
     """One SessionInputs per selected subject/session that has at least one known image."""
     queries = merge_queries(filters or {})
+    subjects = select_subjects(layout, participant_labels)
+    sessions_of = {
+        subject: sorted(layout.get_sessions(subject=subject)) or [None] for subject in subjects
+    }
+    if session_labels:
+        known = {s for sessions in sessions_of.values() for s in sessions if s}
+        missing = [label for label in session_labels if label not in known]
+        if missing:
+            shown = ", ".join(f"ses-{s}" for s in sorted(known)) or "none, it has no sessions"
+            raise NoSelectionError(
+                f"{layout.root}: session label(s) not found for the selected subject(s): "
+                f"{', '.join('ses-' + m for m in missing)} (available: {shown})"
+            )
     found: list[SessionInputs] = []
-    for subject in select_subjects(layout, participant_labels):
-        sessions = sorted(layout.get_sessions(subject=subject)) or [None]
+    for subject in subjects:
+        sessions = sessions_of[subject]
         if session_labels:
             sessions = [s for s in sessions if s in session_labels]
         for session in sessions:
@@ -168,6 +193,9 @@ def discover_sessions(
                 if matches:
                     inputs.candidates[modality] = sorted(m.path for m in matches)
                     inputs.files[modality] = choose_file(matches)
+            if "dwi" in inputs.files:
+                inputs.bval = layout.get_bval(inputs.files["dwi"]) or None
+                inputs.bvec = layout.get_bvec(inputs.files["dwi"]) or None
             if inputs.files:
                 found.append(inputs)
     if not found:

@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--omp-nthreads",
         type=int,
         default=None,
-        help="threads per process (default: min(8, nprocs))",
+        help="threads per process (default: nprocs - 1, at most 8)",
     )
     perf.add_argument(
         "--mem",
@@ -224,7 +224,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         )
     if opts.nprocs < 1:
         raise UsageError("--nprocs must be at least 1")
-    omp = opts.omp_nthreads or min(8, opts.nprocs)
+    # As fMRIPrep: leave room for other nodes to run beside a multi-threaded one.
+    omp = opts.omp_nthreads or max(1, min(8, opts.nprocs - 1))
     filters = _read_json(opts.bids_filter_file, "BIDS filter file") if opts.bids_filter_file else {}
     plugin, plugin_args = _read_plugin(opts.use_plugin, opts.nprocs, opts.mem_gb)
     return RunConfig(

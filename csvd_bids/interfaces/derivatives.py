@@ -11,6 +11,7 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -26,9 +27,9 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     brain_mask = File(exists=True, mandatory=True)
     transform = File(exists=True, mandatory=True)
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
-    score_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
-    mask_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
-    lesion_files = InputMultiObject(File(exists=True), value=[], usedefault=True)
+    score_files = InputMultiObject(File(exists=True))
+    mask_files = InputMultiObject(File(exists=True))
+    lesion_files = InputMultiObject(File(exists=True))
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -41,13 +42,19 @@ class WriteSessionDerivatives(SimpleInterface):
 
     def _run_interface(self, runtime):
         inputs = self.inputs
+
+        def _files(name: str) -> list[str]:
+            # Unconnected when the session has no assessable marker.
+            value = getattr(inputs, name)
+            return list(value) if isdefined(value) else []
+
         detections = {
             key: {"score": score, "mask": mask, "lesions": lesions}
             for key, score, mask, lesions in zip(
                 inputs.marker_keys,
-                inputs.score_files,
-                inputs.mask_files,
-                inputs.lesion_files,
+                _files("score_files"),
+                _files("mask_files"),
+                _files("lesion_files"),
                 strict=True,
             )
         }

@@ -62,12 +62,13 @@ class MarkerSpec:
 
     def status(self, available: set[str] | list[str]) -> tuple[bool, str]:
         """(assessed?, why not) for a session with these modalities."""
-        if self.detect is None:
-            return False, "no detector for this marker in this version of csvd-bids"
         missing = [m for m in self.required if m not in available]
+        reasons = []
         if missing:
-            return False, f"missing modality: {', '.join(missing)}"
-        return True, ""
+            reasons.append(f"missing modality: {', '.join(missing)}")
+        if self.detect is None:
+            reasons.append("no detector for this marker in this version of csvd-bids")
+        return not reasons, "; ".join(reasons)
 
     def modalities(self, available: set[str] | list[str]) -> tuple[str, ...]:
         return self.required + tuple(m for m in self.optional if m in available)

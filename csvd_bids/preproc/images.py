@@ -66,6 +66,24 @@ def check_input_image(path: str | Path, expect_4d: bool = False) -> tuple[int, .
     return shape
 
 
+def check_dwi(path: str | Path, bval: str | None, bvec: str | None) -> None:
+    """A 4D DWI series whose .bval/.bvec exist and list one entry per volume."""
+    n_volumes = check_input_image(path, expect_4d=True)[3]
+    for kind, gradient_file, rows in (("bval", bval, 1), ("bvec", bvec, 3)):
+        if not gradient_file:
+            raise InputImageError(str(path), f"no .{kind} file for this DWI series")
+        try:
+            table = np.loadtxt(gradient_file, ndmin=2)
+        except ValueError as exc:
+            raise InputImageError(gradient_file, f"not a table of numbers ({exc})") from exc
+        if table.shape != (rows, n_volumes):
+            raise InputImageError(
+                gradient_file,
+                f"{table.shape[0]} x {table.shape[1]} values, expected {rows} x {n_volumes} "
+                f"for the {n_volumes} volumes of {Path(path).name}",
+            )
+
+
 def load_3d(path: str | Path) -> nib.Nifti1Image:
     """A 3D float32 image reoriented to RAS, with finite, non-constant data."""
     path = Path(path)

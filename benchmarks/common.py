@@ -1,0 +1,95 @@
+"""Helpers shared by the benchmark scripts (not part of the package, not run by the tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.processing import resample_from_to
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dice(reference: np.ndarray, found: np.ndarray) -> float:
+    reference, found = reference > 0, found > 0
+    total = reference.sum() + found.sum()
+    return float(2 * np.logical_and(reference, found).sum() / total) if total else 1.0
+
+
+def mask_on_grid(path: Path, grid: nib.Nifti1Image) -> np.ndarray:
+    """A mask resampled (nearest neighbour) onto another image's grid."""
+    img = nib.load(path)
+    if img.shape[:3] != grid.shape[:3] or not np.allclose(img.affine, grid.affine, atol=1e-3):
+        img = resample_from_to(img, (grid.shape[:3], grid.affine), order=0)
+    return np.asanyarray(img.dataobj) > 0
+
+
+def _tree_rss_bytes(root: int) -> int:
+    """Resident memory of a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_measured(command: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, peak resident memory of the whole process tree in GB, exit code)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = proc.communicate()
+    sampler.join()
+    if proc.returncode != 0:
+        print(stderr[-3000:], file=sys.stderr)
+    return time.perf_counter() - start, peak / 1024**3, proc.returncode
+
+
+def csvd_bids(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "run.py"), *args]
+
+
+def synth(out: Path, subjects: int, sessions: int, seed: int, resolution: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "csvd_bids.synth",
+        str(out),
+        "--subjects",
+        str(subjects),
+        "--sessions",
+        str(sessions),
+        "--seed",
+        str(seed),
+        "--resolution",
+        str(resolution),
+    ]
