@@ -39,8 +39,9 @@ def _ensure_writable(folder: Path, what: str) -> None:
         ) from exc
 
 
-def check_locations(config: RunConfig) -> None:
-    from csvd_bids.bids.validate import check_bids_root
+def check_inputs(config: RunConfig) -> None:
+    """Everything that can be refused before a single folder is created."""
+    from csvd_bids.bids.validate import check_bids_root, validate_dataset
 
     check_bids_root(config.bids_dir)
     if _inside(config.output_dir, config.bids_dir):
@@ -52,21 +53,19 @@ def check_locations(config: RunConfig) -> None:
         raise UsageError(
             f"{config.work_dir}: the work dir (-w) must not be inside bids_dir ({config.bids_dir})"
         )
-    _ensure_writable(config.output_dir, "output directory")
-    _ensure_writable(config.work_dir, "work directory")
+    if "participant" in config.analysis_levels:
+        if config.skip_validation:
+            LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+        else:
+            validate_dataset(config.bids_dir)
 
 
 def run_participant_level(config: RunConfig) -> ExitCode:
     from csvd_bids.bids.derivatives import init_output_dir
-    from csvd_bids.bids.validate import validate_dataset
     from csvd_bids.planning import plan_sessions
     from csvd_bids.workflows.base import init_csvd_wf, session_wf_name
     from csvd_bids.workflows.execute import configure_nipype, run_graph
 
-    if config.skip_validation:
-        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
-    else:
-        validate_dataset(config.bids_dir)
     plans, rejected = plan_sessions(config)
     failures = []
     if plans:
@@ -111,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.verbosity)
     code = ExitCode.OK
     try:
-        check_locations(config)
+        check_inputs(config)
+        _ensure_writable(config.output_dir, "output directory")
+        _ensure_writable(config.work_dir, "work directory")
         configure_environment(config.work_dir)
         if "participant" in config.analysis_levels:
             code = run_participant_level(config)

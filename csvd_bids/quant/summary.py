@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from csvd_bids.bids.discovery import MODALITIES
+from csvd_bids.bids.discovery import MODALITIES, SUFFIXES
 from csvd_bids.labels import BY_LABEL, MARKER_LABELS
 from csvd_bids.markers import REGISTRY
 
@@ -21,7 +21,7 @@ def summary_row(
     row: dict = {
         "participant_id": f"sub-{plan['subject']}",
         "session_id": f"ses-{plan['session']}" if plan["session"] else NA,
-        "reference": plan["reference"],
+        "reference": SUFFIXES[plan["reference"]],
         "brain_volume_mm3": round(brain_volume_mm3, 1),
     }
     for marker in MARKER_LABELS:

@@ -1,0 +1,181 @@
+"""Failures inside the graph, resumption, and runs where HOME and the cwd are not writable."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.cli.run import main
+from csvd_bids.errors import ExitCode
+
+REPO = Path(__file__).resolve().parent.parent
+UNWRITABLE = Path("/proc/csvd-bids-no-home")  # cannot be created, not even by root
+
+
+def _flair(bids: Path, subject: str) -> Path:
+    return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
+
+
+def _summary(out: Path, subject: str) -> Path:
+    return out / f"sub-{subject}" / "anat" / f"sub-{subject}_desc-summary_stats.tsv"
+
+
+def _args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        str(bids),
+        str(tmp_path / "out"),
+        "participant",
+        "-w",
+        str(tmp_path / "work"),
+        "--skip-bids-validation",
+        "--markers",
+        "wmh",
+        *extra,
+    ]
+
+
+def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys):
+    """A constant FLAIR passes the header checks but fails when a node reads it: that session
+    fails, the other finishes; once the file is fixed, a re-run redoes only what is missing."""
+    flair = _flair(single_bids, "02")
+    original = flair.read_bytes()
+    img = nib.load(flair)
+    nib.save(nib.Nifti1Image(np.full(img.shape, 100, np.int16), img.affine), flair)
+
+    assert main(_args(single_bids, tmp_path)) == ExitCode.INPUT_DATA
+    printed = capsys.readouterr().out
+    assert "FAILED  sub-02" in printed and "constant image" in printed
+    assert "ok      sub-01" in printed
+    assert _summary(tmp_path / "out", "01").is_file()
+    assert not (tmp_path / "out" / "sub-02").exists()
+    crash_files = list((tmp_path / "work" / "crash").rglob("crash-*"))
+    assert crash_files
+
+    cached = (
+        tmp_path
+        / "work"
+        / "csvd_bids_wf"
+        / "sub_01_wf"
+        / "wmh_wf"
+        / "detect"
+        / "result_detect.pklz"
+    )
+    before = cached.stat().st_mtime_ns
+    flair.write_bytes(original)
+    assert main(_args(single_bids, tmp_path)) == ExitCode.OK
+    assert _summary(tmp_path / "out", "02").is_file()
+    assert cached.stat().st_mtime_ns == before  # sub-01 came from the cache
+
+
+def test_stop_on_first_crash(single_bids, tmp_path):
+    flair = _flair(single_bids, "02")
+    flair.write_bytes(flair.read_bytes()[:2000])
+    code = main(_args(single_bids, tmp_path, "--stop-on-first-crash"))
+    assert code == ExitCode.INPUT_DATA
+    assert not (tmp_path / "out" / "sub-01").exists()
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("XDG_", "MPL", "TORCH_", "NIPYPE_", "NUMBA_"))
+    }
+    env["HOME"] = str(home)
+    return env
+
+
+def test_runs_with_unwritable_home_and_cwd(single_bids, tmp_path):
+    """What `docker run --read-only` leaves: only the output and work dirs are writable."""
+    work = tmp_path / "work"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run.py"),
+            str(single_bids),
+            str(tmp_path / "out"),
+            "participant",
+            "-w",
+            str(work),
+            "--skip-bids-validation",
+            "--markers",
+            "wmh",
+            "--participant-label",
+            "01",
+        ],
+        cwd="/proc",
+        env=_environment(UNWRITABLE),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _summary(tmp_path / "out", "01").is_file()
+    assert (work / ".cache").is_dir()
+
+
+def _nobody_can_run_python() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import csvd_bids"],
+            user=65534,
+            group=65534,
+            capture_output=True,
+            check=False,
+        )
+    except PermissionError:  # the interpreter itself is out of reach
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _nobody_can_run_python(),
+    reason="needs root, and an interpreter an unprivileged user can run "
+    "(here it lives under a 0700 home); the Docker CI job runs as a non-root user",
+)
+def test_runs_as_unprivileged_user(single_bids, tmp_path):
+    shared = Path(shutil.copytree(single_bids, Path("/tmp") / f"csvd-nonroot-{os.getpid()}"))
+    try:
+        os.chmod(shared, 0o755)
+        out = shared.parent / f"{shared.name}-out"
+        work = shared.parent / f"{shared.name}-work"
+        for folder in (out, work):
+            folder.mkdir()
+            os.chown(folder, 65534, 65534)
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "run.py"),
+                str(shared),
+                str(out),
+                "participant",
+                "-w",
+                str(work),
+                "--skip-bids-validation",
+                "--markers",
+                "wmh",
+                "--participant-label",
+                "01",
+            ],
+            user=65534,
+            group=65534,
+            cwd="/",
+            env=_environment(UNWRITABLE),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert _summary(out, "01").is_file()
+    finally:
+        for folder in shared.parent.glob(f"{shared.name}*"):
+            shutil.rmtree(folder, ignore_errors=True)
