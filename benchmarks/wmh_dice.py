@@ -1,7 +1,7 @@
 """WMH Dice of the participant level against the generator's planted truth (and, with --real,
 against the manual masks of ../shared/data/real-bids).
 
-    python benchmarks/wmh_dice.py [--seeds 101 102] [--subjects 2] [--sessions 1] [--resolution 1]
+    python benchmarks/wmh_dice.py [--seeds 201 202] [--subjects 2] [--sessions 1] [--resolution 1]
     python benchmarks/wmh_dice.py --real ../shared/data/real-bids
 
 Prints one line per session and the median. Pick seeds you did not tune on.
@@ -59,7 +59,7 @@ def evaluate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[101, 102])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[201, 202])
     parser.add_argument("--subjects", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--resolution", type=float, default=1.0)

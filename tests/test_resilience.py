@@ -92,30 +92,31 @@ def _environment(home: Path) -> dict[str, str]:
     return env
 
 
+def _run_app(bids: Path, out: Path, work: Path, **popen) -> subprocess.CompletedProcess:
+    """run.py in a fresh process, HOME unwritable, library cache variables unset."""
+    command = [
+        sys.executable,
+        str(REPO / "run.py"),
+        str(bids),
+        str(out),
+        "participant",
+        "-w",
+        str(work),
+        "--skip-bids-validation",
+        "--markers",
+        "wmh",
+        "--participant-label",
+        "01",
+    ]
+    return subprocess.run(
+        command, env=_environment(UNWRITABLE), capture_output=True, text=True, check=False, **popen
+    )
+
+
 def test_runs_with_unwritable_home_and_cwd(single_bids, tmp_path):
     """What `docker run --read-only` leaves: only the output and work dirs are writable."""
     work = tmp_path / "work"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "run.py"),
-            str(single_bids),
-            str(tmp_path / "out"),
-            "participant",
-            "-w",
-            str(work),
-            "--skip-bids-validation",
-            "--markers",
-            "wmh",
-            "--participant-label",
-            "01",
-        ],
-        cwd="/proc",
-        env=_environment(UNWRITABLE),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _run_app(single_bids, tmp_path / "out", work, cwd="/proc")
     assert result.returncode == 0, result.stderr[-2000:]
     assert _summary(tmp_path / "out", "01").is_file()
     assert (work / ".cache").is_dir()
@@ -142,7 +143,7 @@ def _nobody_can_run_python() -> bool:
     reason="needs root, and an interpreter an unprivileged user can run "
     "(here it lives under a 0700 home); the Docker CI job runs as a non-root user",
 )
-def test_runs_as_unprivileged_user(single_bids, tmp_path):
+def test_runs_as_unprivileged_user(single_bids):
     shared = Path(shutil.copytree(single_bids, Path("/tmp") / f"csvd-nonroot-{os.getpid()}"))
     try:
         os.chmod(shared, 0o755)
@@ -151,29 +152,7 @@ def test_runs_as_unprivileged_user(single_bids, tmp_path):
         for folder in (out, work):
             folder.mkdir()
             os.chown(folder, 65534, 65534)
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "run.py"),
-                str(shared),
-                str(out),
-                "participant",
-                "-w",
-                str(work),
-                "--skip-bids-validation",
-                "--markers",
-                "wmh",
-                "--participant-label",
-                "01",
-            ],
-            user=65534,
-            group=65534,
-            cwd="/",
-            env=_environment(UNWRITABLE),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _run_app(shared, out, work, user=65534, group=65534, cwd="/")
         assert result.returncode == 0, result.stderr[-2000:]
         assert _summary(out, "01").is_file()
     finally:

@@ -42,14 +42,15 @@ class WMHParams:
     gm_prior: float = 0.8  # GM prior above which a voxel serves as the grey-matter reference
     cortex_margin_mm: float = 2.0  # lesions grow no nearer than this to the sulcal CSF
     csf_z: float = -2.5  # FLAIR z-score below which a voxel counts as CSF
-    # Chosen on the synthetic data (seed 11) and the two labelled real MS scans (sub-ms07,
-    # sub-ms26); benchmarks/wmh_dice.py reports held-out seeds.
+    # A compromise chosen on synthetic seeds 11, 101 and 102 and the two labelled real MS scans
+    # (sub-ms07, sub-ms26): higher seeds suit the real scans, lower ones the faint synthetic
+    # halos. benchmarks/wmh_dice.py reports other seeds.
     z_seed: float = 3.5
     z_grow: float = 2.0
-    u_seed: float = 6.0
-    u_grow: float = 3.0
+    u_seed: float = 5.0
+    u_grow: float = 2.5
     smoothing_sigma_mm: float = 0.7
-    min_volume_mm3: float = 5.0
+    min_volume_mm3: float = 10.0
 
 
 PARAMS = WMHParams()

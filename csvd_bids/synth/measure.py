@@ -6,15 +6,23 @@ two of its voxel centres plus one voxel, so that a single voxel measures one vox
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import pdist
 
-CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+from ..quant import lesions as quant
+from ..quant.lesions import CONNECTIVITY, label_lesions
+
+# The pipeline's own definitions, so that the truth and the outputs measure lesions alike.
+label_components = label_lesions
+__all__ = [
+    "CONNECTIVITY",
+    "ComponentStats",
+    "component_stats",
+    "label_components",
+    "max_diameter_mm",
+]
 
 
 @dataclass(frozen=True)
@@ -29,18 +37,7 @@ class ComponentStats:
 
 def max_diameter_mm(ijk: np.ndarray, voxel_mm: float) -> float:
     """Largest centre-to-centre distance among voxels ``ijk`` (n, 3), plus one voxel."""
-    points = np.asarray(ijk, dtype=float) * voxel_mm
-    if len(points) > 64:
-        # the farthest pair lies on the convex hull; flat (coplanar) sets keep all points
-        with contextlib.suppress(QhullError):
-            points = points[ConvexHull(points).vertices]
-    longest = float(pdist(points).max()) if len(points) > 1 else 0.0
-    return longest + voxel_mm
-
-
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    labels, n = ndi.label(mask, structure=CONNECTIVITY)
-    return labels, int(n)
+    return quant.max_diameter_mm(np.asarray(ijk, dtype=float) * voxel_mm, voxel_mm)
 
 
 def component_stats(labels: np.ndarray, n: int, affine: np.ndarray) -> list[ComponentStats]:

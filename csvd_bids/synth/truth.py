@@ -11,25 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..labels import BY_LABEL, DSEG_PRIORITY, MARKER_LABELS
+from ..quant.lesions import LESION_COLUMNS
 from .anatomy import Anatomy
 from .lesions import Lesion
 from .measure import component_stats, label_components
 from .regions import PV_DISTANCE_MM
 
-STATS_COLUMNS = (
-    "lesion_id",
-    "marker",
-    "region",
-    "volume_mm3",
-    "max_diameter_mm",
-    "centroid_x_mm",
-    "centroid_y_mm",
-    "centroid_z_mm",
-    "n_voxels",
-    "lobe",
-    "planted_diameter_mm",
-    "onset_session",
-)
+STATS_COLUMNS = (*LESION_COLUMNS, "lobe", "planted_diameter_mm", "onset_session")
 
 
 @dataclass

@@ -1,0 +1,47 @@
+"""What can be checked of the container and CI set-up without a Docker engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_console_script_is_the_entry_point():
+    script = shutil.which("csvd-bids")
+    assert script, "pip install . must provide the csvd-bids console script"
+    out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (REPO / "version").read_text().strip()
+
+
+def test_dockerfile_entrypoint_and_torch_choice():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["csvd-bids"]' in dockerfile
+    assert "ARG TORCH_VARIANT=cpu" in dockerfile
+    assert "bids-validator@" in dockerfile
+    # Everything the app reads must be readable by any user id.
+    assert "chmod -R a+rX" in dockerfile
+
+
+def test_circleci_runs_the_app_read_only_as_non_root_then_the_tests():
+    config = yaml.safe_load((REPO / ".circleci" / "config.yml").read_text())
+    commands = "\n".join(
+        step["run"]["command"]
+        for job in config["jobs"].values()
+        for step in job["steps"]
+        if isinstance(step, dict) and "run" in step
+    )
+    assert "docker build" in commands and "--version" in commands
+    assert "--read-only" in commands and "-u $(id -u)" in commands
+    assert "participant" in commands and "group" in commands
+    assert "make test" in commands
+
+
+def test_ci_and_readme_use_the_same_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
