@@ -29,6 +29,11 @@ def marker_statuses(available: list[str], selected: tuple[str, ...]) -> dict[str
     return statuses
 
 
+def plan_prefix(plan: dict) -> str:
+    """``sub-01_ses-1`` (or ``sub-01`` without sessions), as in the output file names."""
+    return f"sub-{plan['subject']}" + (f"_ses-{plan['session']}" if plan["session"] else "")
+
+
 def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
     """Check the session's images and describe what will run; raises InputImageError."""
     if inputs.reference is None:

@@ -63,7 +63,7 @@ def check_inputs(config: RunConfig) -> None:
 def run_participant_level(config: RunConfig) -> ExitCode:
     from csvd_bids.bids.derivatives import init_output_dir
     from csvd_bids.planning import plan_sessions
-    from csvd_bids.workflows.base import init_csvd_wf, session_wf_name
+    from csvd_bids.workflows.base import init_csvd_wf
     from csvd_bids.workflows.execute import configure_nipype, run_graph
 
     plans, rejected = plan_sessions(config)
@@ -78,23 +78,33 @@ def run_participant_level(config: RunConfig) -> ExitCode:
         finally:
             init_output_dir(config.output_dir, config.bids_dir)
 
+    return report_sessions(plans, rejected, failures, config.output_dir)
+
+
+def report_sessions(
+    plans: list[dict], rejected: dict[str, str], failures: list, output_dir: Path
+) -> ExitCode:
+    """Print one line per session and return the run's exit code."""
+    from csvd_bids.planning import plan_prefix
+    from csvd_bids.workflows.base import session_wf_name
+
     failed = {f.session_wf: f for f in reversed(failures)}  # the first crash of each session
     print("\ncsvd-bids participant level:")
     for plan in plans:
         failure = failed.get(session_wf_name(plan))
-        prefix = f"sub-{plan['subject']}" + (f"_ses-{plan['session']}" if plan["session"] else "")
         if failure:
             print(
-                f"  FAILED  {prefix}: {failure.message}\n          crash file: {failure.crash_file}"
+                f"  FAILED  {plan_prefix(plan)}: {failure.message}\n"
+                f"          crash file: {failure.crash_file}"
             )
         else:
-            print(f"  ok      {prefix}")
+            print(f"  ok      {plan_prefix(plan)}")
     for prefix, message in rejected.items():
         print(f"  FAILED  {prefix}: {message}")
-    n_failed = len(rejected) + len(failed)
+    total = len(plans) + len(rejected)
     print(
-        f"  {len(plans) + len(rejected) - n_failed} of {len(plans) + len(rejected)} session(s) "
-        f"finished; outputs in {config.output_dir}\n"
+        f"  {total - len(rejected) - len(failed)} of {total} session(s) finished; "
+        f"outputs in {output_dir}\n"
     )
     if rejected or any(f.input_error for f in failed.values()):
         return ExitCode.INPUT_DATA
