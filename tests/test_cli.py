@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import flair_path, participant_args, summary_path
 
 from csvd_bids.cli.parser import parse_args, parse_mem_gb
 from csvd_bids.cli.run import main
@@ -110,17 +111,7 @@ def test_bad_filter_file(tmp_path, single_bids):
 
 
 def _run(bids: Path, tmp_path: Path, *extra: str) -> int:
-    return main(
-        [
-            str(bids),
-            str(tmp_path / "out"),
-            "participant",
-            "-w",
-            str(tmp_path / "work"),
-            "--skip-bids-validation",
-            *extra,
-        ]
-    )
+    return main(participant_args(bids, tmp_path, *extra))
 
 
 def test_missing_bids_dir(tmp_path):
@@ -160,16 +151,12 @@ def test_unwritable_output_dir(single_bids, tmp_path):
     assert code == ExitCode.CANNOT_WRITE
 
 
-def _flair(bids: Path, subject: str) -> Path:
-    return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
-
-
 def _assert_no_outputs_for(out: Path, subject: str) -> None:
     assert not (out / f"sub-{subject}").exists()
 
 
 def test_truncated_nifti(single_bids, tmp_path, capsys):
-    flair = _flair(single_bids, "01")
+    flair = flair_path(single_bids, "01")
     data = flair.read_bytes()
     flair.write_bytes(data[: len(data) // 2])
     assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
@@ -178,7 +165,7 @@ def test_truncated_nifti(single_bids, tmp_path, capsys):
 
 
 def test_corrupt_nifti(single_bids, tmp_path, capsys):
-    flair = _flair(single_bids, "01")
+    flair = flair_path(single_bids, "01")
     flair.write_bytes(gzip.compress(b"this is not a NIfTI header" * 20))
     assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
     assert "not a readable NIfTI" in capsys.readouterr().out
@@ -189,7 +176,7 @@ def _replace_image(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 
 
 def test_4d_where_3d_expected(single_bids, tmp_path, capsys):
-    flair = _flair(single_bids, "01")
+    flair = flair_path(single_bids, "01")
     img = nib.load(flair)
     _replace_image(flair, np.stack([img.get_fdata()] * 2, axis=-1), img.affine)
     assert _run(single_bids, tmp_path, "--participant-label", "01") == ExitCode.INPUT_DATA
@@ -197,7 +184,7 @@ def test_4d_where_3d_expected(single_bids, tmp_path, capsys):
 
 
 def test_singular_affine(single_bids, tmp_path, capsys):
-    flair = _flair(single_bids, "01")
+    flair = flair_path(single_bids, "01")
     img = nib.load(flair)
     header = img.header.copy()
     header["srow_z"] = [0.0, 0.0, 0.0, header["srow_z"][3]]  # z no longer depends on voxels
@@ -208,12 +195,12 @@ def test_singular_affine(single_bids, tmp_path, capsys):
 
 
 def test_one_bad_subject_does_not_stop_the_others(single_bids, tmp_path, capsys):
-    flair = _flair(single_bids, "02")
+    flair = flair_path(single_bids, "02")
     flair.write_bytes(flair.read_bytes()[:1000])
     assert _run(single_bids, tmp_path, "--markers", "wmh") == ExitCode.INPUT_DATA
     printed = capsys.readouterr().out
     assert "FAILED  sub-02" in printed and "ok      sub-01" in printed
-    assert (tmp_path / "out" / "sub-01" / "anat" / "sub-01_desc-summary_stats.tsv").is_file()
+    assert summary_path(tmp_path / "out", "01").is_file()
     _assert_no_outputs_for(tmp_path / "out", "02")
     leftovers = [p for p in (tmp_path / "out").rglob(".tmp-*")]
     assert not leftovers

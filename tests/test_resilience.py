@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import flair_path, participant_args, summary_path
 
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
@@ -19,32 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 UNWRITABLE = Path("/proc/csvd-bids-no-home")  # cannot be created, not even by root
 
 
-def _flair(bids: Path, subject: str) -> Path:
-    return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
-
-
-def _summary(out: Path, subject: str) -> Path:
-    return out / f"sub-{subject}" / "anat" / f"sub-{subject}_desc-summary_stats.tsv"
-
-
 def _args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        str(bids),
-        str(tmp_path / "out"),
-        "participant",
-        "-w",
-        str(tmp_path / "work"),
-        "--skip-bids-validation",
-        "--markers",
-        "wmh",
-        *extra,
-    ]
+    return participant_args(bids, tmp_path, "--markers", "wmh", *extra)
 
 
 def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys):
     """A constant FLAIR passes the header checks but fails when a node reads it: that session
     fails, the other finishes; once the file is fixed, a re-run redoes only what is missing."""
-    flair = _flair(single_bids, "02")
+    flair = flair_path(single_bids, "02")
     original = flair.read_bytes()
     img = nib.load(flair)
     nib.save(nib.Nifti1Image(np.full(img.shape, 100, np.int16), img.affine), flair)
@@ -53,7 +36,7 @@ def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "FAILED  sub-02" in printed and "constant image" in printed
     assert "ok      sub-01" in printed
-    assert _summary(tmp_path / "out", "01").is_file()
+    assert summary_path(tmp_path / "out", "01").is_file()
     assert not (tmp_path / "out" / "sub-02").exists()
     crash_files = list((tmp_path / "work" / "crash").rglob("crash-*"))
     assert crash_files
@@ -70,12 +53,12 @@ def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys):
     before = cached.stat().st_mtime_ns
     flair.write_bytes(original)
     assert main(_args(single_bids, tmp_path)) == ExitCode.OK
-    assert _summary(tmp_path / "out", "02").is_file()
+    assert summary_path(tmp_path / "out", "02").is_file()
     assert cached.stat().st_mtime_ns == before  # sub-01 came from the cache
 
 
 def test_stop_on_first_crash(single_bids, tmp_path):
-    flair = _flair(single_bids, "02")
+    flair = flair_path(single_bids, "02")
     flair.write_bytes(flair.read_bytes()[:2000])
     code = main(_args(single_bids, tmp_path, "--stop-on-first-crash"))
     assert code == ExitCode.INPUT_DATA
@@ -118,7 +101,7 @@ def test_runs_with_unwritable_home_and_cwd(single_bids, tmp_path):
     work = tmp_path / "work"
     result = _run_app(single_bids, tmp_path / "out", work, cwd="/proc")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert _summary(tmp_path / "out", "01").is_file()
+    assert summary_path(tmp_path / "out", "01").is_file()
     assert (work / ".cache").is_dir()
 
 
@@ -154,7 +137,7 @@ def test_runs_as_unprivileged_user(single_bids):
             os.chown(folder, 65534, 65534)
         result = _run_app(shared, out, work, user=65534, group=65534, cwd="/")
         assert result.returncode == 0, result.stderr[-2000:]
-        assert _summary(out, "01").is_file()
+        assert summary_path(out, "01").is_file()
     finally:
         for folder in shared.parent.glob(f"{shared.name}*"):
             shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,28 @@
+"""Small helpers shared by the tests that run the app on the synthetic datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def participant_args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """``bids out participant -w work --skip-bids-validation ...`` under ``tmp_path``."""
+    return [
+        str(bids),
+        str(tmp_path / "out"),
+        "participant",
+        "-w",
+        str(tmp_path / "work"),
+        "--skip-bids-validation",
+        *extra,
+    ]
+
+
+def flair_path(bids: Path, subject: str) -> Path:
+    """The FLAIR of a session-less synthetic subject."""
+    return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
+
+
+def summary_path(out: Path, subject: str) -> Path:
+    """The summary TSV of a session-less subject in the outputs."""
+    return out / f"sub-{subject}" / "anat" / f"sub-{subject}_desc-summary_stats.tsv"
