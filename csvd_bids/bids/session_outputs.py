@@ -34,6 +34,7 @@ def write_session_outputs(
     output_dir: Path,
     bids_dir: Path,
     preproc: dict[str, str],
+    reports: dict[str, dict],
     brain_mask: str,
     transform: str,
     detections: dict[str, dict[str, str]],
@@ -42,6 +43,7 @@ def write_session_outputs(
 
     ``plan``: the session plan (subject, session, reference, files, markers) made at discovery.
     ``preproc``: modality -> preprocessed image on the reference grid.
+    ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
     ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
     """
     subject, session = plan["subject"], plan["session"]
@@ -59,18 +61,27 @@ def write_session_outputs(
         entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
         target = out(SUFFIXES[modality], ".nii.gz", **entities)
         ds.copy_file(Path(path), target)
-        ds.write_json(
-            target.with_name(target.name.replace(".nii.gz", ".json")),
-            {
-                "Sources": [sources[modality]],
-                "SpatialReference": spatial_reference
-                if modality != plan["reference"]
-                else sources[modality],
-                "Description": "Reoriented to RAS, N4 bias-corrected, resampled onto the reference "
-                "grid through the scanner coordinates of the headers.",
-                "SkullStripped": False,
-            },
-        )
+        sidecar = {"Sources": [sources[modality]], "SkullStripped": False}
+        report = reports[modality]
+        if report["Reference"]:
+            sidecar["Description"] = "Reoriented to RAS and N4 bias-corrected: the reference grid."
+        else:
+            xfm = folder / ds.bids_name(
+                base, f"from-{SUFFIXES[modality]}_to-{space}_mode-image_xfm", ".txt"
+            )
+            ds.copy_file(Path(report["TransformFile"]), xfm)
+            sidecar.update(
+                {
+                    "SpatialReference": spatial_reference,
+                    "Description": "Reoriented to RAS, N4 bias-corrected, rigidly coregistered to "
+                    "the reference and resampled once onto its grid (cubic B-spline).",
+                    "Registration": {
+                        **report["Registration"],
+                        "Transform": ds.local_uri(output_dir, xfm),
+                    },
+                }
+            )
+        ds.write_json(target.with_name(target.name.replace(".nii.gz", ".json")), sidecar)
 
     brain = nib.load(brain_mask)
     _write_image_with_sidecar(

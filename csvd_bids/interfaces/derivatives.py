@@ -24,6 +24,7 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     bids_dir = traits.Str(mandatory=True)
     preproc_modalities = traits.List(traits.Str, mandatory=True)
     preproc_files = InputMultiObject(File(exists=True), mandatory=True)
+    preproc_reports = InputMultiObject(File(exists=True), mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
     transform = File(exists=True, mandatory=True)
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
@@ -64,6 +65,12 @@ class WriteSessionDerivatives(SimpleInterface):
                 output_dir=Path(inputs.output_dir),
                 bids_dir=Path(inputs.bids_dir),
                 preproc=dict(zip(inputs.preproc_modalities, inputs.preproc_files, strict=True)),
+                reports={
+                    modality: json.loads(Path(report).read_text())
+                    for modality, report in zip(
+                        inputs.preproc_modalities, inputs.preproc_reports, strict=True
+                    )
+                },
                 brain_mask=inputs.brain_mask,
                 transform=inputs.transform,
                 detections=detections,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -16,8 +18,8 @@ from nipype.interfaces.base import (
 )
 
 from csvd_bids.preproc.bias import n4_correct
+from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.images import load_3d, new_like
-from csvd_bids.preproc.resample import resample_to_reference
 from csvd_bids.preproc.template import PRIORS, load_template, register_template, warp_to_subject
 
 
@@ -34,10 +36,16 @@ class _PrepareImageInputSpec(BaseInterfaceInputSpec):
 
 class _PrepareImageOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="bias-corrected image on the reference grid (RAS)")
+    report = File(
+        exists=True,
+        desc="JSON: how the image was brought onto the reference grid "
+        "(registration metrics and the ITK transform file, reference -> modality)",
+    )
 
 
 class PrepareImage(SimpleInterface):
-    """Load and check, reorient to RAS, N4 bias correction, resample onto the reference grid."""
+    """Load and check, reorient to RAS, N4 bias correction, rigid coregistration to the
+    reference and a single resampling onto its grid."""
 
     input_spec = _PrepareImageInputSpec
     output_spec = _PrepareImageOutputSpec
@@ -45,11 +53,23 @@ class PrepareImage(SimpleInterface):
     def _run_interface(self, runtime):
         _set_threads(self.inputs.num_threads)
         img = n4_correct(load_3d(self.inputs.in_file))
+        report: dict = {"Reference": True}
         if self.inputs.reference:
-            img = resample_to_reference(img, nib.load(self.inputs.reference))
+            reference = nib.load(self.inputs.reference)
+            registration = coregister(img, reference)
+            img = resample_with(img, reference, registration.transform)
+            transform = os.path.join(runtime.cwd, "to_reference_xfm.txt")
+            sitk.WriteTransform(registration.transform, transform)
+            report = {
+                "Reference": False,
+                "Registration": registration.as_dict(),
+                "TransformFile": transform,
+            }
         out = os.path.join(runtime.cwd, f"{self.inputs.modality}_preproc.nii.gz")
         nib.save(img, out)
         self._results["out_file"] = out
+        self._results["report"] = os.path.join(runtime.cwd, "report.json")
+        Path(self._results["report"]).write_text(json.dumps(report, indent=2))
         return runtime
 
 

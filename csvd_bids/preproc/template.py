@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from csvd_bids.preproc.images import sitk_to_array, to_sitk
+from csvd_bids.preproc.registration import downsample, mattes_registration
 
 TEMPLATE_NAME = "MNI152NLin2009aSym"
 _TEMPLATE_DIR = Path(nilearn.__file__).parent / "datasets" / "data"
@@ -91,56 +92,21 @@ def load_template() -> Template:
     )
 
 
-def _registration(metric_sampling: float, seed: int) -> sitk.ImageRegistrationMethod:
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(metric_sampling, seed)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=2.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([3.0, 2.0, 1.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    return reg
-
-
-def _downsample(img: sitk.Image, spacing: float) -> sitk.Image:
-    """Resample to ``spacing`` mm (or keep, if coarser) to make registration cheap."""
-    old = np.array(img.GetSpacing())
-    new = np.maximum(old, spacing)
-    size = [int(round(s)) for s in np.array(img.GetSize()) * old / new]
-    smoothed = sitk.SmoothingRecursiveGaussian(img, float(spacing) / 2.0)
-    return sitk.Resample(
-        smoothed,
-        size,
-        sitk.Transform(),
-        sitk.sitkLinear,
-        img.GetOrigin(),
-        tuple(new.tolist()),
-        img.GetDirection(),
-        0.0,
-        sitk.sitkFloat32,
-    )
-
-
 def register_template(subject: nib.Nifti1Image, seed: int = 0) -> tuple[sitk.Transform, float]:
     """Affine transform mapping subject points to template points, and the final MI cost.
 
     (ITK convention: the transform maps fixed = subject coordinates into moving = template.)
     """
-    fixed = _downsample(to_sitk(subject), 2.0)
-    moving = _downsample(to_sitk(load_template().head), 2.0)
+    fixed = downsample(to_sitk(subject), 2.0)
+    moving = downsample(to_sitk(load_template().head), 2.0)
     rigid = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
-    stage = _registration(0.1, seed)
+    stage = mattes_registration(0.1, seed)
     stage.SetInitialTransform(rigid, inPlace=True)
     stage.Execute(fixed, moving)
     affine = sitk.AffineTransform(rigid.GetMatrix(), rigid.GetTranslation(), rigid.GetCenter())
-    stage = _registration(0.1, seed)
+    stage = mattes_registration(0.1, seed)
     stage.SetInitialTransform(affine, inPlace=True)
     stage.Execute(fixed, moving)
     return affine, float(stage.GetMetricValue())

@@ -35,8 +35,8 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
     ds_wf = init_ds_session_wf(plan=plan, config=config, modalities=modalities, markers=markers)
     wf.connect(preproc_wf, "outputnode.brain_mask", ds_wf, "inputnode.brain_mask")
     wf.connect(preproc_wf, "outputnode.transform", ds_wf, "inputnode.transform")
-    for modality in modalities:
-        wf.connect(preproc_wf, f"outputnode.{modality}", ds_wf, f"inputnode.{modality}")
+    for field in (*modalities, *(f"{m}_report" for m in modalities)):
+        wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:
         used = REGISTRY[key].modalities(plan["files"])

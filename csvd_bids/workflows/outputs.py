@@ -19,12 +19,14 @@ def init_ds_session_wf(
     markers: list[str],
     name: str = "ds_session_wf",
 ) -> pe.Workflow:
-    """Inputs: preprocessed modalities, brain_mask, transform, and per marker
-    ``<marker>_score``, ``<marker>_mask``, ``<marker>_lesions``."""
+    """Inputs: per modality ``<modality>`` (preprocessed) and ``<modality>_report``,
+    ``brain_mask``, ``transform``, and per marker ``<marker>_score``, ``<marker>_mask``,
+    ``<marker>_lesions``."""
     wf = pe.Workflow(name=name)
+    modality_fields = [*modalities, *(f"{m}_report" for m in modalities)]
     marker_fields = [f"{m}_{kind}" for m in markers for kind in ("score", "mask", "lesions")]
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=[*modalities, "brain_mask", "transform", *marker_fields]),
+        niu.IdentityInterface(fields=[*modality_fields, "brain_mask", "transform", *marker_fields]),
         name="inputnode",
     )
     write = pe.Node(
@@ -38,21 +40,20 @@ def init_ds_session_wf(
         name="write_derivatives",
         run_without_submitting=True,
     )
-    merge_preproc = pe.Node(
-        niu.Merge(len(modalities)), name="merge_preproc", run_without_submitting=True
-    )
-    for index, modality in enumerate(modalities, start=1):
-        wf.connect(inputnode, modality, merge_preproc, f"in{index}")
-    wf.connect(
-        [
-            (merge_preproc, write, [("out", "preproc_files")]),
-            (inputnode, write, [("brain_mask", "brain_mask"), ("transform", "transform")]),
-        ]
-    )
-    for kind in ("score", "mask", "lesions") if markers else ():
-        merge = pe.Node(niu.Merge(len(markers)), name=f"merge_{kind}", run_without_submitting=True)
-        for index, marker in enumerate(markers, start=1):
-            wf.connect(inputnode, f"{marker}_{kind}", merge, f"in{index}")
-        target = "lesion_files" if kind == "lesions" else f"{kind}_files"
+    wf.connect(inputnode, "brain_mask", write, "brain_mask")
+    wf.connect(inputnode, "transform", write, "transform")
+
+    def merge_into(fields: list[str], target: str) -> None:
+        """Gather ``fields`` of the inputnode, in order, into the list input ``target``."""
+        merge = pe.Node(niu.Merge(len(fields)), name=f"merge_{target}", run_without_submitting=True)
+        for index, field in enumerate(fields, start=1):
+            wf.connect(inputnode, field, merge, f"in{index}")
         wf.connect(merge, "out", write, target)
+
+    merge_into(modalities, "preproc_files")
+    merge_into([f"{m}_report" for m in modalities], "preproc_reports")
+    if markers:
+        merge_into([f"{m}_score" for m in markers], "score_files")
+        merge_into([f"{m}_mask" for m in markers], "mask_files")
+        merge_into([f"{m}_lesions" for m in markers], "lesion_files")
     return wf

@@ -17,15 +17,18 @@ def init_preproc_wf(
     """Prepare every anatomical modality on the reference grid and bring in template priors.
 
     Inputs: one field per modality (raw file). Outputs: the same fields (preprocessed files on
-    the reference grid), ``transform`` (template -> subject) and the priors
-    (brain_mask, wm, gm, csf, ventricles).
+    the reference grid), ``<modality>_report`` (JSON: coregistration), ``transform``
+    (template -> subject) and the priors (brain_mask, wm, gm, csf, ventricles).
     """
     if reference not in modalities:
         raise ValueError(f"reference {reference!r} is not among {modalities}")
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=modalities), name="inputnode")
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=[*modalities, "transform", *PRIOR_OUTPUTS]), name="outputnode"
+        niu.IdentityInterface(
+            fields=[*modalities, *(f"{m}_report" for m in modalities), "transform", *PRIOR_OUTPUTS]
+        ),
+        name="outputnode",
     )
     prepared = {}
     for modality in [reference] + [m for m in modalities if m != reference]:
@@ -39,6 +42,7 @@ def init_preproc_wf(
         if modality != reference:
             wf.connect(prepared[reference], "out_file", node, "reference")
         wf.connect(node, "out_file", outputnode, modality)
+        wf.connect(node, "report", outputnode, f"{modality}_report")
         prepared[modality] = node
 
     template = pe.Node(
