@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from csvd_bids.labels import MARKER_LABELS
@@ -22,11 +23,21 @@ SEED, SUBJECTS, SESSIONS, RES = 0, 2, 2, 3.0  # seed 0 plants all five markers a
 SIZE_RULES_MM = {"CMB": (2.0, 10.0), "LAC": (3.0, 15.0), "RSSI": (0.0, 20.0)}
 LABELS = [m.label for m in MARKER_LABELS]
 MODALITIES = ("T1w", "FLAIR", "T2w", "acq-swi_T2starw")
+MISALIGN = (20.0, 20.0)
+MOVED = {"FLAIR": "anat/{}_FLAIR", "T2w": "anat/{}_T2w", "T2starw": "anat/{}_acq-swi_T2starw"}
+MOVED["dwi"] = "dwi/{}_dwi"
+_LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return generate_dataset(tmp_path_factory.mktemp("a") / "ds", SUBJECTS, SESSIONS, SEED, RES)
+
+
+@pytest.fixture(scope="module")
+def misaligned(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("m") / "ds"
+    return generate_dataset(root, SUBJECTS, SESSIONS, SEED, RES, misalign=MISALIGN)
 
 
 def _sessions():
@@ -242,3 +253,76 @@ def test_single_session_has_no_session_level(tmp_path):
     assert (
         root / "derivatives/groundtruth/sub-01/anat/sub-01_space-T1w_label-WMH_mask.nii.gz"
     ).exists()
+
+
+def _xfm(root: Path, sub: str, ses: str, modality: str) -> Path:
+    folder = root / "derivatives" / "groundtruth" / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    return folder / f"sub-{sub}_ses-{ses}_from-{modality}_to-T1w_mode-image_xfm.txt"
+
+
+def test_misalignment_moves_only_the_affines(dataset, misaligned):
+    """Same files as the default run but the moved images' affines, README and truth xfms."""
+    plain, moved = _files(dataset), _files(misaligned)
+    added = {k for k in moved if k.endswith("_mode-image_xfm.txt")}
+    assert len(added) == SUBJECTS * SESSIONS * len(MOVED)
+    assert moved.keys() - added == plain.keys()
+    changed = {k for k in plain if not filecmp.cmp(plain[k], moved[k], shallow=False)}
+    images = {
+        f"sub-{sub}/ses-{ses}/{MOVED[m].format(prefix)}.nii.gz"
+        for sub, ses, prefix in _sessions()
+        for m in MOVED
+    }
+    assert changed == images | {"README"}
+    for name in images:
+        before, after = nib.load(plain[name]), nib.load(moved[name])
+        assert np.array_equal(np.asarray(before.dataobj), np.asarray(after.dataobj))
+        assert not np.allclose(before.affine, after.affine, atol=1e-3)
+
+
+def test_truth_transform_is_the_affine_change(dataset, misaligned):
+    """T1w points sent through the truth transform land where the moved image now puts the
+    voxels that the unmoved image had at those points (ITK convention, as the pipeline)."""
+    max_rad, max_mm = np.deg2rad(MISALIGN[0]), MISALIGN[1]
+    ijk = np.random.default_rng(0).uniform(0, 40, (50, 3))
+    for sub, ses, prefix in _sessions():
+        for modality, name in MOVED.items():
+            path = f"sub-{sub}/ses-{ses}/{name.format(prefix)}.nii.gz"
+            before, after = nib.load(dataset / path).affine, nib.load(misaligned / path).affine
+            transform = sitk.ReadTransform(str(_xfm(misaligned, sub, ses, modality))).Downcast()
+            assert isinstance(transform, sitk.Euler3DTransform)
+            angles, translation = np.split(np.array(transform.GetParameters()), 2)
+            assert (np.abs(angles) <= max_rad).all() and (np.abs(translation) <= max_mm).all()
+            reference = nib.affines.apply_affine(before, ijk)  # T1w world = unmoved world
+            sent = [transform.TransformPoint(tuple(p * _LPS)) for p in reference]
+            assert np.allclose(
+                np.array(sent) * _LPS, nib.affines.apply_affine(after, ijk), atol=1e-3
+            )
+
+
+def test_misalignment_is_deterministic_per_subject(misaligned, tmp_path):
+    """Same arguments, same bytes; and a subject's motions do not depend on the cohort size."""
+    small = _files(generate_dataset(tmp_path / "ds", 1, SESSIONS, SEED, RES, misalign=MISALIGN))
+    full = _files(misaligned)
+    assert all(filecmp.cmp(small[k], full[k], shallow=False) for k in small if "sub-01" in k)
+    first = _xfm(misaligned, "01", "1", "FLAIR").read_text()
+    assert first != _xfm(misaligned, "01", "2", "FLAIR").read_text()  # one motion per session
+    assert first != _xfm(misaligned, "01", "1", "T2w").read_text()
+
+
+@pytest.mark.parametrize("misalign", [(-1.0, 5.0), (10.0, -1.0), (200.0, 5.0), (5.0, np.inf)])
+def test_rejects_bad_misalignment(tmp_path, misalign):
+    with pytest.raises(SynthUsageError):
+        generate_dataset(tmp_path / "ds", 1, 1, SEED, RES, misalign=misalign)
+
+
+def test_misalign_option_on_the_command_line(tmp_path):
+    out = tmp_path / "ds"
+    args = [str(out), "--subjects", "1", "--resolution", "4", "--misalign", "5", "2"]
+    assert main(args) == 0
+    truth = out / "derivatives" / "groundtruth" / "sub-01" / "anat"
+    transform = sitk.ReadTransform(str(truth / "sub-01_from-T2starw_to-T1w_mode-image_xfm.txt"))
+    assert np.abs(transform.GetParameters()[:3]).max() <= np.deg2rad(5.0)
+    assert "+-5.0 degrees" in (out / "README").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "x"), "--misalign", "5"])
+    assert exit_info.value.code == EX_USAGE

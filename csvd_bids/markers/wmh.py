@@ -44,7 +44,7 @@ class WMHParams:
     csf_z: float = -2.5  # FLAIR z-score below which a voxel counts as CSF
     # A compromise chosen on synthetic seeds 11, 101 and 102 and the two labelled real MS scans
     # (sub-ms07, sub-ms26): higher seeds suit the real scans, lower ones the faint synthetic
-    # halos. benchmarks/wmh_dice.py reports other seeds.
+    # halos. benchmarks/segmentation_dice.py reports others.
     z_seed: float = 3.5
     z_grow: float = 2.0
     u_seed: float = 5.0

@@ -1,4 +1,5 @@
-"""``python -m csvd_bids.synth OUT_DIR --subjects N --sessions K --seed S [--resolution MM]``."""
+"""``python -m csvd_bids.synth OUT_DIR --subjects N --sessions K --seed S [--resolution MM]
+[--misalign DEG MM]``."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MM",
         help="reference (T1w) voxel size in mm, 1-4 (default 1)",
     )
+    parser.add_argument(
+        "--misalign",
+        type=float,
+        nargs=2,
+        metavar=("DEG", "MM"),
+        help="move every image but the T1w (FLAIR, T2w, SWI, DWI) of every session by its own "
+        "random rigid motion about the brain centre: rotations uniform in [-DEG, DEG] about each "
+        "axis, translations uniform in [-MM, MM] per axis; only the affines change. The truth is "
+        "written to derivatives/groundtruth as <prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt "
+        "(ITK text, T1w LPS points -> image LPS points, as the pipeline writes). Default: none",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     return parser
 
@@ -48,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.resolution,
             overwrite=args.overwrite,
+            misalign=tuple(args.misalign) if args.misalign else None,
         )
     except SynthUsageError as error:
         print(f"error: {error}", file=sys.stderr)

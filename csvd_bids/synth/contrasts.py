@@ -3,9 +3,9 @@
 Images are rendered on the working (1 mm or ``--resolution``) grid as a partial-volume mix of
 tissue intensities, lesions are blended in, and each modality is then averaged onto its own
 acquisition grid (thicker slices for FLAIR/T2w, coarser voxels for DWI). Grids differ only
-by integer block factors, so all images share one world space through their affines;
-``AcqGrid`` is where a rigid misalignment would be added later. Each acquisition gets its own
-smooth multiplicative bias field and Rician noise.
+by integer block factors, so all images share one world space through their affines, unless
+:mod:`.motion` moved an ``AcqGrid.affine`` (a known misalignment). Each acquisition gets its
+own smooth multiplicative bias field and Rician noise.
 
 DWI is one b=0 volume and b=1000 s/mm2 volumes along six directions; the b=1000 signal of a
 tissue is b0 * exp(-b * ADC) with ADC (1e-3 mm2/s): CSF 3.0, GM 0.85, WM 0.75, WMH 1.1,

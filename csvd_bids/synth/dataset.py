@@ -1,8 +1,17 @@
 """``generate_dataset``: the whole synthetic BIDS dataset, written atomically.
 
 Random streams: subject ``i`` (1-based) draws everything from ``SeedSequence([seed, i])``
-split into demographics / anatomy / lesions / acquisitions, so a subject does not change
-when ``n_subjects`` grows. Sessions of a subject share anatomy and lesion plan.
+split into demographics / anatomy / lesions / acquisitions / motion, so a subject does not
+change when ``n_subjects`` grows. Sessions of a subject share anatomy and lesion plan.
+
+``misalign=(DEG, MM)`` moves every acquisition but the T1w (FLAIR, T2w, SWI, DWI) of every
+session by its own random rigid motion about the brain's centre: angles uniform in [-DEG, DEG]
+about each axis, translation uniform in [-MM, MM] per axis (see :mod:`.motion`). Only the
+affines change, not the voxel data; the truth masks stay on the T1w grid, and each motion is
+written to the ground truth as ``<prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt`` (SUFFIX
+FLAIR, T2w, T2starw, dwi; ITK text, T1w LPS points -> moved image LPS points, the convention
+of the pipeline's own transforms). The motion draws come from their own stream, so the
+default output does not depend on this option's code path.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MARKER_LABELS, dseg_tsv_text
-from . import contrasts, layout, writer
+from . import contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
 from .participants import draw_load, draw_participant
@@ -23,26 +32,35 @@ from .regions import make_regions
 from .truth import STATS_COLUMNS, STATS_SIDECAR, session_truth
 
 RESOLUTION_RANGE = (1.0, 4.0)
+MAX_MISALIGN_DEG = 180.0  # Euler angles beyond that wrap around
 
 
 class SynthUsageError(ValueError):
     """Invalid arguments (the command line maps this to exit code 64)."""
 
 
-def _check_arguments(out_dir: Path, n_subjects, n_sessions, seed, resolution, overwrite) -> None:
+def _check_arguments(
+    out_dir: Path, n_subjects, n_sessions, seed, resolution, overwrite, misalign
+) -> None:
     if n_subjects < 1 or n_sessions < 1:
         raise SynthUsageError("--subjects and --sessions must be at least 1")
     if seed < 0:
         raise SynthUsageError("--seed must be a non-negative integer")
     if not RESOLUTION_RANGE[0] <= resolution <= RESOLUTION_RANGE[1]:
         raise SynthUsageError(f"--resolution must be within {RESOLUTION_RANGE} mm")
+    if misalign is not None and not (
+        len(misalign) == 2 and 0 <= misalign[0] <= MAX_MISALIGN_DEG and 0 <= misalign[1] < np.inf
+    ):
+        raise SynthUsageError(
+            f"--misalign DEG MM needs 0 <= DEG <= {MAX_MISALIGN_DEG} and a finite MM >= 0"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise SynthUsageError(f"{out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise SynthUsageError(f"{out_dir} is not empty (use --overwrite to replace it)")
 
 
-def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids) -> None:
+def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids, motions) -> None:
     prefix = layout.entity_prefix(sub, ses)
     folder = layout.session_dir(root, sub, ses)
     for modality, data in acquired.items():
@@ -68,6 +86,10 @@ def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids
     writer.write_nifti(out / f"{base}_seg-csvd_dseg.nii.gz", truth.dseg, anat.affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", STATS_SIDECAR)
+    for modality, transform in motions.items():
+        writer.write_transform(
+            out / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt", transform
+        )
 
 
 def _write_subject(
@@ -78,9 +100,13 @@ def _write_subject(
     n_sessions: int,
     seed: int,
     resolution: float,
+    misalign: tuple[float, float] | None,
 ) -> dict:
     """Render and write one subject; returns its participants.tsv row."""
-    demo, anat_seq, lesion_seq, acq_seq = np.random.SeedSequence([seed, index]).spawn(4)
+    # The motion stream was added as a fifth child: the first four (and the default output)
+    # are what they were before it.
+    streams = np.random.SeedSequence([seed, index]).spawn(5)
+    demo, anat_seq, lesion_seq, acq_seq, motion_seq = streams
     person = draw_participant(np.random.default_rng(demo))
     lesion_rng = np.random.default_rng(lesion_seq)
     load = draw_load(lesion_rng, person, n_sessions)
@@ -90,12 +116,20 @@ def _write_subject(
     base = contrasts.base_images(anat)
     sub = f"{index:0{width}d}"
     sessions = [str(s + 1) for s in range(n_sessions)] if n_sessions > 1 else [None]
-    for s, (ses, seq) in enumerate(zip(sessions, acq_seq.spawn(n_sessions), strict=True)):
+    session_streams = zip(
+        sessions, acq_seq.spawn(n_sessions), motion_seq.spawn(n_sessions), strict=True
+    )
+    for s, (ses, seq, motion_stream) in enumerate(session_streams):
         images = {name: image.copy() for name, image in base.items()}
         contrasts.apply_lesions(images, [x for x in lesions if s in x.sessions])
         acquired = contrasts.acquire_session(np.random.default_rng(seq), images, grids)
         del images
-        _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids)
+        placed, motions = grids, {}
+        if misalign is not None:
+            placed, motions = motion.misalign_grids(
+                np.random.default_rng(motion_stream), grids, *misalign, motion.brain_centre(anat)
+            )
+        _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, placed, motions)
     if n_sessions > 1:
         rows = [
             {
@@ -120,18 +154,24 @@ def _write_subject(
 
 
 def _write_dataset(
-    root: Path, n_subjects: int, n_sessions: int, seed: int, resolution: float
+    root: Path,
+    n_subjects: int,
+    n_sessions: int,
+    seed: int,
+    resolution: float,
+    misalign: tuple[float, float] | None,
 ) -> None:
     from .. import __version__
 
     truth_root = root / "derivatives" / layout.TRUTH_PIPELINE
     width = max(2, len(str(n_subjects)))
     rows = [
-        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution)
+        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution, misalign)
         for i in range(1, n_subjects + 1)
     ]
     writer.write_json(root / "dataset_description.json", layout.raw_description())
-    writer.write_text(root / "README", layout.README.format(version=__version__))
+    readme = layout.README + (layout.MISALIGN_README if misalign is not None else "")
+    writer.write_text(root / "README", readme.format(version=__version__, misalign=misalign))
     writer.write_text(root / "CHANGES", layout.CHANGES.format(version=__version__))
     writer.write_tsv(root / "participants.tsv", layout.PARTICIPANTS_COLUMNS, rows)
     writer.write_json(root / "participants.json", layout.PARTICIPANTS_SIDECAR)
@@ -147,21 +187,23 @@ def generate_dataset(
     resolution: float = 1.0,
     *,
     overwrite: bool = False,
+    misalign: tuple[float, float] | None = None,
 ) -> Path:
     """Write a synthetic BIDS dataset with planted CSVD lesions and its ground truth.
 
     The dataset is built in a temporary sibling folder and moved into place at the end,
     so an interrupted run never leaves a partial dataset. Returns ``out_dir``.
     Raises :class:`SynthUsageError` for invalid arguments or a non-empty ``out_dir``
-    (unless ``overwrite``).
+    (unless ``overwrite``). ``misalign=(DEG, MM)``: random rigid misalignments of every
+    modality but the T1w, with their truth transforms (see the module docstring).
     """
     out_dir = Path(out_dir).absolute()
-    _check_arguments(out_dir, n_subjects, n_sessions, seed, resolution, overwrite)
+    _check_arguments(out_dir, n_subjects, n_sessions, seed, resolution, overwrite, misalign)
     working_grid(resolution)  # fail early if the template is missing
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution)
+        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution, misalign)
         tmp.chmod(0o755)  # mkdtemp makes it private
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))

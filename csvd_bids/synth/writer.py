@@ -1,4 +1,5 @@
-"""Byte-reproducible file writers: NIfTI (gzip without name or time stamp), JSON, TSV."""
+"""Byte-reproducible file writers: NIfTI (gzip without name or time stamp), JSON, TSV, ITK
+transforms."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
@@ -37,3 +39,9 @@ def write_tsv(path: Path, columns: Sequence[str], rows: Sequence[dict]) -> None:
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def write_transform(path: Path, transform: sitk.Transform) -> None:
+    """ITK text transform (parameters written with round-trip precision)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteTransform(transform, str(path))
