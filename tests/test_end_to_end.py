@@ -108,3 +108,19 @@ def test_rerun_resumes_from_cache(demo_run):
     )
     assert code == 0
     assert (node_dir / "result_template_priors.pklz").stat().st_mtime_ns == before
+
+
+def test_qc_mosaics_and_coregistration_outputs(demo_run):
+    subject = demo_run["out"] / "sub-01"
+    for session in ("1", "2"):
+        prefix = f"sub-01_ses-{session}"
+        figures = {p.name for p in (subject / "figures").glob(f"{prefix}_*.png")}
+        assert f"{prefix}_desc-brainmask_T1w.png" in figures
+        assert {f"{prefix}_desc-coreg{m}_T1w.png" for m in ("FLAIR", "T2w", "T2starw")} <= figures
+        assert f"{prefix}_desc-WMH_FLAIR.png" in figures
+        anat = subject / f"ses-{session}" / "anat"
+        for modality in ("FLAIR", "T2w", "T2starw"):
+            assert (anat / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt").is_file()
+        sidecar = json.loads((anat / f"{prefix}_space-T1w_desc-preproc_FLAIR.json").read_text())
+        registration = sidecar["Registration"]
+        assert registration["MutualInformationAfter"] <= registration["MutualInformationBefore"]

@@ -16,6 +16,7 @@ from csvd_bids.bids import derivatives as ds
 from csvd_bids.bids.discovery import SUFFIXES
 from csvd_bids.labels import BY_LABEL, DSEG_PRIORITY
 from csvd_bids.markers import REGISTRY
+from csvd_bids.planning import plan_prefix
 from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.template import TEMPLATE_NAME
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
@@ -38,6 +39,7 @@ def write_session_outputs(
     brain_mask: str,
     transform: str,
     detections: dict[str, dict[str, str]],
+    figures: list[str] = (),
 ) -> Path:
     """Write every output of one session and return the path of its summary TSV.
 
@@ -45,6 +47,8 @@ def write_session_outputs(
     ``preproc``: modality -> preprocessed image on the reference grid.
     ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
     ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
+    ``figures``: QC PNGs named ``<desc>_<suffix>.png``, saved as
+    ``sub-<label>/figures/<session prefix>_<desc>_<suffix>.png`` (as fMRIPrep does).
     """
     subject, session = plan["subject"], plan["session"]
     folder = ds.session_dir(output_dir, subject, session)
@@ -82,6 +86,12 @@ def write_session_outputs(
                 }
             )
         ds.write_json(target.with_name(target.name.replace(".nii.gz", ".json")), sidecar)
+
+    for figure in figures:
+        ds.copy_file(
+            Path(figure),
+            output_dir / f"sub-{subject}" / "figures" / f"{plan_prefix(plan)}_{Path(figure).name}",
+        )
 
     brain = nib.load(brain_mask)
     _write_image_with_sidecar(

@@ -31,6 +31,7 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     score_files = InputMultiObject(File(exists=True))
     mask_files = InputMultiObject(File(exists=True))
     lesion_files = InputMultiObject(File(exists=True))
+    figure_files = InputMultiObject(File(exists=True), desc="QC PNGs named <desc>_<suffix>.png")
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -74,6 +75,7 @@ class WriteSessionDerivatives(SimpleInterface):
                 brain_mask=inputs.brain_mask,
                 transform=inputs.transform,
                 detections=detections,
+                figures=_files("figure_files"),
             )
         )
         return runtime

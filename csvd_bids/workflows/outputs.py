@@ -9,6 +9,7 @@ from nipype.pipeline import engine as pe
 
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.derivatives import WriteSessionDerivatives
+from csvd_bids.interfaces.reports import RenderQC
 
 
 def init_ds_session_wf(
@@ -43,17 +44,27 @@ def init_ds_session_wf(
     wf.connect(inputnode, "brain_mask", write, "brain_mask")
     wf.connect(inputnode, "transform", write, "transform")
 
-    def merge_into(fields: list[str], target: str) -> None:
+    qc = pe.Node(
+        RenderQC(reference=plan["reference"], modalities=modalities, marker_keys=markers),
+        name="render_qc",
+        mem_gb=1.0,
+    )
+    wf.connect(inputnode, "brain_mask", qc, "brain_mask")
+    wf.connect(qc, "figures", write, "figure_files")
+
+    def merge_into(fields: list[str], target: str, also_qc: bool = False) -> None:
         """Gather ``fields`` of the inputnode, in order, into the list input ``target``."""
         merge = pe.Node(niu.Merge(len(fields)), name=f"merge_{target}", run_without_submitting=True)
         for index, field in enumerate(fields, start=1):
             wf.connect(inputnode, field, merge, f"in{index}")
         wf.connect(merge, "out", write, target)
+        if also_qc:
+            wf.connect(merge, "out", qc, target)
 
-    merge_into(modalities, "preproc_files")
+    merge_into(modalities, "preproc_files", also_qc=True)
     merge_into([f"{m}_report" for m in modalities], "preproc_reports")
     if markers:
         merge_into([f"{m}_score" for m in markers], "score_files")
-        merge_into([f"{m}_mask" for m in markers], "mask_files")
+        merge_into([f"{m}_mask" for m in markers], "mask_files", also_qc=True)
         merge_into([f"{m}_lesions" for m in markers], "lesion_files")
     return wf
