@@ -11,6 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 
 from csvd_bids.bids import derivatives as ds
 from csvd_bids.bids.discovery import SUFFIXES
@@ -18,7 +19,8 @@ from csvd_bids.labels import BY_LABEL, DSEG_PRIORITY
 from csvd_bids.markers import REGISTRY
 from csvd_bids.planning import plan_prefix
 from csvd_bids.preproc.images import voxel_volume_mm3
-from csvd_bids.preproc.template import TEMPLATE_NAME
+from csvd_bids.preproc.template import TEMPLATE_NAME, load_template
+from csvd_bids.quant.qc import brain_coverage, coverage_warnings, reference_coverage
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
 
 
@@ -61,11 +63,19 @@ def write_session_outputs(
 
     reference_path = out(space, ".nii.gz", space=space, desc="preproc")
     spatial_reference = ds.local_uri(output_dir, reference_path)
+    brain = nib.load(brain_mask)
+    brain_voxels = np.asanyarray(brain.dataobj) > 0
+    brain_volume = float(brain_voxels.sum()) * voxel_volume_mm3(brain)
+    coverages = _brain_coverages(plan, preproc, brain_voxels, brain_volume, transform)
     for modality, path in preproc.items():
         entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
         target = out(SUFFIXES[modality], ".nii.gz", **entities)
         ds.copy_file(Path(path), target)
-        sidecar = {"Sources": [sources[modality]], "SkullStripped": False}
+        sidecar = {
+            "Sources": [sources[modality]],
+            "SkullStripped": False,
+            "BrainCoverage": round(coverages[SUFFIXES[modality]], 4),
+        }
         report = reports[modality]
         if report["Reference"]:
             sidecar["Description"] = "Reoriented to RAS and N4 bias-corrected: the reference grid."
@@ -93,7 +103,6 @@ def write_session_outputs(
             output_dir / f"sub-{subject}" / "figures" / f"{plan_prefix(plan)}_{Path(figure).name}",
         )
 
-    brain = nib.load(brain_mask)
     _write_image_with_sidecar(
         out("mask", ".nii.gz", space=space, desc="brain"),
         brain,
@@ -167,8 +176,7 @@ def write_session_outputs(
         lesions_path.with_suffix(".json"), {c: describe_lesion_column(c) for c in lesions.columns}
     )
 
-    brain_volume = float((np.asanyarray(brain.dataobj) > 0).sum()) * voxel_volume_mm3(brain)
-    row = summary_row(plan, lesions, brain_volume, sources)
+    row = summary_row(plan, lesions, brain_volume, sources, coverage_warnings(coverages))
     summary = pd.DataFrame([row])
     summary_path = out("stats", ".tsv", desc="summary")
     ds.write_json(
@@ -176,6 +184,24 @@ def write_session_outputs(
     )
     ds.write_tsv(summary_path, summary)  # last: its presence marks a finished session
     return summary_path
+
+
+def _brain_coverages(
+    plan: dict, preproc: dict[str, str], brain: np.ndarray, brain_volume_mm3: float, transform: str
+) -> dict[str, float]:
+    """Suffix -> fraction of the brain inside that image's field of view (csvd_bids.quant.qc)."""
+    coverages = {
+        SUFFIXES[m]: brain_coverage(np.asanyarray(nib.load(f).dataobj), brain)
+        for m, f in preproc.items()
+    }
+    template = load_template().priors["brain"]
+    template_mm3 = float(np.asanyarray(template.dataobj).sum()) * voxel_volume_mm3(template)
+    linear = np.array(sitk.ReadTransform(transform).GetParameters()[:9]).reshape(3, 3)
+    reference = SUFFIXES[plan["reference"]]
+    coverages[reference] = min(
+        coverages[reference], reference_coverage(brain_volume_mm3, template_mm3, linear)
+    )
+    return coverages
 
 
 def _write_image_with_sidecar(path: Path, img: nib.Nifti1Image, sidecar: dict) -> None:

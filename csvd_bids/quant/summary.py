@@ -16,13 +16,18 @@ NA = "n/a"
 
 
 def summary_row(
-    plan: dict, lesions: pd.DataFrame, brain_volume_mm3: float, sources: dict[str, str]
+    plan: dict,
+    lesions: pd.DataFrame,
+    brain_volume_mm3: float,
+    sources: dict[str, str],
+    qc_warnings: list[str] = (),
 ) -> dict:
     row: dict = {
         "participant_id": f"sub-{plan['subject']}",
         "session_id": f"ses-{plan['session']}" if plan["session"] else NA,
         "reference": SUFFIXES[plan["reference"]],
         "brain_volume_mm3": round(brain_volume_mm3, 1),
+        "qc_warnings": "; ".join(qc_warnings) or NA,
     }
     for marker in MARKER_LABELS:
         status = plan["markers"][marker.key]
@@ -85,6 +90,11 @@ def describe_summary_column(column: str) -> dict:
         "session_id": ("Session label, ses-<label> (n/a for datasets without sessions)", None),
         "reference": ("Modality whose grid all outputs use (T1w when present, else FLAIR)", None),
         "brain_volume_mm3": ("Volume of the brain mask", "mm^3"),
+        "qc_warnings": (
+            "Quality-control warnings, separated by '; ' (n/a: none), e.g. an image "
+            "whose field of view misses part of the brain",
+            None,
+        ),
     }
     if column in fixed:
         return _entry(*fixed[column])

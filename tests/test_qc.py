@@ -1,0 +1,52 @@
+"""Brain-coverage QC: a field of view that misses part of the brain is flagged, not hidden."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from helpers import flair_path, participant_args, summary_path
+
+from csvd_bids.cli.run import main
+from csvd_bids.errors import ExitCode
+from csvd_bids.quant.qc import brain_coverage, coverage_warnings, reference_coverage
+
+
+def test_brain_coverage_counts_brain_voxels_with_signal():
+    brain = np.zeros((10, 10, 10), bool)
+    brain[2:8, 2:8, 2:8] = True
+    image = np.ones(brain.shape)
+    assert brain_coverage(image, brain) == 1.0
+    image[:, :, 5:] = 0.0  # the slab stops half-way up the brain
+    assert brain_coverage(image, brain) == 0.5
+    assert brain_coverage(image, np.zeros_like(brain)) == 0.0
+
+
+def test_reference_coverage_uses_the_registration_scale():
+    # A template 1.2 x larger per axis than the subject: its brain shrinks by 1.2^3 here.
+    scale = np.diag([1.2, 1.2, 1.2])
+    assert reference_coverage(1000.0 / 1.2**3, 1000.0, scale) == 1.0
+    assert np.isclose(reference_coverage(0.5 * 1000.0 / 1.2**3, 1000.0, scale), 0.5)
+
+
+def test_warnings_name_the_image():
+    assert coverage_warnings({"T1w": 0.99, "FLAIR": 0.5}) == [
+        "FLAIR covers only 50% of the brain (field of view)"
+    ]
+
+
+def test_cropped_flair_is_flagged(single_bids, tmp_path):
+    flair = flair_path(single_bids, "01")
+    img = nib.load(flair)
+    top = img.shape[2] // 2
+    shift = np.eye(4)
+    shift[2, 3] = top  # keep the upper half of the slab where it was in the world
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, top:], img.affine @ shift), flair)
+
+    code = main(
+        participant_args(single_bids, tmp_path, "--markers", "wmh", "--participant-label", "01")
+    )
+    assert code == ExitCode.OK  # flagged, not failed: the other images are fine
+    summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t")
+    warning = summary.loc[0, "qc_warnings"]
+    assert "FLAIR covers only" in warning and "T1w" not in warning
