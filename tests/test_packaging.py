@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_console_script_is_the_entry_point():
-    script = shutil.which("csvd-bids")
-    assert script, "pip install . must provide the csvd-bids console script"
-    out = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    # Installed beside the interpreter running the tests (make test does not activate the venv).
+    script = Path(sys.executable).parent / "csvd-bids"
+    assert script.is_file(), "pip install . must provide the csvd-bids console script"
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (REPO / "version").read_text().strip()
 
 
