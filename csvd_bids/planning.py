@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from csvd_bids.bids.discovery import ANAT_MODALITIES, SessionInputs, discover_sessions, load_layout
+from csvd_bids.bids.discovery import (
+    ANAT_MODALITIES,
+    SessionInputs,
+    discover_sessions,
+    load_layout,
+    session_prefix,
+)
 from csvd_bids.config import RunConfig
 from csvd_bids.errors import InputImageError
 from csvd_bids.markers import REGISTRY
@@ -30,8 +36,7 @@ def marker_statuses(available: list[str], selected: tuple[str, ...]) -> dict[str
 
 
 def plan_prefix(plan: dict) -> str:
-    """``sub-01_ses-1`` (or ``sub-01`` without sessions), as in the output file names."""
-    return f"sub-{plan['subject']}" + (f"_ses-{plan['session']}" if plan["session"] else "")
+    return session_prefix(plan["subject"], plan["session"])
 
 
 def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:

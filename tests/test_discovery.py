@@ -74,6 +74,17 @@ def longitudinal(tmp_path) -> Path:
 # --- subjects, sessions and the label options ---
 
 
+def test_bids_database_dir_keeps_the_index(longitudinal, tmp_path):
+    """--bids-database-dir: the index is written there (not into bids_dir) and reused."""
+    database = tmp_path / "bids_db"
+    first = load_layout(longitudinal, database)
+    assert any(database.iterdir())
+    assert not [p for p in longitudinal.rglob("*.sqlite")]
+    reused = load_layout(longitudinal, database)
+    assert sorted(reused.get_subjects()) == sorted(first.get_subjects()) == ["01", "02"]
+    assert len(discover_sessions(reused)) == 3
+
+
 def test_subjects_and_sessions_found(longitudinal):
     sessions = _discover(longitudinal)
     assert [s.prefix for s in sessions] == ["sub-01_ses-1", "sub-01_ses-2", "sub-02_ses-1"]

@@ -54,6 +54,11 @@ SUFFIXES: dict[str, str] = {
 }
 
 
+def session_prefix(subject: str, session: str | None) -> str:
+    """``sub-01_ses-1`` (or ``sub-01`` without sessions), as output file names begin."""
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+
 @dataclass
 class SessionInputs:
     """The files chosen for one subject/session and how they were chosen."""
@@ -68,7 +73,7 @@ class SessionInputs:
 
     @property
     def prefix(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return session_prefix(self.subject, self.session)
 
     @property
     def reference(self) -> str | None:

@@ -41,7 +41,7 @@ def write_session_outputs(
     brain_mask: str,
     transform: str,
     detections: dict[str, dict[str, str]],
-    figures: list[str] = (),
+    figures: tuple[str, ...] | list[str] = (),
 ) -> Path:
     """Write every output of one session and return the path of its summary TSV.
 

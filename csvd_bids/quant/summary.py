@@ -20,7 +20,7 @@ def summary_row(
     lesions: pd.DataFrame,
     brain_volume_mm3: float,
     sources: dict[str, str],
-    qc_warnings: list[str] = (),
+    qc_warnings: tuple[str, ...] | list[str] = (),
 ) -> dict:
     row: dict = {
         "participant_id": f"sub-{plan['subject']}",
