@@ -9,6 +9,31 @@ from scipy import ndimage
 # or within ~10 mm of the lateral ventricles").
 PERIVENTRICULAR_MM = 10.0
 
+# The subject-space region map (``seg-regions_dseg``): one label per brain voxel.
+REGION_LABELS = {
+    1: "lateral_ventricles",
+    2: "periventricular_wm",
+    3: "deep_wm",
+    4: "centrum_semiovale",
+    5: "basal_ganglia",
+    6: "thalamus",
+    7: "internal_capsule",
+    8: "external_capsule",
+    9: "brainstem",
+    10: "cerebellum",
+    11: "cortex_frontal",
+    12: "cortex_parietal",
+    13: "cortex_temporal",
+    14: "cortex_occipital",
+    15: "cortex_insula",
+    16: "juxtacortical_wm_frontal",
+    17: "juxtacortical_wm_parietal",
+    18: "juxtacortical_wm_temporal",
+    19: "juxtacortical_wm_occipital",
+    20: "juxtacortical_wm_insula",
+    21: "other_csf",
+}
+
 
 def distance_mm(mask: np.ndarray, zooms: tuple[float, float, float]) -> np.ndarray:
     """Distance (mm) of every voxel to the nearest voxel of ``mask``."""
