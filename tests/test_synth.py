@@ -14,8 +14,10 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from csvd_bids.labels import MARKER_LABELS
+from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.synth import SynthUsageError, generate_dataset
 from csvd_bids.synth.__main__ import EX_USAGE, main
+from csvd_bids.synth.anatomy import make_anatomy
 from csvd_bids.synth.measure import component_stats, label_components
 from csvd_bids.synth.participants import burden, draw_participant
 
@@ -76,6 +78,8 @@ def test_same_arguments_give_identical_bytes(dataset, tmp_path):
     again = generate_dataset(tmp_path / "ds", SUBJECTS, SESSIONS, SEED, RES)
     first, second = _files(dataset), _files(again)
     assert first.keys() == second.keys()
+    assert "derivatives/groundtruth/seg-regions_dseg.tsv" in first
+    assert sum(k.endswith("_seg-regions_dseg.nii.gz") for k in first) == SUBJECTS * SESSIONS
     assert all(filecmp.cmp(first[k], second[k], shallow=False) for k in first)
 
 
@@ -114,7 +118,9 @@ def test_bids_layout_indexes_raw_and_truth(dataset):
         masks = truth.get(suffix="mask", label=label, space="T1w", extension=".nii.gz")
         assert len(masks) == SUBJECTS * SESSIONS
     assert len(truth.get(suffix="mask", desc="brain", extension=".nii.gz")) == 4
-    assert len(truth.get(suffix="dseg", extension=".nii.gz")) == 4
+    for segmentation in ("csvd", "regions"):
+        found = truth.get(suffix="dseg", segmentation=segmentation, extension=".nii.gz")
+        assert len(found) == SUBJECTS * SESSIONS
     assert len(truth.get(suffix="stats", desc="lesions", extension=".tsv")) == 4
 
 
@@ -253,6 +259,60 @@ def test_single_session_has_no_session_level(tmp_path):
     assert (
         root / "derivatives/groundtruth/sub-01/anat/sub-01_space-T1w_label-WMH_mask.nii.gz"
     ).exists()
+
+
+REGION_TRUTH = {1: "lateral_ventricles", 5: "basal_ganglia", 6: "thalamus", 9: "brainstem"}
+REGION_TRUTH[10] = "cerebellum"
+
+
+def _anatomy(sub: str):
+    """The generator's anatomy of a subject, redrawn from its documented stream."""
+    stream = np.random.SeedSequence([SEED, int(sub)]).spawn(5)[1]
+    return make_anatomy(np.random.default_rng(stream), RES)
+
+
+def test_anatomical_truth_files(dataset):
+    table = pd.read_csv(dataset / "derivatives/groundtruth/seg-regions_dseg.tsv", sep="\t")
+    assert list(table.columns) == ["index", "name"]
+    assert dict(zip(table["index"], table["name"], strict=True)) == REGION_TRUTH
+    assert all(REGION_LABELS[i] == name for i, name in REGION_TRUTH.items())
+    t1 = nib.load(dataset / "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz")
+    for sub, ses, _ in _sessions():
+        for name in ("desc-brain_mask.nii.gz", "seg-regions_dseg.nii.gz"):
+            img = nib.load(_truth(dataset, sub, ses, name))
+            assert img.get_data_dtype() == np.uint8
+            assert img.shape == t1.shape and np.allclose(img.affine, t1.affine)
+        regions = _load(_truth(dataset, sub, ses, "seg-regions_dseg.nii.gz"))
+        assert set(np.unique(regions)) <= {0, *REGION_TRUTH}
+        brain = _load(_truth(dataset, sub, ses, "desc-brain_mask.nii.gz"))
+        assert set(np.unique(brain)) == {0, 1}
+        assert not (regions[brain == 0]).any()  # structures lie within the brain mask
+        if ses == "2":  # one anatomy per subject: every session has the same truth
+            first = _truth(dataset, sub, "1", "seg-regions_dseg.nii.gz")
+            assert filecmp.cmp(first, _truth(dataset, sub, ses, "seg-regions_dseg.nii.gz"))
+
+
+@pytest.mark.parametrize("sub", ["01", "02"])
+def test_anatomical_truth_follows_the_generated_anatomy(dataset, sub):
+    anat = _anatomy(sub)
+    brain = _load(_truth(dataset, sub, "1", "desc-brain_mask.nii.gz")) > 0
+    regions = _load(_truth(dataset, sub, "1", "seg-regions_dseg.nii.gz"))
+    assert np.array_equal(brain, anat.brain_mask)
+    assert np.array_equal(regions == 1, anat.ventricles)  # the generator's own ventricles
+    # The brain mask is the deformed template's (ICBM152 2009, 1.89 l with sulcal CSF) scaled
+    # by at most 7% per axis: larger than a typical adult brain, hence the upper bound.
+    litres = brain.sum() * RES**3 / 1e6
+    assert 1.4 <= litres <= 2.3, litres
+    x = anat.mni[0]
+    for index in (5, 6):  # basal ganglia and thalamus: present on both sides of the midline
+        voxels = regions == index
+        left, right = (voxels & (x < 0)).sum(), (voxels & (x > 0)).sum()
+        assert left > 0 and right > 0 and 0.5 < left / right < 2.0, (index, left, right)
+        assert (np.abs(x[voxels]) < 40).all()  # deep grey matter, not cortex
+    for index in (9, 10):  # infratentorial structures lie below the ventricles
+        assert (regions == index).sum() > 0
+        assert np.median(anat.mni[2][regions == index]) < -15
+    assert np.median(anat.mni[2][regions == 6]) > np.median(anat.mni[2][regions == 9])
 
 
 def _xfm(root: Path, sub: str, ses: str, modality: str) -> Path:

@@ -29,7 +29,7 @@ from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
 from .participants import draw_load, draw_participant
 from .regions import make_regions
-from .truth import STATS_COLUMNS, STATS_SIDECAR, session_truth
+from .truth import STATS_COLUMNS, STATS_SIDECAR, region_truth, regions_tsv_text, session_truth
 
 RESOLUTION_RANGE = (1.0, 4.0)
 MAX_MISALIGN_DEG = 180.0  # Euler angles beyond that wrap around
@@ -60,7 +60,9 @@ def _check_arguments(
         raise SynthUsageError(f"{out_dir} is not empty (use --overwrite to replace it)")
 
 
-def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids, motions) -> None:
+def _write_session(
+    root, truth_root, sub, ses, anat, lesions, s, acquired, grids, motions, structures
+) -> None:
     prefix = layout.entity_prefix(sub, ses)
     folder = layout.session_dir(root, sub, ses)
     for modality, data in acquired.items():
@@ -84,6 +86,7 @@ def _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, grids
     brain = anat.brain_mask.astype(np.uint8)
     writer.write_nifti(out / f"{base}_desc-brain_mask.nii.gz", brain, anat.affine)
     writer.write_nifti(out / f"{base}_seg-csvd_dseg.nii.gz", truth.dseg, anat.affine)
+    writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", structures, anat.affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", STATS_SIDECAR)
     for modality, transform in motions.items():
@@ -114,6 +117,7 @@ def _write_subject(
     lesions = plan_lesions(lesion_rng, anat, make_regions(anat), load, n_sessions)
     grids = contrasts.acquisition_grids(anat.shape, anat.affine, resolution)
     base = contrasts.base_images(anat)
+    structures = region_truth(anat)  # anatomy only: the same for every session
     sub = f"{index:0{width}d}"
     sessions = [str(s + 1) for s in range(n_sessions)] if n_sessions > 1 else [None]
     session_streams = zip(
@@ -129,7 +133,9 @@ def _write_subject(
             placed, motions = motion.misalign_grids(
                 np.random.default_rng(motion_stream), grids, *misalign, motion.brain_centre(anat)
             )
-        _write_session(root, truth_root, sub, ses, anat, lesions, s, acquired, placed, motions)
+        _write_session(
+            root, truth_root, sub, ses, anat, lesions, s, acquired, placed, motions, structures
+        )
     if n_sessions > 1:
         rows = [
             {
@@ -177,6 +183,7 @@ def _write_dataset(
     writer.write_json(root / "participants.json", layout.PARTICIPANTS_SIDECAR)
     writer.write_json(truth_root / "dataset_description.json", layout.truth_description())
     writer.write_text(truth_root / "seg-csvd_dseg.tsv", dseg_tsv_text())
+    writer.write_text(truth_root / "seg-regions_dseg.tsv", regions_tsv_text())
 
 
 def generate_dataset(

@@ -99,9 +99,22 @@ Rician noise. Lesions of the five STRIVE markers (WMH, CMB, PVS, lacunes, RSSI) 
 planted with counts driven by a latent burden that rises with age and systolic blood
 pressure; see `participants.json` and the csvd_bids.synth.participants docstring.
 
-The true lesion masks, label map, brain mask and per-lesion tables are in
-`derivatives/groundtruth`, on the T1w grid of each session. This is not real data: it
-exists to demonstrate and test csvd-bids.
+The ground truth is in `derivatives/groundtruth`, per session on that session's T1w grid
+(`<prefix>` = `sub-<label>[_ses-<label>]`):
+
+- `<prefix>_space-T1w_label-<WMH|CMB|PVS|LAC|RSSI>_mask.nii.gz`: the voxels each marker's
+  lesions changed; `<prefix>_space-T1w_seg-csvd_dseg.nii.gz`: the same as one label map
+  (indices in `seg-csvd_dseg.tsv`); `<prefix>_space-T1w_desc-lesions_stats.tsv`: one row per
+  lesion (described in the `.json` beside it).
+- `<prefix>_space-T1w_desc-brain_mask.nii.gz`: the true brain mask (uint8 0/1).
+- `<prefix>_space-T1w_seg-regions_dseg.nii.gz`: true anatomical structures (uint8, indices
+  and names in `seg-regions_dseg.tsv`: 1 lateral ventricles, 5 basal ganglia, 6 thalamus,
+  9 brainstem, 10 cerebellum, 0 elsewhere; the indices of the csvd-bids region map). The
+  ventricles are the generator's own; the other structures are the csvd-bids atlas
+  (Harvard-Oxford subcortical, Talairach cerebellum) carried through the subject's known
+  deformation of the template, within the brain mask. The sessions of a subject share them.
+
+This is not real data: it exists to demonstrate and test csvd-bids.
 """
 MISALIGN_README = """
 Every image but the T1w (FLAIR, T2w, SWI, DWI) of every session was given its own random

@@ -1,7 +1,15 @@
-"""Ground truth of one session: marker masks, the label map and the per-lesion table.
+"""Ground truth of one session: marker masks, the label map and the per-lesion table; and
+of one subject: the anatomical structures (``seg-regions_dseg``) for preprocessing benchmarks.
 
 Masks hold exactly the voxels whose intensities a lesion changed on the working (T1w) grid.
 One table row per 26-connected component of each marker mask (see :mod:`.measure`).
+
+Structures: the lateral ventricles are the generator's own (``Anatomy.ventricles``); basal
+ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem and cerebellum are the
+pipeline's atlas labels (:func:`csvd_bids.preproc.atlas.load_atlas`) read with nearest
+neighbour at each voxel's template (MNI) coordinate, so they follow the subject's known
+deformation of the template; all within the true brain mask, the ventricles winning ties.
+Indices are those of the pipeline's region map (``csvd_bids.preproc.regions.REGION_LABELS``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..labels import BY_LABEL, DSEG_PRIORITY, MARKER_LABELS
+from ..preproc.atlas import STRUCTURES, Atlas, load_atlas
+from ..preproc.regions import REGION_LABELS
 from ..quant.lesions import LESION_COLUMNS
 from .anatomy import Anatomy
 from .lesions import Lesion
@@ -18,6 +28,54 @@ from .measure import component_stats, label_components
 from .regions import PV_DISTANCE_MM
 
 STATS_COLUMNS = (*LESION_COLUMNS, "lobe", "planted_diameter_mm", "onset_session")
+
+
+# atlas structure name -> region name of the pipeline's region map
+_ATLAS_TO_REGION = {
+    "caudate": "basal_ganglia",
+    "putamen": "basal_ganglia",
+    "pallidum": "basal_ganglia",
+    "accumbens": "basal_ganglia",
+    "thalamus": "thalamus",
+    "brainstem": "brainstem",
+    "cerebellum": "cerebellum",
+}
+_REGION_INDEX = {name: index for index, name in REGION_LABELS.items()}
+VENTRICLES_INDEX = _REGION_INDEX["lateral_ventricles"]
+# the region labels the truth uses, in index order
+TRUTH_REGIONS = {
+    index: name
+    for index, name in sorted(REGION_LABELS.items())
+    if index == VENTRICLES_INDEX or name in _ATLAS_TO_REGION.values()
+}
+
+
+def regions_tsv_text() -> str:
+    """The truth derivative's ``seg-regions_dseg.tsv``: exactly the labels used."""
+    return "index\tname\n" + "".join(f"{i}\t{n}\n" for i, n in TRUTH_REGIONS.items())
+
+
+def region_truth(anat: Anatomy, atlas: Atlas | None = None) -> np.ndarray:
+    """uint8 map of the structures (``TRUTH_REGIONS``) on the working grid; see the module
+    docstring. Shared by all sessions of a subject (one anatomy). ``atlas``: the result of
+    :func:`~csvd_bids.preproc.atlas.load_atlas` (loaded here if not given)."""
+    atlas = atlas if atlas is not None else load_atlas()
+    lookup = np.zeros(256, dtype=np.uint8)
+    for label, name in STRUCTURES.items():
+        if name in _ATLAS_TO_REGION:
+            lookup[label] = _REGION_INDEX[_ATLAS_TO_REGION[name]]
+    inverse = np.linalg.inv(atlas.affine)  # the atlas's x axis is flipped: full matrix
+    out = np.zeros(anat.shape, dtype=np.uint8)
+    where = np.nonzero(anat.brain_mask)
+    mni = anat.mni[(slice(None), *where)].astype(np.float64)  # (3, n) brain voxels only
+    ijk = np.rint(inverse[:3, :3] @ mni + inverse[:3, 3:4]).astype(np.intp)
+    shape = np.array(atlas.structures.shape)[:, None]
+    inside = ((ijk >= 0) & (ijk < shape)).all(axis=0)
+    values = np.zeros(ijk.shape[1], dtype=np.uint8)
+    values[inside] = lookup[atlas.structures[tuple(ijk[:, inside])]]
+    out[where] = values
+    out[anat.ventricles & anat.brain_mask] = VENTRICLES_INDEX
+    return out
 
 
 @dataclass
