@@ -272,6 +272,7 @@ def test_init_output_dir(raw, tmp_path, no_container):
         ".bidsignore",
         "dataset_description.json",
         "seg-csvd_dseg.tsv",
+        "seg-regions_dseg.tsv",
     ]
     assert json.loads((out / "dataset_description.json").read_text()) == (
         ds.dataset_description(raw)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from csvd_bids import __version__
 from csvd_bids.labels import dseg_tsv_text
+from csvd_bids.preproc.regions import regions_tsv_text
 
 ENTITY_ORDER: tuple[str, ...] = ("sub", "ses", "acq", "run", "space", "seg", "res", "label", "desc")
 CODE_URL = "https://github.com/csvd-bids/csvd-bids"
@@ -137,4 +138,5 @@ def init_output_dir(output_dir: Path, bids_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "dataset_description.json", dataset_description(bids_dir))
     write_text(output_dir / "seg-csvd_dseg.tsv", dseg_tsv_text())
+    write_text(output_dir / "seg-regions_dseg.tsv", regions_tsv_text())
     write_text(output_dir / ".bidsignore", BIDSIGNORE)

@@ -6,6 +6,7 @@ processing succeeded. Each file is written atomically (see csvd_bids.bids.deriva
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -18,10 +19,25 @@ from csvd_bids.bids.discovery import SUFFIXES
 from csvd_bids.labels import BY_LABEL, DSEG_PRIORITY
 from csvd_bids.markers import REGISTRY
 from csvd_bids.planning import plan_prefix
+from csvd_bids.preproc.atlas import ATLAS_CITATION
 from csvd_bids.preproc.images import voxel_volume_mm3
+from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.preproc.template import TEMPLATE_NAME, load_template
 from csvd_bids.quant.qc import brain_coverage, coverage_warnings, reference_coverage
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
+
+
+@dataclass(frozen=True)
+class SessionAnatomy:
+    """The preprocessing results of a session other than the images (files from the graph)."""
+
+    brain_mask: str
+    brain_report: dict  # Method, Warning, IntracranialVolume_mm3
+    transform: str  # composite ITK transform (HDF5): reference points -> template points
+    affine: str  # its affine part (ITK text)
+    tissues: dict[str, str]  # GM/WM/CSF -> posterior probability image
+    regions: str  # REGION_LABELS map
+    volumes: dict  # intracranial, csf, gm, wm and regions (mm3)
 
 
 def _source_entities(path: str) -> dict[str, str]:
@@ -38,8 +54,7 @@ def write_session_outputs(
     bids_dir: Path,
     preproc: dict[str, str],
     reports: dict[str, dict],
-    brain_mask: str,
-    transform: str,
+    anatomy: SessionAnatomy,
     detections: dict[str, dict[str, str]],
     figures: tuple[str, ...] | list[str] = (),
 ) -> Path:
@@ -48,6 +63,7 @@ def write_session_outputs(
     ``plan``: the session plan (subject, session, reference, files, markers) made at discovery.
     ``preproc``: modality -> preprocessed image on the reference grid.
     ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
+    ``anatomy``: brain mask, template transforms, tissues, regions and volumes.
     ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
     ``figures``: QC PNGs named ``<desc>_<suffix>.png``, saved as
     ``sub-<label>/figures/<session prefix>_<desc>_<suffix>.png`` (as fMRIPrep does).
@@ -63,10 +79,10 @@ def write_session_outputs(
 
     reference_path = out(space, ".nii.gz", space=space, desc="preproc")
     spatial_reference = ds.local_uri(output_dir, reference_path)
-    brain = nib.load(brain_mask)
+    brain = nib.load(anatomy.brain_mask)
     brain_voxels = np.asanyarray(brain.dataobj) > 0
     brain_volume = float(brain_voxels.sum()) * voxel_volume_mm3(brain)
-    coverages = _brain_coverages(plan, preproc, brain_voxels, brain_volume, transform)
+    coverages = _brain_coverages(plan, preproc, brain_voxels, brain_volume, anatomy.affine)
     for modality, path in preproc.items():
         entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
         target = out(SUFFIXES[modality], ".nii.gz", **entities)
@@ -111,12 +127,15 @@ def write_session_outputs(
             "Sources": [sources[plan["reference"]]],
             "SpatialReference": spatial_reference,
             "Manual": False,
-            "Method": f"{TEMPLATE_NAME} brain mask brought into subject space by affine "
-            "registration",
+            "Method": anatomy.brain_report["Method"],
+            "Description": "Intracranial mask (brain and CSF): its volume is the ICV.",
+            "IntracranialVolume_mm3": anatomy.brain_report["IntracranialVolume_mm3"],
         },
     )
-    xfm = folder / ds.bids_name(base, f"from-{TEMPLATE_NAME}_to-{space}_mode-image_xfm", ".txt")
-    ds.copy_file(Path(transform), xfm)
+    xfm = folder / ds.bids_name(base, f"from-{TEMPLATE_NAME}_to-{space}_mode-image_xfm", ".h5")
+    ds.copy_file(Path(anatomy.transform), xfm)
+    reference_source = sources[plan["reference"]]
+    _write_anatomy(anatomy, out, space, spatial_reference, reference_source, xfm, output_dir)
 
     tables, masks = [], {}
     for key, files in detections.items():
@@ -176,7 +195,10 @@ def write_session_outputs(
         lesions_path.with_suffix(".json"), {c: describe_lesion_column(c) for c in lesions.columns}
     )
 
-    row = summary_row(plan, lesions, brain_volume, sources, coverage_warnings(coverages))
+    warnings = coverage_warnings(coverages)
+    if anatomy.brain_report.get("Warning"):
+        warnings.append(f"brain extraction: {anatomy.brain_report['Warning']}")
+    row = summary_row(plan, lesions, anatomy.volumes, sources, warnings)
     summary = pd.DataFrame([row])
     summary_path = out("stats", ".tsv", desc="summary")
     ds.write_json(
@@ -184,6 +206,61 @@ def write_session_outputs(
     )
     ds.write_tsv(summary_path, summary)  # last: its presence marks a finished session
     return summary_path
+
+
+def _write_anatomy(
+    anatomy: SessionAnatomy,
+    out,
+    space: str,
+    spatial_reference: str,
+    reference_source: str,
+    xfm: Path,
+    output_dir: Path,
+) -> None:
+    """Tissue probabilities, the region map and its volumes."""
+    common = {
+        "Sources": [reference_source],
+        "SpatialReference": spatial_reference,
+        "Manual": False,
+    }
+    for label, path in anatomy.tissues.items():
+        _write_image_with_sidecar(
+            out("probseg", ".nii.gz", space=space, label=label),
+            nib.load(path),
+            {
+                **common,
+                "Method": "Gaussian mixture of the reference intensities with the template "
+                "tissue priors as per-voxel weights (csvd_bids.preproc.tissues)",
+            },
+        )
+    _write_image_with_sidecar(
+        out("dseg", ".nii.gz", space=space, seg="regions"),
+        nib.load(anatomy.regions),
+        {
+            **common,
+            "Description": "Brain regions (lookup: seg-regions_dseg.tsv at the dataset root; "
+            "rules: csvd_bids.preproc.regions)",
+            "Atlas": ATLAS_CITATION,
+            "Transform": ds.local_uri(output_dir, xfm),
+        },
+    )
+    region_mm3 = anatomy.volumes["regions"]
+    volumes = pd.DataFrame(
+        [
+            {"index": index, "region": name, "volume_mm3": round(region_mm3[name], 1)}
+            for index, name in REGION_LABELS.items()
+        ]
+    )
+    stats = out("stats", ".tsv", desc="regions")
+    ds.write_tsv(stats, volumes)
+    ds.write_json(
+        stats.with_suffix(".json"),
+        {
+            "index": {"Description": "Label in the seg-regions dseg"},
+            "region": {"Description": "Region name (see seg-regions_dseg.tsv)"},
+            "volume_mm3": {"Description": "Volume of the region", "Units": "mm^3"},
+        },
+    )
 
 
 def _brain_coverages(

@@ -15,7 +15,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from csvd_bids.bids.session_outputs import write_session_outputs
+from csvd_bids.bids.session_outputs import SessionAnatomy, write_session_outputs
 
 
 class _WriteInputSpec(BaseInterfaceInputSpec):
@@ -26,7 +26,14 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     preproc_files = InputMultiObject(File(exists=True), mandatory=True)
     preproc_reports = InputMultiObject(File(exists=True), mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
-    transform = File(exists=True, mandatory=True)
+    brain_report = File(exists=True, mandatory=True)
+    transform = File(exists=True, mandatory=True, desc="template -> subject, composite (HDF5)")
+    affine = File(exists=True, mandatory=True, desc="its affine part (text)")
+    gm_probseg = File(exists=True, mandatory=True)
+    wm_probseg = File(exists=True, mandatory=True)
+    csf_probseg = File(exists=True, mandatory=True)
+    regions = File(exists=True, mandatory=True)
+    volumes = File(exists=True, mandatory=True)
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
     score_files = InputMultiObject(File(exists=True))
     mask_files = InputMultiObject(File(exists=True))
@@ -72,8 +79,19 @@ class WriteSessionDerivatives(SimpleInterface):
                         inputs.preproc_modalities, inputs.preproc_reports, strict=True
                     )
                 },
-                brain_mask=inputs.brain_mask,
-                transform=inputs.transform,
+                anatomy=SessionAnatomy(
+                    brain_mask=inputs.brain_mask,
+                    brain_report=json.loads(Path(inputs.brain_report).read_text()),
+                    transform=inputs.transform,
+                    affine=inputs.affine,
+                    tissues={
+                        "GM": inputs.gm_probseg,
+                        "WM": inputs.wm_probseg,
+                        "CSF": inputs.csf_probseg,
+                    },
+                    regions=inputs.regions,
+                    volumes=json.loads(Path(inputs.volumes).read_text()),
+                ),
                 detections=detections,
                 figures=_files("figure_files"),
             )

@@ -31,6 +31,7 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
     gm = File(exists=True, mandatory=True)
     csf = File(exists=True, mandatory=True)
     ventricles = File(exists=True, mandatory=True)
+    regions = File(exists=True, desc="region map (preproc.regions.REGION_LABELS)")
 
 
 class _DetectOutputSpec(TraitedSpec):
@@ -59,6 +60,7 @@ class DetectMarker(SimpleInterface):
             images=images,
             brain_mask=_array("brain_mask") > 0.5,
             priors={name: _array(name) for name in ("wm", "gm", "csf", "ventricles")},
+            regions=_array("regions").astype(np.uint8) if self.inputs.regions else None,
         )
         detection = spec.detect(session)
         reference = session.reference

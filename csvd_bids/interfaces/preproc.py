@@ -17,10 +17,19 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from csvd_bids.preproc.atlas import load_atlas
 from csvd_bids.preproc.bias import n4_correct
+from csvd_bids.preproc.brain import extract_brain
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.images import load_3d, new_like
-from csvd_bids.preproc.template import PRIORS, load_template, register_template, warp_to_subject
+from csvd_bids.preproc.regions import region_map, region_volumes_mm3
+from csvd_bids.preproc.template import (
+    deformable_refine,
+    load_template,
+    register_template,
+    warp_to_subject,
+)
+from csvd_bids.preproc.tissues import segment_tissues
 
 
 def _set_threads(n: int) -> None:
@@ -73,23 +82,67 @@ class PrepareImage(SimpleInterface):
         return runtime
 
 
+class _BrainInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="the preprocessed reference (RAS)")
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
+
+
+class _BrainOutputSpec(TraitedSpec):
+    out_mask = File(exists=True, desc="intracranial (brain) mask, uint8")
+    report = File(exists=True, desc="JSON: Method, Warning, IntracranialVolume_mm3")
+
+
+class BrainExtraction(SimpleInterface):
+    """deepbet, or the input's own mask when it is already skull-stripped (preproc.brain)."""
+
+    input_spec = _BrainInputSpec
+    output_spec = _BrainOutputSpec
+
+    def _run_interface(self, runtime):
+        _set_threads(self.inputs.num_threads)
+        img = nib.load(self.inputs.in_file)
+
+        def template_mask() -> np.ndarray:  # only computed when deepbet's mask is implausible
+            transform, _ = register_template(img)
+            brain = warp_to_subject(load_template().priors["brain"], transform, img)
+            return brain >= 0.5
+
+        result = extract_brain(img, fallback=template_mask)
+        self._results["out_mask"] = os.path.join(runtime.cwd, "brain_mask.nii.gz")
+        nib.save(new_like(result.mask.astype(np.uint8), img), self._results["out_mask"])
+        report = {
+            "Method": result.method,
+            "Warning": result.warning,
+            "IntracranialVolume_mm3": round(result.volume_ml(img) * 1000.0, 1),
+        }
+        self._results["report"] = os.path.join(runtime.cwd, "brain_report.json")
+        Path(self._results["report"]).write_text(json.dumps(report, indent=2))
+        return runtime
+
+
 class _TemplateInputSpec(BaseInterfaceInputSpec):
     reference = File(exists=True, mandatory=True)
+    brain_mask = File(exists=True, mandatory=True)
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
 class _TemplateOutputSpec(TraitedSpec):
-    transform = File(exists=True, desc="ITK affine: reference (subject) points -> template")
-    brain_mask = File(exists=True)
+    transform = File(exists=True, desc="ITK composite (HDF5): subject points -> template")
+    affine = File(exists=True, desc="ITK affine part alone (text)")
     wm = File(exists=True)
     gm = File(exists=True)
     csf = File(exists=True)
     ventricles = File(exists=True)
-    metric = traits.Float(desc="final Mattes mutual information (lower is better)")
+    structures = File(exists=True, desc="atlas structures (preproc.atlas.STRUCTURES)")
+    lobes = File(exists=True, desc="atlas lobes (preproc.atlas.LOBES)")
+    cortex = File(exists=True, desc="atlas cortex")
+    supraventricular = File(exists=True, desc="above the template's lateral ventricles")
+    metric = traits.Float(desc="final Mattes mutual information of the affine stage")
 
 
 class TemplatePriors(SimpleInterface):
-    """Affine registration of the MNI template, and its priors warped into subject space."""
+    """Affine then Demons registration of the MNI template; its priors (linear) and the atlas
+    labels (nearest neighbour) resampled onto the subject's reference grid."""
 
     input_spec = _TemplateInputSpec
     output_spec = _TemplateOutputSpec
@@ -97,16 +150,92 @@ class TemplatePriors(SimpleInterface):
     def _run_interface(self, runtime):
         _set_threads(self.inputs.num_threads)
         reference = nib.load(self.inputs.reference)
-        transform, metric = register_template(reference)
-        self._results["transform"] = os.path.join(runtime.cwd, "template_to_subject_xfm.txt")
-        sitk.WriteTransform(transform, self._results["transform"])
+        brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
+        affine, metric = register_template(reference, brain)
+        transform = deformable_refine(reference, brain, affine)
         self._results["metric"] = metric
-        template = load_template()
-        for name in PRIORS:
-            warped = warp_to_subject(template.priors[name], transform, reference)
-            if name in ("brain", "ventricles"):
-                warped = (warped >= 0.5).astype(np.uint8)
-            key = "brain_mask" if name == "brain" else name
+        for key, xfm, name in (
+            ("affine", affine, "template_affine_xfm.txt"),
+            ("transform", transform, "template_xfm.h5"),
+        ):
+            self._results[key] = os.path.join(runtime.cwd, name)
+            sitk.WriteTransform(xfm, self._results[key])
+
+        def save(key: str, image: nib.Nifti1Image, labels: bool) -> None:
+            interpolator = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
+            warped = warp_to_subject(image, transform, reference, interpolator)
             self._results[key] = os.path.join(runtime.cwd, f"{key}.nii.gz")
-            nib.save(new_like(warped, reference), self._results[key])
+            dtype = np.uint8 if labels else np.float32
+            nib.save(new_like(warped.astype(dtype), reference), self._results[key])
+
+        template, atlas = load_template(), load_atlas()
+        for name in ("wm", "gm", "csf", "ventricles"):
+            save(name, template.priors[name], labels=False)
+        for name in ("structures", "lobes", "cortex"):
+            save(name, atlas.image(name), labels=True)
+        save("supraventricular", template.supraventricular, labels=True)
+        return runtime
+
+
+class _RegionsInputSpec(BaseInterfaceInputSpec):
+    reference = File(exists=True, mandatory=True)
+    brain_mask = File(exists=True, mandatory=True)
+    wm = File(exists=True, mandatory=True)
+    gm = File(exists=True, mandatory=True)
+    csf = File(exists=True, mandatory=True)
+    ventricles = File(exists=True, mandatory=True)
+    structures = File(exists=True, mandatory=True)
+    lobes = File(exists=True, mandatory=True)
+    cortex = File(exists=True, mandatory=True)
+    supraventricular = File(exists=True, mandatory=True)
+
+
+class _RegionsOutputSpec(TraitedSpec):
+    gm_probseg = File(exists=True)
+    wm_probseg = File(exists=True)
+    csf_probseg = File(exists=True)
+    regions = File(exists=True, desc="preproc.regions.REGION_LABELS map")
+    volumes = File(exists=True, desc="JSON: tissue and region volumes (mm3)")
+
+
+class SegmentRegions(SimpleInterface):
+    """Tissue classes of the reference (EM with the warped priors) and the region map."""
+
+    input_spec = _RegionsInputSpec
+    output_spec = _RegionsOutputSpec
+
+    def _run_interface(self, runtime):
+        reference = nib.load(self.inputs.reference)
+
+        def load(name: str, dtype=np.float32) -> np.ndarray:
+            return np.asanyarray(nib.load(getattr(self.inputs, name)).dataobj).astype(dtype)
+
+        brain = load("brain_mask") > 0
+        priors = {name: load(name) for name in ("wm", "gm", "csf")}
+        tissues = segment_tissues(load("reference"), brain, priors)
+        zooms = tuple(float(z) for z in reference.header.get_zooms()[:3])
+        regions = region_map(
+            brain=brain,
+            tissues=tissues,
+            structures=load("structures", np.uint8),
+            lobes=load("lobes", np.uint8),
+            atlas_cortex=load("cortex") > 0,
+            ventricle_prior=load("ventricles"),
+            supraventricular=load("supraventricular") > 0,
+            zooms=zooms,
+        )
+        for tissue, posterior in tissues.items():
+            key = f"{tissue}_probseg"
+            self._results[key] = os.path.join(runtime.cwd, f"{key}.nii.gz")
+            nib.save(new_like(posterior, reference), self._results[key])
+        self._results["regions"] = os.path.join(runtime.cwd, "regions.nii.gz")
+        nib.save(new_like(regions, reference), self._results["regions"])
+        voxel_mm3 = float(np.prod(zooms))
+        volumes = {
+            "intracranial": float(brain.sum()) * voxel_mm3,
+            **{tissue: float(p.sum()) * voxel_mm3 for tissue, p in tissues.items()},
+            "regions": region_volumes_mm3(regions, voxel_mm3),
+        }
+        self._results["volumes"] = os.path.join(runtime.cwd, "volumes.json")
+        Path(self._results["volumes"]).write_text(json.dumps(volumes, indent=2))
         return runtime

@@ -19,7 +19,19 @@ from nipype.interfaces.base import (
 
 from csvd_bids.bids.discovery import SUFFIXES
 from csvd_bids.markers import REGISTRY
+from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.reports.mosaic import Overlay, edges, plot_mosaic
+
+_R = REGION_INDEX
+REGION_COLOURS = (
+    ((_R["lateral_ventricles"],), "deepskyblue"),
+    ((_R["periventricular_wm"],), "yellow"),
+    ((_R["centrum_semiovale"],), "cyan"),
+    ((_R["basal_ganglia"],), "lime"),
+    ((_R["thalamus"],), "orange"),
+    (tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1)), "magenta"),
+    ((_R["brainstem"], _R["cerebellum"]), "white"),
+)
 
 
 class _QCInputSpec(BaseInterfaceInputSpec):
@@ -27,6 +39,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     modalities = traits.List(traits.Str, mandatory=True)
     preproc_files = InputMultiObject(File(exists=True), mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
+    regions = File(exists=True, desc="region map (preproc.regions.REGION_LABELS)")
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
     mask_files = InputMultiObject(File(exists=True))
 
@@ -72,6 +85,15 @@ class RenderQC(SimpleInterface):
                     [Overlay(edges(data[modality], brain), "yellow", outline=False)],
                     f"{SUFFIXES[modality]} edges (yellow) on {ref_suffix}: coregistration",
                 )
+        if isdefined(inputs.regions):
+            regions = np.asanyarray(nib.load(inputs.regions).dataobj)
+            save(
+                "desc-regions",
+                inputs.reference,
+                [Overlay(np.isin(regions, ids), color) for ids, color in REGION_COLOURS],
+                "regions: ventricles (blue), periventricular (yellow), CSO (cyan), BG (green), "
+                "thalamus (orange), cortex (magenta), brainstem/cerebellum (white)",
+            )
         masks = inputs.mask_files if isdefined(inputs.mask_files) else []
         for key, mask_file in zip(inputs.marker_keys, masks, strict=True):
             spec = REGISTRY[key]

@@ -25,6 +25,7 @@ class SessionImages:
     images: dict[str, nib.Nifti1Image]  # modality key -> preprocessed image
     brain_mask: np.ndarray  # bool
     priors: dict[str, np.ndarray]  # template priors in subject space: wm, gm, csf, ventricles
+    regions: np.ndarray | None = None  # csvd_bids.preproc.regions.REGION_LABELS map
 
     @property
     def reference(self) -> nib.Nifti1Image:

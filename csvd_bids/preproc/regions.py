@@ -1,13 +1,45 @@
-"""Regions in subject space that the detectors and lesion tables need."""
+"""Brain regions in subject space, from the warped atlas and the subject's tissue classes.
+
+Rules, applied in this order (a voxel keeps the first region it gets; distances in mm, in the
+subject's own space):
+
+1. lateral_ventricles: the warped template ventricles grown into connected voxels of clear
+   CSF (posterior >= ``VENTRICLE_CSF_P``, within ``VENTRICLE_REACH_MM``), so enlarged
+   ventricles are followed.
+2. basal_ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem, cerebellum:
+   the warped atlas labels, whatever the tissue class (PVS are CSF-like inside the BG).
+3. internal_capsule: WM-class voxels within ``CAPSULE_MM`` of the lentiform nucleus (putamen,
+   pallidum) and of the caudate or thalamus; external_capsule: WM-class voxels within
+   ``EXTERNAL_CAPSULE_MM`` of the putamen and ``CAPSULE_MM`` of the insular cortex.
+   Approximations: the atlas has no capsules.
+4. periventricular_wm: non-CSF voxels within ``PERIVENTRICULAR_MM`` (10 mm) of the lateral
+   ventricles (domain.md: "within ~10 mm"). Non-CSF rather than WM-class, because WMH and the
+   corpus callosum are not WM-like on every contrast.
+5. cortex_<lobe>: GM-class voxels within ``CORTEX_MM`` of the atlas cortex; the hippocampus
+   and amygdala count as temporal cortex. Lobes (frontal, parietal, temporal, occipital,
+   insula, as MARS uses them) come from the nearest atlas cortical label.
+6. juxtacortical_wm_<lobe>: other non-CSF voxels within ``JUXTACORTICAL_MM`` of the cortex.
+7. centrum_semiovale: other non-CSF voxels above the top of the template's lateral ventricles.
+8. deep_wm: the remaining non-CSF voxels.
+9. other_csf: the remaining CSF-class voxels (sulci, cisterns, third and fourth ventricles).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
+from csvd_bids.preproc.atlas import LOBES, STRUCTURES
+
 # Periventricular = within this distance of the lateral ventricles (domain.md: "contiguous with
 # or within ~10 mm of the lateral ventricles").
 PERIVENTRICULAR_MM = 10.0
+CAPSULE_MM = 6.0
+EXTERNAL_CAPSULE_MM = 4.0
+CORTEX_MM = 3.0
+JUXTACORTICAL_MM = 3.0
+VENTRICLE_REACH_MM = 10.0
+VENTRICLE_CSF_P = 0.9  # ventricles grow only into clear CSF, not partial-volume voxels
 
 # The subject-space region map (``seg-regions_dseg``): one label per brain voxel.
 REGION_LABELS = {
@@ -33,6 +65,13 @@ REGION_LABELS = {
     20: "juxtacortical_wm_insula",
     21: "other_csf",
 }
+REGION_INDEX = {name: index for index, name in REGION_LABELS.items()}
+_S = {name: index for index, name in STRUCTURES.items()}
+CORTEX_FIRST = REGION_INDEX["cortex_frontal"]  # + lobe index - 1
+JUXTACORTICAL_FIRST = REGION_INDEX["juxtacortical_wm_frontal"]
+assert [REGION_LABELS[CORTEX_FIRST + k - 1] for k in LOBES] == [
+    f"cortex_{name}" for name in LOBES.values()
+]
 
 
 def distance_mm(mask: np.ndarray, zooms: tuple[float, float, float]) -> np.ndarray:
@@ -43,7 +82,10 @@ def distance_mm(mask: np.ndarray, zooms: tuple[float, float, float]) -> np.ndarr
 
 
 def subject_ventricles(
-    prior: np.ndarray, dark: np.ndarray, zooms: tuple[float, float, float], reach_mm: float = 15.0
+    prior: np.ndarray,
+    dark: np.ndarray,
+    zooms: tuple[float, float, float],
+    reach_mm: float = VENTRICLE_REACH_MM,
 ) -> np.ndarray:
     """Ventricles of this subject: the warped template ventricles grown into CSF-dark voxels
     (within ``reach_mm``) that connect to them, so enlarged ventricles are followed."""
@@ -60,3 +102,82 @@ def periventricular_deep_regions(
     """1 = within PERIVENTRICULAR_MM of the ventricles, 2 = elsewhere (deep)."""
     regions = np.where(distance_mm(ventricles, zooms) <= PERIVENTRICULAR_MM, 1, 2).astype(np.uint8)
     return regions, {1: "periventricular", 2: "deep"}
+
+
+def _crop(brain: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
+    """Bounding box of the brain (distances are only needed there)."""
+    box = ndimage.find_objects(brain.astype(np.uint8))[0]
+    return tuple(
+        slice(max(0, s.start - margin), min(n, s.stop + margin))
+        for s, n in zip(box, brain.shape, strict=True)
+    )
+
+
+def region_map(
+    *,
+    brain: np.ndarray,
+    tissues: dict[str, np.ndarray],
+    structures: np.ndarray,
+    lobes: np.ndarray,
+    atlas_cortex: np.ndarray,
+    ventricle_prior: np.ndarray,
+    supraventricular: np.ndarray,
+    zooms: tuple[float, float, float],
+) -> np.ndarray:
+    """The ``REGION_LABELS`` map (uint8) of one session; inputs on the reference grid."""
+    box = _crop(brain)
+    brain = brain[box]
+    klass = np.argmax(np.stack([tissues[t][box] for t in ("csf", "gm", "wm")]), axis=0)
+    csf, gm, wm = (brain & (klass == k) for k in range(3))
+    structures, lobes = structures[box], lobes[box]
+    out = np.zeros(brain.shape, dtype=np.uint8)
+
+    def assign(where: np.ndarray, label: int | np.ndarray) -> None:
+        free = where & brain & (out == 0)
+        out[free] = label[free] if isinstance(label, np.ndarray) else label
+
+    def near(mask: np.ndarray, mm: float) -> np.ndarray:
+        return distance_mm(mask, zooms) <= mm
+
+    clear_csf = brain & (tissues["csf"][box] >= VENTRICLE_CSF_P)
+    ventricles = subject_ventricles(ventricle_prior[box], clear_csf, zooms)
+    assign(ventricles, REGION_INDEX["lateral_ventricles"])
+    bg = np.isin(structures, [_S["caudate"], _S["putamen"], _S["pallidum"], _S["accumbens"]])
+    assign(bg, REGION_INDEX["basal_ganglia"])
+    for name in ("thalamus", "brainstem", "cerebellum"):
+        assign(structures == _S[name], REGION_INDEX[name])
+
+    lentiform = np.isin(structures, [_S["putamen"], _S["pallidum"]])
+    medial = np.isin(structures, [_S["caudate"], _S["thalamus"]])
+    assign(wm & near(lentiform, CAPSULE_MM) & near(medial, CAPSULE_MM), 7)
+    insula = atlas_cortex[box] & (lobes == 5)
+    external = near(structures == _S["putamen"], EXTERNAL_CAPSULE_MM) & near(insula, CAPSULE_MM)
+    assign(wm & external, REGION_INDEX["external_capsule"])
+
+    tissue = brain & ~csf
+    assign(tissue & near(ventricles, PERIVENTRICULAR_MM), REGION_INDEX["periventricular_wm"])
+    lobe_or_temporal = np.where(structures == _S["hippocampus_amygdala"], 3, lobes)
+    cortex = (gm & near(atlas_cortex[box], CORTEX_MM) & (lobe_or_temporal > 0)) | (
+        structures == _S["hippocampus_amygdala"]
+    )
+    assign(cortex, (CORTEX_FIRST - 1 + lobe_or_temporal).astype(np.uint8))
+    juxta = tissue & near(cortex, JUXTACORTICAL_MM) & (lobes > 0)
+    assign(juxta, (JUXTACORTICAL_FIRST - 1 + lobes).astype(np.uint8))
+    assign(tissue & supraventricular[box], REGION_INDEX["centrum_semiovale"])
+    assign(tissue, REGION_INDEX["deep_wm"])
+    assign(brain, REGION_INDEX["other_csf"])
+
+    full = np.zeros(ventricle_prior.shape, dtype=np.uint8)
+    full[box] = out
+    return full
+
+
+def regions_tsv_text() -> str:
+    """The ``seg-regions_dseg.tsv`` lookup table."""
+    rows = ["index\tname"] + [f"{i}\t{name}" for i, name in REGION_LABELS.items()]
+    return "\n".join(rows) + "\n"
+
+
+def region_volumes_mm3(regions: np.ndarray, voxel_mm3: float) -> dict[str, float]:
+    counts = np.bincount(regions.ravel(), minlength=max(REGION_LABELS) + 1)
+    return {name: float(counts[i]) * voxel_mm3 for i, name in REGION_LABELS.items()}

@@ -1,16 +1,24 @@
-"""The MNI152 template and its priors, brought into subject space by affine registration.
+"""The MNI152 template and its priors, brought into subject space.
 
 The ICBM 2009a symmetric template and its grey/white-matter probability maps ship inside
 nilearn's wheel (no download at run time). From them we derive, once per process:
 - a brain mask (template > 0, holes filled);
 - a CSF probability (brain minus GM minus WM);
-- the lateral ventricles: CSF voxels (p > 0.5) inside a central box, largest components;
-- a registration target: the brain-only template wrapped in a synthetic head (a CSF ring, a dark
-  skull, a bright scalp), so that an image with skull and scalp is not matched brain-to-head.
+- the lateral ventricles: CSF voxels (p > 0.5) inside a central box, minus the midline,
+  components of at least 2 ml (the generator's truth uses the same rule);
+- the supraventricular level (centrum semiovale): above the roof of the lateral ventricles;
+- a registration target for heads that still have a skull: the brain-only template wrapped
+  in a synthetic head (a CSF ring, a dark skull, a bright scalp).
 
-``register_template`` fits a rigid then affine transform (Mattes mutual information, so it
-works for T1w and FLAIR references alike, moments initialisation for large offsets, three
-resolution levels). Deformable registration and a labelled atlas come with the regions work.
+Registration (ITK convention: the transform maps subject points to template points):
+1. ``register_template``: rigid then affine, Mattes mutual information (any contrast), moments
+   initialisation for large offsets, three resolution levels, at 2 mm. With a brain mask the
+   skull-stripped subject is matched to the brain-only template.
+2. ``deformable_refine``: symmetric-forces Demons (Vercauteren et al. 2007, SimpleITK) at 4 then
+   2 mm. Demons needs one contrast on both sides, so the template is first re-synthesised in
+   the subject's contrast from its tissue priors: each tissue gets the subject's median
+   intensity where the affine-warped prior is high (a SynthSeg-like idea that works for T1w,
+   FLAIR and T2w references alike). The displacement field is smoothed (``DEMONS_SIGMA_MM``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from csvd_bids.preproc.images import sitk_to_array, to_sitk
+from csvd_bids.preproc.images import new_like, sitk_to_array, to_sitk
 from csvd_bids.preproc.registration import downsample, mattes_registration
 
 TEMPLATE_NAME = "MNI152NLin2009aSym"
@@ -35,12 +43,18 @@ _FILES = {
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
-# Lateral ventricles sit in this MNI box (mm); CSF outside it is sulcal or cisternal.
-_VENTRICLE_BOX = {"x": (-30.0, 30.0), "y": (-50.0, 35.0), "z": (-5.0, 35.0)}
+# Lateral ventricles sit in this MNI box (mm, |x| for x); CSF outside it is sulcal or
+# cisternal, and the midline cut (|x| < 3 mm) leaves out the septum and third ventricle.
+_VENTRICLE_BOX = {"x": (3.0, 35.0), "y": (-50.0, 35.0), "z": (-5.0, 35.0)}
+_VENTRICLE_MIN_ML = 2.0
 PRIORS = ("brain", "wm", "gm", "csf", "ventricles")
 # Shells around the brain (outer distance in mm, intensity on the template's 0-255 T1 scale,
 # where white matter is about 220): CSF, skull, scalp.
 _HEAD_SHELLS = ((3.0, 25.0), (9.0, 10.0), (15.0, 140.0))
+# Demons: coarse-to-fine grids (mm), iterations per level, Gaussian smoothing of the field (mm).
+DEMONS_SPACING_MM = (4.0, 2.0)
+DEMONS_ITERATIONS = (40, 30)
+DEMONS_SIGMA_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ class Template:
     t1: nib.Nifti1Image  # brain only
     head: nib.Nifti1Image  # brain plus synthetic skull and scalp: the registration target
     priors: dict[str, nib.Nifti1Image]
+    supraventricular: nib.Nifti1Image  # above the top of the lateral ventricles (CSO level)
 
 
 def _synthetic_head(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -58,6 +73,10 @@ def _synthetic_head(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
         head[(distance > inner) & (distance <= outer)] = value
         inner = outer
     return head
+
+
+def voxel_ml(img: nib.Nifti1Image) -> float:
+    return float(np.prod(img.header.get_zooms()[:3])) / 1000.0
 
 
 def _world_grid(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,28 +96,42 @@ def load_template() -> Template:
     csf = np.clip(brain - gm - wm, 0.0, 1.0).astype(np.float32)
     x, y, z = _world_grid(imgs["t1"])
     box = np.ones(t1.shape, bool)
-    for axis, (low, high) in zip((x, y, z), _VENTRICLE_BOX.values(), strict=True):
-        box &= (axis >= low) & (axis <= high)
+    for axis, (low, high) in zip((np.abs(x), y, z), _VENTRICLE_BOX.values(), strict=True):
+        box &= (axis >= low) & (axis < high)
     labels, n = ndimage.label((csf > 0.5) & box)
     sizes = ndimage.sum_labels(np.ones_like(labels), labels, range(1, n + 1))
-    keep = 1 + np.flatnonzero(sizes >= 0.1 * sizes.max())  # both lateral ventricles
-    ventricles = np.isin(labels, keep)
+    keep = 1 + np.flatnonzero(sizes * voxel_ml(imgs["t1"]) >= _VENTRICLE_MIN_ML)
+    ventricles = np.isin(labels, keep)  # the two lateral ventricles
     affine = imgs["t1"].affine
+    top = np.percentile(z[ventricles], 99)  # the roof of the ventricle bodies, robustly
     maps = {"brain": brain, "wm": wm, "gm": gm, "csf": csf, "ventricles": ventricles}
     return Template(
         t1=nib.Nifti1Image(t1, affine),
         head=nib.Nifti1Image(_synthetic_head(t1, brain), affine),
         priors={k: nib.Nifti1Image(v.astype(np.float32), affine) for k, v in maps.items()},
+        supraventricular=nib.Nifti1Image((brain & (z > top)).astype(np.uint8), affine),
     )
 
 
-def register_template(subject: nib.Nifti1Image, seed: int = 0) -> tuple[sitk.Transform, float]:
+def _masked(subject: nib.Nifti1Image, brain_mask: np.ndarray) -> nib.Nifti1Image:
+    data = np.asanyarray(subject.dataobj, dtype=np.float32)
+    return nib.Nifti1Image(np.where(brain_mask, data, 0.0).astype(np.float32), subject.affine)
+
+
+def register_template(
+    subject: nib.Nifti1Image, brain_mask: np.ndarray | None = None, seed: int = 0
+) -> tuple[sitk.AffineTransform, float]:
     """Affine transform mapping subject points to template points, and the final MI cost.
 
-    (ITK convention: the transform maps fixed = subject coordinates into moving = template.)
+    With ``brain_mask`` the skull-stripped subject is matched to the brain-only template;
+    without it the whole head is matched to the template in its synthetic head.
     """
-    fixed = downsample(to_sitk(subject), 2.0)
-    moving = downsample(to_sitk(load_template().head), 2.0)
+    template = load_template()
+    if brain_mask is None:
+        fixed, moving = to_sitk(subject), to_sitk(template.head)
+    else:
+        fixed, moving = to_sitk(_masked(subject, brain_mask)), to_sitk(template.t1)
+    fixed, moving = downsample(fixed, 2.0), downsample(moving, 2.0)
     rigid = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
     )
@@ -110,6 +143,66 @@ def register_template(subject: nib.Nifti1Image, seed: int = 0) -> tuple[sitk.Tra
     stage.SetInitialTransform(affine, inPlace=True)
     stage.Execute(fixed, moving)
     return affine, float(stage.GetMetricValue())
+
+
+def _tissue_levels(
+    subject: np.ndarray, brain: np.ndarray, priors: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """The subject's median intensity of each tissue where its affine-warped prior is high."""
+    where = {
+        "wm": priors["wm"] >= 0.9,
+        "gm": priors["gm"] >= 0.7,
+        "csf": priors["ventricles"] >= 0.5,
+    }
+    levels = {}
+    for tissue, high in where.items():
+        voxels = subject[brain & high]
+        if voxels.size < 20:
+            raise ValueError(f"too few {tissue} voxels to estimate its intensity")
+        levels[tissue] = float(np.median(voxels))
+    return levels
+
+
+def synthetic_template(levels: dict[str, float]) -> nib.Nifti1Image:
+    """The template re-drawn in a subject's contrast: sum over tissues of prior x level."""
+    priors = load_template().priors
+    data = sum(levels[t] * np.asanyarray(priors[t].dataobj) for t in ("wm", "gm", "csf"))
+    return nib.Nifti1Image(np.asarray(data, dtype=np.float32), priors["wm"].affine)
+
+
+def deformable_refine(
+    subject: nib.Nifti1Image, brain_mask: np.ndarray, affine: sitk.Transform
+) -> sitk.CompositeTransform:
+    """Affine followed by a Demons displacement field (see the module docstring)."""
+    template = load_template()
+    small = downsample(to_sitk(subject), DEMONS_SPACING_MM[-1])
+    small_mask = sitk.Resample(
+        to_sitk(new_like(brain_mask.astype(np.float32), subject)), small, sitk.Transform()
+    )
+    brain = sitk_to_array(small_mask) > 0.5
+    data = sitk_to_array(small)
+    priors = {
+        name: sitk_to_array(sitk.Resample(to_sitk(template.priors[name]), small, affine))
+        for name in ("wm", "gm", "ventricles")
+    }
+    levels = _tissue_levels(data, brain, priors)
+    fixed_full = sitk.Mask(small, sitk.Cast(small_mask > 0.5, sitk.sitkUInt8))
+    moving_full = sitk.Resample(to_sitk(synthetic_template(levels)), small, affine)
+    field = None
+    for spacing, iterations in zip(DEMONS_SPACING_MM, DEMONS_ITERATIONS, strict=True):
+        fixed = downsample(fixed_full, spacing)
+        moving = sitk.Resample(moving_full, fixed)
+        demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+        demons.SetNumberOfIterations(iterations)
+        demons.SmoothDisplacementFieldOn()
+        demons.SetStandardDeviations(DEMONS_SIGMA_MM)
+        if field is None:
+            field = demons.Execute(fixed, moving)
+        else:
+            initial = sitk.Resample(field, fixed, sitk.Transform(), sitk.sitkLinear)
+            field = demons.Execute(fixed, moving, initial)
+    displacement = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    return sitk.CompositeTransform([affine, displacement])  # displacement first, then affine
 
 
 def warp_to_subject(

@@ -18,7 +18,7 @@ NA = "n/a"
 def summary_row(
     plan: dict,
     lesions: pd.DataFrame,
-    brain_volume_mm3: float,
+    volumes: dict,
     sources: dict[str, str],
     qc_warnings: tuple[str, ...] | list[str] = (),
 ) -> dict:
@@ -26,7 +26,12 @@ def summary_row(
         "participant_id": f"sub-{plan['subject']}",
         "session_id": f"ses-{plan['session']}" if plan["session"] else NA,
         "reference": SUFFIXES[plan["reference"]],
-        "brain_volume_mm3": round(brain_volume_mm3, 1),
+        "icv_mm3": round(volumes["intracranial"], 1),
+        "brain_volume_mm3": round(volumes["gm"] + volumes["wm"], 1),
+        "gm_volume_mm3": round(volumes["gm"], 1),
+        "wm_volume_mm3": round(volumes["wm"], 1),
+        "csf_volume_mm3": round(volumes["csf"], 1),
+        "lateral_ventricles_volume_mm3": round(volumes["regions"]["lateral_ventricles"], 1),
         "qc_warnings": "; ".join(qc_warnings) or NA,
     }
     for marker in MARKER_LABELS:
@@ -89,7 +94,12 @@ def describe_summary_column(column: str) -> dict:
         "participant_id": ("Subject label, sub-<label>", None),
         "session_id": ("Session label, ses-<label> (n/a for datasets without sessions)", None),
         "reference": ("Modality whose grid all outputs use (T1w when present, else FLAIR)", None),
-        "brain_volume_mm3": ("Volume of the brain mask", "mm^3"),
+        "icv_mm3": ("Intracranial volume: the volume of the brain mask (brain and CSF)", "mm^3"),
+        "brain_volume_mm3": ("Brain parenchyma: GM + WM volumes", "mm^3"),
+        "gm_volume_mm3": ("Grey matter: sum of the GM probabilities x voxel volume", "mm^3"),
+        "wm_volume_mm3": ("White matter (lesions on it included as far as they look WM)", "mm^3"),
+        "csf_volume_mm3": ("CSF inside the brain mask", "mm^3"),
+        "lateral_ventricles_volume_mm3": ("Lateral ventricles (seg-regions)", "mm^3"),
         "qc_warnings": (
             "Quality-control warnings, separated by '; ' (n/a: none), e.g. an image "
             "whose field of view misses part of the brain",

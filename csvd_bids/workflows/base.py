@@ -9,7 +9,7 @@ from csvd_bids.config import RunConfig
 from csvd_bids.markers import REGISTRY
 from csvd_bids.workflows.markers import init_marker_wf
 from csvd_bids.workflows.outputs import init_ds_session_wf
-from csvd_bids.workflows.preproc import PRIOR_OUTPUTS, init_preproc_wf
+from csvd_bids.workflows.preproc import DS_ANATOMY, MARKER_INPUTS, init_preproc_wf
 
 WORKFLOW_NAME = "csvd_bids_wf"
 
@@ -33,15 +33,13 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
     for modality in modalities:
         setattr(preproc_wf.inputs.inputnode, modality, plan["files"][modality])
     ds_wf = init_ds_session_wf(plan=plan, config=config, modalities=modalities, markers=markers)
-    wf.connect(preproc_wf, "outputnode.brain_mask", ds_wf, "inputnode.brain_mask")
-    wf.connect(preproc_wf, "outputnode.transform", ds_wf, "inputnode.transform")
-    for field in (*modalities, *(f"{m}_report" for m in modalities)):
+    for field in (*modalities, *(f"{m}_report" for m in modalities), *DS_ANATOMY):
         wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:
         used = REGISTRY[key].modalities(plan["files"])
         marker_wf = init_marker_wf(marker=key, modalities=used)
-        for field in (*used, *PRIOR_OUTPUTS):
+        for field in (*used, *MARKER_INPUTS):
             wf.connect(preproc_wf, f"outputnode.{field}", marker_wf, f"inputnode.{field}")
         for kind in ("score", "mask", "lesions"):
             wf.connect(marker_wf, f"outputnode.{kind}", ds_wf, f"inputnode.{key}_{kind}")

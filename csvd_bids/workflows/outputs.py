@@ -10,6 +10,7 @@ from nipype.pipeline import engine as pe
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.derivatives import WriteSessionDerivatives
 from csvd_bids.interfaces.reports import RenderQC
+from csvd_bids.workflows.preproc import DS_ANATOMY
 
 
 def init_ds_session_wf(
@@ -20,14 +21,14 @@ def init_ds_session_wf(
     markers: list[str],
     name: str = "ds_session_wf",
 ) -> pe.Workflow:
-    """Inputs: per modality ``<modality>`` (preprocessed) and ``<modality>_report``,
-    ``brain_mask``, ``transform``, and per marker ``<marker>_score``, ``<marker>_mask``,
-    ``<marker>_lesions``."""
+    """Inputs: per modality ``<modality>`` (preprocessed) and ``<modality>_report``, the
+    anatomy fields of ``DS_ANATOMY`` (brain mask, transforms, tissues, regions, volumes), and
+    per marker ``<marker>_score``, ``<marker>_mask``, ``<marker>_lesions``."""
     wf = pe.Workflow(name=name)
     modality_fields = [*modalities, *(f"{m}_report" for m in modalities)]
     marker_fields = [f"{m}_{kind}" for m in markers for kind in ("score", "mask", "lesions")]
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=[*modality_fields, "brain_mask", "transform", *marker_fields]),
+        niu.IdentityInterface(fields=[*modality_fields, *DS_ANATOMY, *marker_fields]),
         name="inputnode",
     )
     write = pe.Node(
@@ -41,8 +42,7 @@ def init_ds_session_wf(
         name="write_derivatives",
         run_without_submitting=True,
     )
-    wf.connect(inputnode, "brain_mask", write, "brain_mask")
-    wf.connect(inputnode, "transform", write, "transform")
+    wf.connect([(inputnode, write, [(field, field) for field in DS_ANATOMY])])
 
     qc = pe.Node(
         RenderQC(reference=plan["reference"], modalities=modalities, marker_keys=markers),
@@ -50,6 +50,7 @@ def init_ds_session_wf(
         mem_gb=1.0,
     )
     wf.connect(inputnode, "brain_mask", qc, "brain_mask")
+    wf.connect(inputnode, "regions", qc, "regions")
     wf.connect(qc, "figures", write, "figure_files")
 
     def merge_into(fields: list[str], target: str, also_qc: bool = False) -> None:

@@ -5,20 +5,41 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from csvd_bids.interfaces.preproc import PrepareImage, TemplatePriors
-from csvd_bids.preproc.template import PRIORS
+from csvd_bids.interfaces.preproc import (
+    BrainExtraction,
+    PrepareImage,
+    SegmentRegions,
+    TemplatePriors,
+)
 
-PRIOR_OUTPUTS = tuple("brain_mask" if p == "brain" else p for p in PRIORS)
+# Template priors in subject space (the detectors' inputs), then the atlas maps.
+PRIOR_OUTPUTS = ("brain_mask", "wm", "gm", "csf", "ventricles")
+ATLAS_MAPS = ("structures", "lobes", "cortex", "supraventricular")
+TISSUE_OUTPUTS = ("gm_probseg", "wm_probseg", "csf_probseg")
+MARKER_INPUTS = (*PRIOR_OUTPUTS, "regions")  # what every detector receives besides images
+# What the derivatives writer receives besides the images and the detections.
+DS_ANATOMY = (
+    "brain_mask",
+    "brain_report",
+    "transform",
+    "affine",
+    *TISSUE_OUTPUTS,
+    "regions",
+    "volumes",
+)
 
 
 def init_preproc_wf(
     *, modalities: list[str], reference: str, omp_nthreads: int = 1, name: str = "preproc_wf"
 ) -> pe.Workflow:
-    """Prepare every anatomical modality on the reference grid and bring in template priors.
+    """Prepare every anatomical modality on the reference grid, extract the brain, bring in the
+    template and atlas, and segment tissues and regions.
 
     Inputs: one field per modality (raw file). Outputs: the same fields (preprocessed files on
-    the reference grid), ``<modality>_report`` (JSON: coregistration), ``transform``
-    (template -> subject) and the priors (brain_mask, wm, gm, csf, ventricles).
+    the reference grid), ``<modality>_report`` (JSON: coregistration), ``brain_mask`` and
+    ``brain_report``, ``transform`` (composite, template -> subject) and ``affine`` (its affine
+    part), the priors (wm, gm, csf, ventricles), the tissue posteriors (``*_probseg``),
+    ``regions`` and ``volumes``.
     """
     if reference not in modalities:
         raise ValueError(f"reference {reference!r} is not among {modalities}")
@@ -26,17 +47,28 @@ def init_preproc_wf(
     inputnode = pe.Node(niu.IdentityInterface(fields=modalities), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(
-            fields=[*modalities, *(f"{m}_report" for m in modalities), "transform", *PRIOR_OUTPUTS]
+            fields=[
+                *modalities,
+                *(f"{m}_report" for m in modalities),
+                *PRIOR_OUTPUTS,
+                "brain_report",
+                "transform",
+                "affine",
+                *TISSUE_OUTPUTS,
+                "regions",
+                "volumes",
+            ]
         ),
         name="outputnode",
     )
+    threaded = {"n_procs": omp_nthreads}
     prepared = {}
     for modality in [reference] + [m for m in modalities if m != reference]:
         node = pe.Node(
             PrepareImage(modality=modality, num_threads=omp_nthreads),
             name=f"prepare_{modality}",
-            n_procs=omp_nthreads,
             mem_gb=1.5,
+            **threaded,
         )
         wf.connect(inputnode, modality, node, "in_file")
         if modality != reference:
@@ -45,13 +77,28 @@ def init_preproc_wf(
         wf.connect(node, "report", outputnode, f"{modality}_report")
         prepared[modality] = node
 
-    template = pe.Node(
-        TemplatePriors(num_threads=omp_nthreads),
-        name="template_priors",
-        n_procs=omp_nthreads,
-        mem_gb=2.0,
+    brain = pe.Node(
+        BrainExtraction(num_threads=omp_nthreads), name="brain_extraction", mem_gb=2.0, **threaded
     )
-    wf.connect(prepared[reference], "out_file", template, "reference")
-    for field in ("transform", *PRIOR_OUTPUTS):
-        wf.connect(template, field, outputnode, field)
+    template = pe.Node(
+        TemplatePriors(num_threads=omp_nthreads), name="template_priors", mem_gb=2.5, **threaded
+    )
+    regions = pe.Node(SegmentRegions(), name="segment_regions", mem_gb=2.0)
+    wf.connect(
+        [
+            (prepared[reference], brain, [("out_file", "in_file")]),
+            (prepared[reference], template, [("out_file", "reference")]),
+            (brain, template, [("out_mask", "brain_mask")]),
+            (prepared[reference], regions, [("out_file", "reference")]),
+            (brain, regions, [("out_mask", "brain_mask")]),
+            (template, regions, [(f, f) for f in (*PRIOR_OUTPUTS[1:], *ATLAS_MAPS)]),
+            (brain, outputnode, [("out_mask", "brain_mask"), ("report", "brain_report")]),
+            (
+                template,
+                outputnode,
+                [(f, f) for f in ("transform", "affine", *PRIOR_OUTPUTS[1:])],
+            ),
+            (regions, outputnode, [(f, f) for f in (*TISSUE_OUTPUTS, "regions", "volumes")]),
+        ]
+    )
     return wf

@@ -1,0 +1,174 @@
+"""Brain extraction, template registration, tissues and regions on the generator's anatomy
+(3 mm, fixed seeds), against what the generator knows to be true."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from csvd_bids.preproc.atlas import STRUCTURES, atlas_dir, load_atlas, lobe_of
+from csvd_bids.preproc.brain import extract_brain, skull_stripped_mask
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm, region_map
+from csvd_bids.preproc.template import (
+    deformable_refine,
+    load_template,
+    register_template,
+    warp_to_subject,
+)
+from csvd_bids.preproc.tissues import segment_tissues
+from csvd_bids.synth import contrasts
+from csvd_bids.synth.anatomy import SCALP, make_anatomy
+
+RES = 3.0
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def anat():
+    return make_anatomy(np.random.default_rng(5), RES)
+
+
+@pytest.fixture(scope="module")
+def t1w(anat) -> nib.Nifti1Image:
+    image = contrasts.base_images(anat)["T1w"]
+    noisy = image + np.random.default_rng(1).normal(0.0, 8.0, image.shape)
+    return nib.Nifti1Image(noisy.astype(np.float32), anat.affine)
+
+
+@pytest.fixture(scope="module")
+def true_structures(anat) -> np.ndarray:
+    """The atlas at each voxel's true template coordinate: where the structures really are."""
+    atlas = load_atlas()
+    inv = np.linalg.inv(atlas.affine)
+    index = np.stack([sum(inv[a, b] * anat.mni[b] for b in range(3)) + inv[a, 3] for a in range(3)])
+    return ndimage.map_coordinates(atlas.structures, index, order=0) * anat.brain_mask
+
+
+@pytest.fixture(scope="module")
+def registered(t1w, anat):
+    affine, _ = register_template(t1w, anat.brain_mask)
+    return affine, deformable_refine(t1w, anat.brain_mask, affine)
+
+
+def test_every_cortical_label_has_a_lobe():
+    names = pd.read_csv(atlas_dir() / "labels_harvard_oxford.csv")["name"]
+    assert all(lobe_of(n) in range(1, 6) for n in names[:96])  # the cortical maps come first
+    assert lobe_of("Left_Lateral_Occipital_Cortex_inferior_division") == 4
+    assert lobe_of("Right_Temporal_Occipital_Fusiform_Cortex") == 3
+    assert lobe_of("Left_Cingulate_Gyrus_posterior_division") == 2
+
+
+def test_atlas_structures_have_plausible_volumes():
+    atlas = load_atlas()
+    ml = {name: float((atlas.structures == k).sum()) / 1000.0 for k, name in STRUCTURES.items()}
+    assert 15 < ml["thalamus"] < 30
+    assert 20 < ml["caudate"] + ml["putamen"] + ml["pallidum"] < 45
+    assert 100 < ml["cerebellum"] < 200
+    assert 20 < ml["brainstem"] < 50
+
+
+def test_skull_stripped_input_keeps_its_own_mask(t1w, anat):
+    stripped = np.where(anat.brain_mask, np.asanyarray(t1w.dataobj), 0.0).astype(np.float32)
+    mask = skull_stripped_mask(nib.Nifti1Image(stripped, anat.affine))
+    assert mask is not None and dice(mask, anat.brain_mask) > 0.98
+    assert skull_stripped_mask(t1w) is None  # a head with skull and scalp
+
+
+def test_deepbet_removes_skull_and_scalp(t1w, anat):
+    result = extract_brain(t1w)
+    assert result.method == "deepbet" and not result.warning
+    # The mask is intracranial (brain + the CSF around it), the truth is the brain alone.
+    assert result.mask[anat.brain_mask].mean() > 0.97
+    assert dice(result.mask, anat.brain_mask) > 0.85
+    scalp = (anat.head == SCALP) & ~anat.brain_mask
+    assert result.mask[scalp].mean() < 0.02
+
+
+def test_implausible_mask_falls_back_to_the_template(anat):
+    blank = nib.Nifti1Image(
+        np.random.default_rng(0).normal(100, 1, anat.shape).astype(np.float32), anat.affine
+    )
+    calls = []
+
+    def fallback() -> np.ndarray:
+        calls.append(1)
+        return anat.brain_mask
+
+    result = extract_brain(blank, fallback=fallback)
+    if result.method == "deepbet":  # deepbet found a plausible "brain" in noise: no fallback
+        assert not calls
+    else:
+        assert calls and result.method == "template (fallback)" and "outside" in result.warning
+
+
+def test_demons_improves_on_affine(registered, t1w, true_structures):
+    affine, composite = registered
+    template = load_template()
+    atlas = load_atlas()
+    scores = {}
+    for name, transform in (("affine", affine), ("demons", composite)):
+        labels = warp_to_subject(
+            atlas.image("structures"), transform, t1w, sitk.sitkNearestNeighbor
+        ).astype(int)
+        ventricles = warp_to_subject(template.priors["ventricles"], transform, t1w) >= 0.5
+        scores[name] = (
+            dice(np.isin(labels, [2, 3, 4, 5]), np.isin(true_structures, [2, 3, 4, 5])),
+            dice(labels == 6, true_structures == 6),
+            ventricles,
+        )
+    assert scores["demons"][0] > scores["affine"][0] and scores["demons"][0] > 0.8
+    assert scores["demons"][1] > 0.8
+
+
+def test_tissues_and_regions(registered, t1w, anat, true_structures):
+    _, composite = registered
+    template, atlas = load_template(), load_atlas()
+    priors = {k: warp_to_subject(template.priors[k], composite, t1w) for k in ("gm", "wm", "csf")}
+    tissues = segment_tissues(np.asanyarray(t1w.dataobj), anat.brain_mask, priors)
+    voxel_ml = RES**3 / 1000.0
+    for tissue in ("gm", "wm"):
+        estimated = float(tissues[tissue].sum()) * voxel_ml
+        truth = float(getattr(anat, tissue).sum()) * voxel_ml
+        assert abs(estimated - truth) / truth < 0.2, tissue
+
+    def nearest(image):
+        return warp_to_subject(image, composite, t1w, sitk.sitkNearestNeighbor)
+
+    regions = region_map(
+        brain=anat.brain_mask,
+        tissues=tissues,
+        structures=nearest(atlas.image("structures")).astype(np.uint8),
+        lobes=nearest(atlas.image("lobes")).astype(np.uint8),
+        atlas_cortex=nearest(atlas.image("cortex")) > 0,
+        ventricle_prior=warp_to_subject(template.priors["ventricles"], composite, t1w),
+        supraventricular=nearest(template.supraventricular) > 0,
+        zooms=(RES,) * 3,
+    )
+    assert set(np.unique(regions[anat.brain_mask])) <= set(REGION_INDEX.values())
+    assert (regions[anat.brain_mask] > 0).all() and (regions[~anat.brain_mask] == 0).all()
+    assert dice(regions == REGION_INDEX["lateral_ventricles"], anat.ventricles) > 0.7
+    bg_truth = np.isin(true_structures, [2, 3, 4, 5])
+    assert dice(regions == REGION_INDEX["basal_ganglia"], bg_truth) > 0.8
+    pv = regions == REGION_INDEX["periventricular_wm"]
+    ventricles = regions == REGION_INDEX["lateral_ventricles"]
+    assert distance_mm(ventricles, (RES,) * 3)[pv].max() <= 10.0 + 1e-3
+    first, last = REGION_INDEX["cortex_frontal"], REGION_INDEX["cortex_insula"]
+    cortex = (regions >= first) & (regions <= last)
+    assert (tissues["gm"][cortex & ~np.isin(true_structures, [7])] > 0.3).mean() > 0.95
+    # The CSO lies above the ventricles: its centroid is higher than theirs.
+    cso = regions == REGION_INDEX["centrum_semiovale"]
+    assert np.argwhere(cso)[:, 2].mean() > np.argwhere(ventricles)[:, 2].mean()
+
+
+def test_constant_image_cannot_be_segmented(anat):
+    flat = np.ones(anat.shape, dtype=np.float32)
+    priors = {k: np.full(anat.shape, 1 / 3, np.float32) for k in ("gm", "wm", "csf")}
+    with pytest.raises(ValueError, match="constant"):
+        segment_tissues(flat, anat.brain_mask, priors)
