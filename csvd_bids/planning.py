@@ -59,13 +59,16 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
                 modality,
                 inputs.files[modality],
             )
-    return {
+    plan = {
         "subject": inputs.subject,
         "session": inputs.session,
         "reference": inputs.reference,
         "files": dict(sorted(inputs.files.items())),
         "markers": marker_statuses(list(inputs.files), selected_markers),
     }
+    if "dwi" in inputs.files:
+        plan["dwi_bval"] = str(inputs.bval)
+    return plan
 
 
 def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, str]]:

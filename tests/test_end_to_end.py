@@ -7,9 +7,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from bids import BIDSLayout
 
 from csvd_bids import __version__
+from csvd_bids.preproc.regions import REGION_LABELS
 
 
 def test_levels_exit_zero(demo_run):
@@ -38,6 +40,29 @@ def test_pybids_indexes_outputs(demo_run):
         assert all(s.startswith("bids:raw:sub-") for s in sidecar["Sources"])
     assert len(layout.get(segmentation="csvd", suffix="dseg", extension=".nii.gz")) == 4
     assert len(layout.get(desc="brain", suffix="mask", extension=".nii.gz")) == 4
+    assert len(layout.get(segmentation="regions", suffix="dseg", extension=".nii.gz")) == 4
+    for label in ("GM", "WM", "CSF"):
+        assert len(layout.get(label=label, suffix="probseg", extension=".nii.gz")) == 4
+    adc = layout.get(desc="adc", suffix="dwi", datatype="dwi", extension=".nii.gz")
+    assert len(adc) == 4 and adc[0].get_metadata()["Units"] == "1e-6 mm2/s"
+
+
+def test_regions_and_volumes(demo_run):
+    prefix = demo_run["out"] / "sub-02" / "ses-2" / "anat" / "sub-02_ses-2"
+    regions = nib.load(f"{prefix}_space-T1w_seg-regions_dseg.nii.gz")
+    brain = np.asanyarray(nib.load(f"{prefix}_space-T1w_desc-brain_mask.nii.gz").dataobj) > 0
+    labels = np.asanyarray(regions.dataobj)
+    assert set(np.unique(labels[brain])) == set(REGION_LABELS)  # every region found
+    assert not labels[~brain].any()
+    table = pd.read_csv(f"{prefix}_desc-regions_stats.tsv", sep="\t")
+    voxel = float(np.prod(regions.header.get_zooms()))
+    counts = np.bincount(labels.ravel(), minlength=len(REGION_LABELS) + 1)
+    assert np.allclose(table["volume_mm3"], counts[table["index"]] * voxel)
+    summary = pd.read_csv(f"{prefix}_desc-summary_stats.tsv", sep="\t").iloc[0]
+    assert summary["icv_mm3"] == pytest.approx(brain.sum() * voxel, rel=1e-3)
+    assert 0.6 < summary["brain_volume_mm3"] / summary["icv_mm3"] < 0.95
+    lookup = pd.read_csv(demo_run["out"] / "seg-regions_dseg.tsv", sep="\t")
+    assert dict(zip(lookup["index"], lookup["name"], strict=True)) == REGION_LABELS
 
 
 def test_group_table(demo_run):
@@ -85,8 +110,12 @@ def test_nothing_written_into_bids_dir(demo_run):
 
 
 def test_rerun_resumes_from_cache(demo_run):
-    """Same work dir: every node is found in the cache, nothing is recomputed."""
+    """Same work dir: every processing node is found in the cache, nothing is recomputed, and
+    outputs deleted since the first run are written again."""
     from csvd_bids.cli.run import main
+
+    deleted = demo_run["out"] / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_desc-regions_stats.tsv"
+    deleted.unlink()
 
     node_dir = (
         demo_run["work"] / "csvd_bids_wf" / "sub_01_ses_1_wf" / "preproc_wf" / "template_priors"
@@ -108,6 +137,7 @@ def test_rerun_resumes_from_cache(demo_run):
     )
     assert code == 0
     assert (node_dir / "result_template_priors.pklz").stat().st_mtime_ns == before
+    assert deleted.is_file()
 
 
 def test_qc_mosaics_and_coregistration_outputs(demo_run):
@@ -121,6 +151,12 @@ def test_qc_mosaics_and_coregistration_outputs(demo_run):
         anat = subject / f"ses-{session}" / "anat"
         for modality in ("FLAIR", "T2w", "T2starw"):
             assert (anat / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt").is_file()
+        assert f"{prefix}_desc-regions_T1w.png" in figures
+        assert f"{prefix}_desc-coregdwi_T1w.png" in figures
+        dwi = subject / f"ses-{session}" / "dwi"
+        for desc in ("b0", "trace", "adc"):
+            assert (dwi / f"{prefix}_space-T1w_desc-{desc}_dwi.nii.gz").is_file()
+        assert (dwi / f"{prefix}_from-dwi_to-T1w_mode-image_xfm.txt").is_file()
         sidecar = json.loads((anat / f"{prefix}_space-T1w_desc-preproc_FLAIR.json").read_text())
         registration = sidecar["Registration"]
         assert registration["MutualInformationAfter"] <= registration["MutualInformationBefore"]

@@ -55,6 +55,7 @@ def write_session_outputs(
     preproc: dict[str, str],
     reports: dict[str, dict],
     anatomy: SessionAnatomy,
+    dwi: dict | None,
     detections: dict[str, dict[str, str]],
     figures: tuple[str, ...] | list[str] = (),
 ) -> Path:
@@ -64,6 +65,7 @@ def write_session_outputs(
     ``preproc``: modality -> preprocessed image on the reference grid.
     ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
     ``anatomy``: brain mask, template transforms, tissues, regions and volumes.
+    ``dwi``: b0, trace, adc files on the reference grid and their report, or None.
     ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
     ``figures``: QC PNGs named ``<desc>_<suffix>.png``, saved as
     ``sub-<label>/figures/<session prefix>_<desc>_<suffix>.png`` (as fMRIPrep does).
@@ -136,6 +138,9 @@ def write_session_outputs(
     ds.copy_file(Path(anatomy.transform), xfm)
     reference_source = sources[plan["reference"]]
     _write_anatomy(anatomy, out, space, spatial_reference, reference_source, xfm, output_dir)
+
+    if dwi is not None:
+        _write_dwi(dwi, folder.parent / "dwi", base, space, spatial_reference, sources, output_dir)
 
     tables, masks = [], {}
     for key, files in detections.items():
@@ -261,6 +266,35 @@ def _write_anatomy(
             "volume_mm3": {"Description": "Volume of the region", "Units": "mm^3"},
         },
     )
+
+
+def _write_dwi(
+    dwi: dict,
+    folder: Path,
+    base: dict,
+    space: str,
+    spatial_reference: str,
+    sources: dict[str, str],
+    output_dir: Path,
+) -> None:
+    """b0, trace and ADC on the reference grid, and the DWI -> reference transform, in the
+    session's ``dwi/`` folder."""
+    report = dwi["report"]
+    xfm = folder / ds.bids_name(base, f"from-dwi_to-{space}_mode-image_xfm", ".txt")
+    ds.copy_file(Path(report["TransformFile"]), xfm)
+    registration = {**report["Registration"], "Transform": ds.local_uri(output_dir, xfm)}
+    common = {"Sources": [sources["dwi"]], "SpatialReference": spatial_reference}
+    described = {
+        "b0": {"Description": report["B0Definition"]},
+        "trace": {"Description": report["TraceDefinition"], "BValue": report["BValue"]},
+        "adc": {"Description": report["ADCDefinition"], "Units": report["ADCUnits"]},
+    }
+    for desc, extra in described.items():
+        _write_image_with_sidecar(
+            folder / ds.bids_name({**base, "space": space, "desc": desc}, "dwi", ".nii.gz"),
+            nib.load(dwi[desc]),
+            {**common, **extra, "Registration": registration},
+        )
 
 
 def _brain_coverages(

@@ -34,11 +34,27 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     csf_probseg = File(exists=True, mandatory=True)
     regions = File(exists=True, mandatory=True)
     volumes = File(exists=True, mandatory=True)
+    dwi_b0 = File(exists=True)
+    dwi_trace = File(exists=True)
+    dwi_adc = File(exists=True)
+    dwi_report = File(exists=True)
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
     score_files = InputMultiObject(File(exists=True))
     mask_files = InputMultiObject(File(exists=True))
     lesion_files = InputMultiObject(File(exists=True))
     figure_files = InputMultiObject(File(exists=True), desc="QC PNGs named <desc>_<suffix>.png")
+
+
+def _dwi(inputs) -> dict | None:
+    """{"b0", "trace", "adc": files, "report": dict} when the session has a DWI."""
+    if not isdefined(inputs.dwi_b0):
+        return None
+    return {
+        "b0": inputs.dwi_b0,
+        "trace": inputs.dwi_trace,
+        "adc": inputs.dwi_adc,
+        "report": json.loads(Path(inputs.dwi_report).read_text()),
+    }
 
 
 class _WriteOutputSpec(TraitedSpec):
@@ -92,6 +108,7 @@ class WriteSessionDerivatives(SimpleInterface):
                     regions=inputs.regions,
                     volumes=json.loads(Path(inputs.volumes).read_text()),
                 ),
+                dwi=_dwi(inputs),
                 detections=detections,
                 figures=_files("figure_files"),
             )

@@ -40,6 +40,7 @@ class _QCInputSpec(BaseInterfaceInputSpec):
     preproc_files = InputMultiObject(File(exists=True), mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
     regions = File(exists=True, desc="region map (preproc.regions.REGION_LABELS)")
+    dwi_b0 = File(exists=True, desc="the DWI's b0 on the reference grid")
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
     mask_files = InputMultiObject(File(exists=True))
 
@@ -85,6 +86,14 @@ class RenderQC(SimpleInterface):
                     [Overlay(edges(data[modality], brain), "yellow", outline=False)],
                     f"{SUFFIXES[modality]} edges (yellow) on {ref_suffix}: coregistration",
                 )
+        if isdefined(inputs.dwi_b0):
+            data["dwi"] = np.asanyarray(nib.load(inputs.dwi_b0).dataobj, dtype=np.float32)
+            save(
+                "desc-coregdwi",
+                inputs.reference,
+                [Overlay(edges(data["dwi"], brain), "yellow", outline=False)],
+                f"DWI b0 edges (yellow) on {ref_suffix}: coregistration",
+            )
         if isdefined(inputs.regions):
             regions = np.asanyarray(nib.load(inputs.regions).dataobj)
             save(

@@ -9,7 +9,7 @@ from csvd_bids.config import RunConfig
 from csvd_bids.markers import REGISTRY
 from csvd_bids.workflows.markers import init_marker_wf
 from csvd_bids.workflows.outputs import init_ds_session_wf
-from csvd_bids.workflows.preproc import DS_ANATOMY, MARKER_INPUTS, init_preproc_wf
+from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS, MARKER_INPUTS, init_preproc_wf
 
 WORKFLOW_NAME = "csvd_bids_wf"
 
@@ -27,13 +27,18 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
     modalities = [m for m in ANAT_MODALITIES if m in plan["files"]]
     markers = [key for key, status in plan["markers"].items() if status["assessed"]]
 
+    dwi_bval = plan.get("dwi_bval")
     preproc_wf = init_preproc_wf(
-        modalities=modalities, reference=plan["reference"], omp_nthreads=config.omp_nthreads
+        modalities=modalities,
+        reference=plan["reference"],
+        dwi_bval=dwi_bval,
+        omp_nthreads=config.omp_nthreads,
     )
-    for modality in modalities:
+    for modality in modalities + (["dwi"] if dwi_bval else []):
         setattr(preproc_wf.inputs.inputnode, modality, plan["files"][modality])
     ds_wf = init_ds_session_wf(plan=plan, config=config, modalities=modalities, markers=markers)
-    for field in (*modalities, *(f"{m}_report" for m in modalities), *DS_ANATOMY):
+    dwi_fields = DWI_OUTPUTS if dwi_bval else ()
+    for field in (*modalities, *(f"{m}_report" for m in modalities), *DS_ANATOMY, *dwi_fields):
         wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:

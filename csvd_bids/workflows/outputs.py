@@ -10,7 +10,7 @@ from nipype.pipeline import engine as pe
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.derivatives import WriteSessionDerivatives
 from csvd_bids.interfaces.reports import RenderQC
-from csvd_bids.workflows.preproc import DS_ANATOMY
+from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS
 
 
 def init_ds_session_wf(
@@ -27,8 +27,9 @@ def init_ds_session_wf(
     wf = pe.Workflow(name=name)
     modality_fields = [*modalities, *(f"{m}_report" for m in modalities)]
     marker_fields = [f"{m}_{kind}" for m in markers for kind in ("score", "mask", "lesions")]
+    dwi_fields = list(DWI_OUTPUTS) if "dwi_bval" in plan else []
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=[*modality_fields, *DS_ANATOMY, *marker_fields]),
+        niu.IdentityInterface(fields=[*modality_fields, *DS_ANATOMY, *dwi_fields, *marker_fields]),
         name="inputnode",
     )
     write = pe.Node(
@@ -41,6 +42,8 @@ def init_ds_session_wf(
         ),
         name="write_derivatives",
         run_without_submitting=True,
+        # Always run: outputs deleted (or written elsewhere) since a cached run must reappear.
+        overwrite=True,
     )
     wf.connect([(inputnode, write, [(field, field) for field in DS_ANATOMY])])
 
@@ -51,6 +54,9 @@ def init_ds_session_wf(
     )
     wf.connect(inputnode, "brain_mask", qc, "brain_mask")
     wf.connect(inputnode, "regions", qc, "regions")
+    if dwi_fields:
+        wf.connect([(inputnode, write, [(field, field) for field in dwi_fields])])
+        wf.connect(inputnode, "dwi_b0", qc, "dwi_b0")
     wf.connect(qc, "figures", write, "figure_files")
 
     def merge_into(fields: list[str], target: str, also_qc: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from csvd_bids.interfaces.dwi import PrepareDWI
 from csvd_bids.interfaces.preproc import (
     BrainExtraction,
     PrepareImage,
@@ -18,6 +19,7 @@ ATLAS_MAPS = ("structures", "lobes", "cortex", "supraventricular")
 TISSUE_OUTPUTS = ("gm_probseg", "wm_probseg", "csf_probseg")
 MARKER_INPUTS = (*PRIOR_OUTPUTS, "regions")  # what every detector receives besides images
 # What the derivatives writer receives besides the images and the detections.
+DWI_OUTPUTS = ("dwi_b0", "dwi_trace", "dwi_adc", "dwi_report")
 DS_ANATOMY = (
     "brain_mask",
     "brain_report",
@@ -30,7 +32,12 @@ DS_ANATOMY = (
 
 
 def init_preproc_wf(
-    *, modalities: list[str], reference: str, omp_nthreads: int = 1, name: str = "preproc_wf"
+    *,
+    modalities: list[str],
+    reference: str,
+    dwi_bval: str | None = None,
+    omp_nthreads: int = 1,
+    name: str = "preproc_wf",
 ) -> pe.Workflow:
     """Prepare every anatomical modality on the reference grid, extract the brain, bring in the
     template and atlas, and segment tissues and regions.
@@ -39,12 +46,14 @@ def init_preproc_wf(
     the reference grid), ``<modality>_report`` (JSON: coregistration), ``brain_mask`` and
     ``brain_report``, ``transform`` (composite, template -> subject) and ``affine`` (its affine
     part), the priors (wm, gm, csf, ventricles), the tissue posteriors (``*_probseg``),
-    ``regions`` and ``volumes``.
+    ``regions`` and ``volumes``. With ``dwi_bval`` (the DWI's .bval file), the input ``dwi``
+    gives ``DWI_OUTPUTS``: b0, trace and ADC on the reference grid and their report.
     """
     if reference not in modalities:
         raise ValueError(f"reference {reference!r} is not among {modalities}")
     wf = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=modalities), name="inputnode")
+    dwi_fields = ["dwi"] if dwi_bval else []
+    inputnode = pe.Node(niu.IdentityInterface(fields=[*modalities, *dwi_fields]), name="inputnode")
     outputnode = pe.Node(
         niu.IdentityInterface(
             fields=[
@@ -57,6 +66,7 @@ def init_preproc_wf(
                 *TISSUE_OUTPUTS,
                 "regions",
                 "volumes",
+                *(DWI_OUTPUTS if dwi_bval else ()),
             ]
         ),
         name="outputnode",
@@ -101,4 +111,22 @@ def init_preproc_wf(
             (regions, outputnode, [(f, f) for f in (*TISSUE_OUTPUTS, "regions", "volumes")]),
         ]
     )
+    if dwi_bval:
+        dwi = pe.Node(
+            PrepareDWI(bval=dwi_bval, num_threads=omp_nthreads),
+            name="prepare_dwi",
+            mem_gb=2.0,
+            **threaded,
+        )
+        wf.connect(
+            [
+                (inputnode, dwi, [("dwi", "in_file")]),
+                (prepared[reference], dwi, [("out_file", "reference")]),
+                (
+                    dwi,
+                    outputnode,
+                    [(f, f"dwi_{f}") for f in ("b0", "trace", "adc")] + [("report", "dwi_report")],
+                ),
+            ]
+        )
     return wf
