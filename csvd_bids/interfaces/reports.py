@@ -29,8 +29,8 @@ REGION_COLOURS = (
     ((_R["centrum_semiovale"],), "cyan"),
     ((_R["basal_ganglia"],), "lime"),
     ((_R["thalamus"],), "orange"),
-    (tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1)), "magenta"),
-    ((_R["brainstem"], _R["cerebellum"]), "white"),
+    ((_R["internal_capsule"], _R["external_capsule"]), "magenta"),
+    ((_R["brainstem"], _R["cerebellum"]), "red"),
 )
 
 
@@ -101,7 +101,7 @@ class RenderQC(SimpleInterface):
                 inputs.reference,
                 [Overlay(np.isin(regions, ids), color) for ids, color in REGION_COLOURS],
                 "regions: ventricles (blue), periventricular (yellow), CSO (cyan), BG (green), "
-                "thalamus (orange), cortex (magenta), brainstem/cerebellum (white)",
+                "thalamus (orange), capsules (magenta), brainstem/cerebellum (red)",
             )
         masks = inputs.mask_files if isdefined(inputs.mask_files) else []
         for key, mask_file in zip(inputs.marker_keys, masks, strict=True):
