@@ -93,3 +93,36 @@ def synth(out: Path, subjects: int, sessions: int, seed: int, resolution: float)
         "--resolution",
         str(resolution),
     ]
+
+
+def load_session_images(work: Path, subject: str, session: str | None = None):
+    """A detector's input (csvd_bids.markers.SessionImages) rebuilt from a participant run's
+    work directory, to develop and tune detectors without re-running preprocessing:
+    ``csvd-bids BIDS OUT participant -w WORK`` once, then call ``detect(load_session_images(...))``.
+    """
+    from csvd_bids.markers.base import DWI_IMAGES, SessionImages
+
+    name = f"sub_{subject}" + (f"_ses_{session}" if session else "") + "_wf"
+    preproc = Path(work) / "csvd_bids_wf" / name / "preproc_wf"
+    if not preproc.is_dir():
+        raise FileNotFoundError(f"no preprocessing of sub-{subject} ses-{session} in {work}")
+
+    def array(path: Path) -> np.ndarray:
+        return np.asanyarray(nib.load(path).dataobj, dtype=np.float32)
+
+    images = {}
+    for modality in ("t1w", "flair", "t2w", "swi"):
+        found = sorted((preproc / f"prepare_{modality}").glob(f"{modality}_preproc.nii.gz"))
+        if found:
+            images[modality] = nib.load(found[0])
+    for field in DWI_IMAGES:
+        found = sorted((preproc / "prepare_dwi").glob(f"dwi_{field[4:]}.nii.gz"))
+        if found:
+            images[field] = nib.load(found[0])
+    template = preproc / "template_priors"
+    return SessionImages(
+        images=images,
+        brain_mask=array(preproc / "brain_extraction" / "brain_mask.nii.gz") > 0.5,
+        priors={k: array(template / f"{k}.nii.gz") for k in ("wm", "gm", "csf", "ventricles")},
+        regions=array(preproc / "segment_regions" / "regions.nii.gz").astype(np.uint8),
+    )

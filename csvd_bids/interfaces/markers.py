@@ -16,6 +16,7 @@ from nipype.interfaces.base import (
 
 from csvd_bids.bids.discovery import ANAT_MODALITIES
 from csvd_bids.markers import REGISTRY, SessionImages
+from csvd_bids.markers.base import DWI_IMAGES, image_fields
 from csvd_bids.preproc.images import new_like
 from csvd_bids.quant.lesions import lesion_table
 
@@ -26,6 +27,9 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
     flair = File(exists=True)
     t2w = File(exists=True)
     swi = File(exists=True)
+    dwi_b0 = File(exists=True, desc="DWI b0 on the reference grid")
+    dwi_trace = File(exists=True, desc="DWI trace (b ~ 1000) on the reference grid")
+    dwi_adc = File(exists=True, desc="ADC (1e-6 mm2/s) on the reference grid")
     brain_mask = File(exists=True, mandatory=True)
     wm = File(exists=True, mandatory=True)
     gm = File(exists=True, mandatory=True)
@@ -47,9 +51,11 @@ class DetectMarker(SimpleInterface):
     def _run_interface(self, runtime):
         spec = REGISTRY[self.inputs.marker]
         images = {
-            m: nib.load(getattr(self.inputs, m)) for m in ANAT_MODALITIES if getattr(self.inputs, m)
+            m: nib.load(getattr(self.inputs, m))
+            for m in (*ANAT_MODALITIES, *DWI_IMAGES)
+            if getattr(self.inputs, m)
         }
-        missing = [m for m in spec.required if m not in images]
+        missing = [m for m in spec.required if not set(image_fields(m)) <= set(images)]
         if missing:
             raise ValueError(f"marker {spec.key} needs {', '.join(missing)}")
 

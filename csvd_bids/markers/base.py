@@ -22,7 +22,9 @@ from csvd_bids.labels import BY_KEY, MarkerLabel
 class SessionImages:
     """What a detector sees; every array is on the reference grid."""
 
-    images: dict[str, nib.Nifti1Image]  # modality key -> preprocessed image
+    # modality key -> preprocessed image (the DWI as dwi_b0, dwi_trace, dwi_adc; ADC in
+    # 1e-6 mm2/s); the first is the reference.
+    images: dict[str, nib.Nifti1Image]
     brain_mask: np.ndarray  # bool
     priors: dict[str, np.ndarray]  # template priors in subject space: wm, gm, csf, ventricles
     regions: np.ndarray | None = None  # csvd_bids.preproc.regions.REGION_LABELS map
@@ -76,6 +78,13 @@ class MarkerSpec:
 
 
 REGISTRY: dict[str, MarkerSpec] = {}
+# The DWI reaches detectors as three images on the reference grid.
+DWI_IMAGES = ("dwi_b0", "dwi_trace", "dwi_adc")
+
+
+def image_fields(modality: str) -> tuple[str, ...]:
+    """The images a detector receives for one modality key (the DWI gives three)."""
+    return DWI_IMAGES if modality == "dwi" else (modality,)
 
 
 def register(spec: MarkerSpec) -> MarkerSpec:

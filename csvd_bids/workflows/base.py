@@ -7,6 +7,7 @@ from nipype.pipeline import engine as pe
 from csvd_bids.bids.discovery import ANAT_MODALITIES
 from csvd_bids.config import RunConfig
 from csvd_bids.markers import REGISTRY
+from csvd_bids.markers.base import image_fields
 from csvd_bids.workflows.markers import init_marker_wf
 from csvd_bids.workflows.outputs import init_ds_session_wf
 from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS, MARKER_INPUTS, init_preproc_wf
@@ -42,7 +43,7 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
         wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:
-        used = REGISTRY[key].modalities(plan["files"])
+        used = tuple(f for m in REGISTRY[key].modalities(plan["files"]) for f in image_fields(m))
         marker_wf = init_marker_wf(marker=key, modalities=used)
         for field in (*used, *MARKER_INPUTS):
             wf.connect(preproc_wf, f"outputnode.{field}", marker_wf, f"inputnode.{field}")
