@@ -1,0 +1,412 @@
+"""Cerebral microbleeds: small, round, dark foci on SWI / T2*-GRE.
+
+Method (multi-scale Laplacian-of-Gaussian blob detection, Lindeberg IJCV 1998, with the
+candidate screening of the semi-automated CMB tools reviewed by van den Heuvel et al.,
+NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive detector):
+
+1. Normalisation: the SWI relative to this subject's reference tissue, as a darkness
+   ``D = (m - SWI) / m`` where m is the median SWI of the normal-appearing white matter (brain
+   voxels with WM prior >= ``nawm_prior``, away from the brain edge). 0 = NAWM, 1 = signal void.
+   ``s`` = 1.4826 x MAD of D there (noise plus tissue texture) serves as its noise level.
+2. Detector: scale-normalised LoG ``-sigma^2 LoG(D)`` at scales matching ball diameters from
+   ``min_diameter_mm`` to ``max_diameter_mm`` (sigma = radius / sqrt(3)); candidates are the
+   local maxima (3x3x3) of the maximum over scales, above ``min_response`` and
+   ``min_response_z`` x s, inside the brain and at least ``edge_margin_mm`` from its edge (the
+   skull, air, sinuses and bone are dark on SWI too).
+3. Each candidate: its depth (mean D of its core, radius/2 around the peak) minus the local
+   background (median D in a shell outside it) must reach ``min_contrast``; it is segmented
+   as the voxels darker than halfway between background and core (connected to the peak,
+   inside a box twice its radius plus ``box_margin_mm``).
+4. Mimics are rejected:
+   - veins (tubular): Hessian eigenvalues of D at the candidate's scale, sorted by magnitude;
+     a ball bends D in all three directions, a vessel in two, so the ratio of the smallest to
+     the largest (``min_blobness``) separates them (Frangi's R_B idea), and so does the
+     segmented shape: the ratio of the longest to the shortest axis of its inertia ellipsoid
+     (``max_elongation``), or a dark region that runs out of its box;
+   - flow voids and calcifications: CMB are invisible on T1w, while flow voids (and many
+     calcifications) are dark there too: with a T1w, a candidate whose core is darker than its
+     surroundings by more than ``max_t1_drop`` (relative to NAWM T1w) is rejected;
+   - calcifications: physiological calcifications (globus pallidus, dentate nucleus, choroid
+     plexus) are bilateral and symmetric: a candidate in those structures with another one
+     within ``symmetry_mm`` of its mirror image across the mid-sagittal plane (x = the brain's
+     centroid; the reference grid is RAS) is rejected, as is any candidate centred in the
+     lateral ventricles (choroid plexus); both need the region map;
+   - the STRIVE size rule (2-10 mm, csvd_bids.markers.size_rules) is applied last.
+
+Score map: a logistic of the blob strength ``-sigma^2 LoG(D)`` (0.5 at the peak threshold) on the
+voxels of the segmented candidates, a quarter of it on the rejected ones (mimics, sizes out of
+range), 0 elsewhere: a belief, not a probability.
+Regions (MARS, Gregoire et al. 2009): 1 lobar (cortex and juxtacortical WM), 2 deep (BG,
+thalamus, capsules, periventricular and deep WM, centrum semiovale), 3 infratentorial
+(brainstem, cerebellum); brain voxels the region map leaves out (CSF) take the nearest one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import regionprops
+
+from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.preproc.regions import REGION_INDEX
+from csvd_bids.quant.lesions import CONNECTIVITY
+
+
+@dataclass(frozen=True)
+class CMBParams:
+    """Parameters of :func:`detect_cmb` (lengths in mm, darkness D relative to the NAWM)."""
+
+    # Reference tissue: brain voxels with a WM prior at least this (all brain voxels away from
+    # the edge when the session has no WM prior).
+    nawm_prior: float = 0.9
+    # Diameters the LoG scales cover (the STRIVE range) and how many scales between them.
+    min_diameter_mm: float = 2.0
+    max_diameter_mm: float = 10.0
+    n_scales: int = 6
+    # Candidate peaks: blob strength at least this (in units of D; a ball of depth c gives
+    # about c / 2) and at least this many noise levels.
+    min_response: float = 0.12
+    min_response_z: float = 4.0
+    # Peaks nearer than this to the edge of the brain mask are not considered (skull, air,
+    # venous sinuses and bone are dark on SWI).
+    edge_margin_mm: float = 3.0
+    # A candidate's core must be darker than its surroundings by this much (in units of D).
+    min_contrast: float = 0.25
+    # Extra room around a candidate (beyond twice its radius) for segmentation and background.
+    box_margin_mm: float = 3.0
+    # Vein rejection: smallest / largest Hessian eigenvalue at the peak (1 = ball, 0 = tube)
+    # and the longest / shortest axis of the segmented candidate.
+    min_blobness: float = 0.25
+    max_elongation: float = 2.5
+    # Flow void / calcification rejection with a T1w: the core's T1w drop below its
+    # surroundings, relative to the NAWM T1w, above which a candidate is "visible on T1w".
+    max_t1_drop: float = 0.2
+    # Calcification rejection: a mirror-image partner within this distance, in the structures
+    # where physiological calcifications occur.
+    symmetry_mm: float = 5.0
+    # Width of the score logistic, relative to min_response.
+    score_width: float = 0.25
+    # At most this many candidates (strongest first) are examined.
+    max_candidates: int = 5000
+
+
+PARAMS = CMBParams()
+CMB_REGIONS = ("lobar", "deep", "infratentorial")
+CMB_METHOD = (
+    "Multi-scale Laplacian-of-Gaussian detection of small round hypointense foci on SWI "
+    "normalised to the subject's normal-appearing white matter, away from the brain edge, with "
+    "rejection of tubular candidates (veins: Hessian blobness and inertia elongation), of "
+    "candidates dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
+    "calcification-prone structures, and the STRIVE 2-10 mm size rule."
+)
+
+# MARS groups of the subject region map (csvd_bids.preproc.regions.REGION_LABELS).
+_LOBAR = tuple(
+    i for name, i in REGION_INDEX.items() if name.startswith(("cortex_", "juxtacortical_wm_"))
+)
+_DEEP = tuple(
+    REGION_INDEX[name]
+    for name in (
+        "periventricular_wm",
+        "deep_wm",
+        "centrum_semiovale",
+        "basal_ganglia",
+        "thalamus",
+        "internal_capsule",
+        "external_capsule",
+    )
+)
+_INFRA = (REGION_INDEX["brainstem"], REGION_INDEX["cerebellum"])
+# Where physiological (symmetric) calcifications occur: globus pallidus, dentate nucleus,
+# choroid plexus; the pineal gland and habenula sit by the thalami.
+_CALCIFYING = tuple(
+    REGION_INDEX[name]
+    for name in ("basal_ganglia", "thalamus", "cerebellum", "lateral_ventricles", "other_csf")
+)
+
+
+def mars_regions(regions: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """1 lobar, 2 deep, 3 infratentorial; other brain voxels take the nearest of them."""
+    mars = np.zeros(regions.shape, dtype=np.uint8)
+    for value, labels in enumerate((_LOBAR, _DEEP, _INFRA), start=1):
+        mars[np.isin(regions, labels)] = value
+    missing = brain & (mars == 0)
+    if missing.any() and mars.any():
+        nearest = ndimage.distance_transform_edt(
+            mars == 0, return_distances=False, return_indices=True
+        )
+        mars[missing] = mars[tuple(index[missing] for index in nearest)]
+    return mars, dict(enumerate(CMB_REGIONS, start=1))
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    median = float(np.median(values))
+    return median, max(1.4826 * float(np.median(np.abs(values - median))), 1e-6)
+
+
+def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return tuple(
+        slice(max(0, s.start - pad), min(n, s.stop + pad))
+        for s, n in zip(box, mask.shape, strict=True)
+    )
+
+
+def _blob_strength(
+    darkness: np.ndarray, zooms: np.ndarray, sigmas_mm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum over scales of the scale-normalised -sigma^2 LoG (mm units), and its scale index.
+
+    Sigma is kept at least half a voxel so that coarse grids still smooth a little."""
+    best = np.full(darkness.shape, -np.inf, dtype=np.float32)
+    scale = np.zeros(darkness.shape, dtype=np.int8)
+    for k, sigma in enumerate(sigmas_mm):
+        sigma_vox = np.maximum(sigma / zooms, 0.5)
+        laplacian = np.zeros(darkness.shape, dtype=np.float32)
+        for axis in range(3):
+            order = [0, 0, 0]
+            order[axis] = 2
+            laplacian += (
+                ndimage.gaussian_filter(darkness, sigma_vox, order=order) / zooms[axis] ** 2
+            )
+        # The effective sigma (mm) is what the normalisation must use (clipped on coarse grids).
+        response = -(float(np.mean(sigma_vox * zooms)) ** 2) * laplacian
+        better = response > best
+        best[better] = response[better]
+        scale[better] = k
+    return best, scale
+
+
+def _hessian_blobness(patch: np.ndarray, centre: tuple[int, ...], sigma_vox, zooms) -> float:
+    """Smallest / largest eigenvalue (by magnitude) of the Hessian of -darkness at ``centre``.
+
+    A dark ball curves D in all three directions (ratio near 1), a dark tube in two (near 0);
+    a negative ratio (a saddle) is no blob either."""
+    hessian = np.empty((3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            order = [0, 0, 0]
+            order[a] += 1
+            order[b] += 1
+            value = ndimage.gaussian_filter(patch, sigma_vox, order=order)[centre]
+            hessian[a, b] = hessian[b, a] = -value / (zooms[a] * zooms[b])
+    eigen = np.linalg.eigvalsh(hessian)
+    eigen = eigen[np.argsort(np.abs(eigen))]
+    return float(eigen[0] / eigen[2]) if eigen[2] > 0 else -1.0
+
+
+def _elongation(component: np.ndarray, zooms: np.ndarray) -> float:
+    """Longest / shortest axis of the inertia ellipsoid (plus one voxel, as for diameters)."""
+    if component.sum() < 4:
+        return 1.0
+    props = regionprops(component.astype(np.uint8), spacing=tuple(zooms))[0]
+    edge = float(np.min(zooms))
+    return (float(props.axis_major_length) + edge) / (float(props.axis_minor_length) + edge)
+
+
+@dataclass
+class _Candidate:
+    peak: tuple[int, int, int]
+    response: float
+    box: tuple[slice, ...]
+    component: np.ndarray  # bool, on the box
+    core: np.ndarray  # bool, on the box
+    ring: np.ndarray  # bool, on the box
+    accepted: bool = True
+    reason: str = ""
+
+
+def _ball_offsets(shape, centre, zooms, radius_mm) -> np.ndarray:
+    grid = np.indices(shape, dtype=np.float32)
+    return np.sqrt(
+        sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, zooms, strict=True))
+    ).astype(np.float32)
+
+
+def _examine(
+    peak: tuple[int, int, int],
+    response: float,
+    sigma_mm: float,
+    darkness: np.ndarray,
+    search: np.ndarray,
+    brain: np.ndarray,
+    zooms: np.ndarray,
+    params: CMBParams,
+) -> _Candidate:
+    radius = sigma_mm * np.sqrt(3.0)
+    half = np.ceil((2.0 * radius + params.box_margin_mm) / zooms).astype(int)
+    box = tuple(
+        slice(max(0, p - h), min(n, p + h + 1))
+        for p, h, n in zip(peak, half, darkness.shape, strict=True)
+    )
+    centre = tuple(p - s.start for p, s in zip(peak, box, strict=True))
+    patch = darkness[box]
+    inside = brain[box]
+    distance = _ball_offsets(patch.shape, centre, zooms, radius)
+    core = distance <= max(0.5 * radius, float(np.min(zooms)) * 0.5)
+    ring = inside & (distance >= 2.0 * radius) & (distance <= 2.0 * radius + params.box_margin_mm)
+    if ring.sum() < 4:
+        ring = inside & (distance >= radius)
+    candidate = _Candidate(peak, response, box, np.zeros(patch.shape, bool), core, ring)
+    background = float(np.median(patch[ring])) if ring.any() else 0.0
+    depth = float(patch[core].mean())
+    contrast = depth - background
+    if contrast < params.min_contrast:
+        candidate.accepted, candidate.reason = False, "weak"
+        return candidate
+    dark = inside & (patch > background + 0.5 * contrast)
+    labels, _ = ndimage.label(dark, structure=CONNECTIVITY)
+    if labels[centre] == 0:
+        candidate.accepted, candidate.reason = False, "weak"
+        return candidate
+    component = labels == labels[centre]
+    candidate.component = component
+    on_border = any(
+        (component.take(0, axis=a).any() and box[a].start > 0)
+        or (component.take(-1, axis=a).any() and box[a].stop < darkness.shape[a])
+        for a in range(3)
+    )
+    sigma_vox = np.maximum(sigma_mm / zooms, 0.5)
+    if on_border:
+        candidate.accepted, candidate.reason = False, "extended"
+    elif _hessian_blobness(patch, centre, sigma_vox, zooms) < params.min_blobness:
+        candidate.accepted, candidate.reason = False, "tubular"
+    elif _elongation(component, zooms) > params.max_elongation:
+        candidate.accepted, candidate.reason = False, "elongated"
+    return candidate
+
+
+def _t1_drop(candidate: _Candidate, t1: np.ndarray, t1_reference: float) -> float:
+    patch = t1[candidate.box]
+    return (float(np.median(patch[candidate.ring])) - float(patch[candidate.core].mean())) / max(
+        t1_reference, 1e-6
+    )
+
+
+def _reject_symmetric(
+    candidates: list[_Candidate],
+    affine: np.ndarray,
+    midline_x: float,
+    regions: np.ndarray | None,
+    params: CMBParams,
+) -> None:
+    """Reject bilateral mirror-image pairs (physiological calcifications)."""
+    kept = [c for c in candidates if c.accepted]
+    if len(kept) < 2 or regions is None:  # without anatomy a symmetric pair may be two CMB
+        return
+    ijk = np.array([c.peak for c in kept], dtype=int)
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    mirrored = xyz.copy()
+    mirrored[:, 0] = 2.0 * midline_x - mirrored[:, 0]
+    prone = np.isin(regions[tuple(ijk.T)], _CALCIFYING)
+    distances = np.linalg.norm(mirrored[:, None, :] - xyz[None, :, :], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    for i, j in zip(*np.nonzero(distances <= params.symmetry_mm), strict=True):
+        # Both sides must be in the structures that calcify, and on opposite sides.
+        if prone[i] and prone[j] and (xyz[i, 0] - midline_x) * (xyz[j, 0] - midline_x) < 0:
+            for k in (i, j):
+                kept[k].accepted, kept[k].reason = False, "symmetric"
+
+
+def _reference_tissue(wm: np.ndarray | None, away: np.ndarray, params: CMBParams) -> np.ndarray:
+    """NAWM-like voxels away from the brain edge (all of those without a WM prior)."""
+    if wm is not None:
+        nawm = away & (wm >= params.nawm_prior)
+        if nawm.sum() >= 100:
+            return nawm
+    return away
+
+
+def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
+    zooms = np.array(session.zooms)
+    brain = np.asarray(session.brain_mask, dtype=bool)
+    shape = brain.shape
+    empty = Detection(score=np.zeros(shape, np.float32), mask=np.zeros(shape, bool))
+    mars, names = (None, {}) if session.regions is None else mars_regions(session.regions, brain)
+    empty.regions, empty.region_names = mars, names
+    if not brain.any():
+        return empty
+    crop = _bounding_box(brain, int(np.ceil(params.max_diameter_mm / zooms.min())) + 2)
+    brain_c = brain[crop]
+    edge_distance = ndimage.distance_transform_edt(np.pad(brain_c, 1), sampling=zooms)[
+        1:-1, 1:-1, 1:-1
+    ]
+    search = brain_c & (edge_distance >= params.edge_margin_mm)
+    if not search.any():
+        return empty
+
+    swi = session.data("swi")[crop]
+    wm = (session.priors or {}).get("wm")
+    reference = _reference_tissue(None if wm is None else wm[crop], search, params)
+    median, _ = _robust(swi[reference])
+    if median <= 0:
+        raise ValueError("the SWI has no signal in the reference tissue")
+    darkness = ((median - swi) / median).astype(np.float32)
+    # Outside the brain takes the nearest brain value, so that neither the dark skull nor an
+    # artificial step at the mask edge makes blobs there.
+    nearest = ndimage.distance_transform_edt(~brain_c, return_distances=False, return_indices=True)
+    darkness = darkness[tuple(nearest)]
+    _, noise = _robust(darkness[reference])
+
+    radii = np.geomspace(params.min_diameter_mm / 2, params.max_diameter_mm / 2, params.n_scales)
+    sigmas = radii / np.sqrt(3.0)
+    strength, scale = _blob_strength(darkness, zooms, sigmas)
+    threshold = max(params.min_response, params.min_response_z * noise)
+    peaks = (
+        search
+        & (strength >= threshold)
+        & (strength == ndimage.maximum_filter(strength, size=3, mode="nearest"))
+    )
+    ijk = np.argwhere(peaks)
+    order = np.argsort(-strength[peaks])[: params.max_candidates]
+    candidates = [
+        _examine(
+            tuple(int(v) for v in ijk[i]),
+            float(strength[tuple(ijk[i])]),
+            float(sigmas[scale[tuple(ijk[i])]]),
+            darkness,
+            search,
+            brain_c,
+            zooms,
+            params,
+        )
+        for i in order
+    ]
+
+    regions_c = None if session.regions is None else session.regions[crop]
+    if regions_c is not None:
+        ventricles = REGION_INDEX["lateral_ventricles"]
+        for c in candidates:
+            if c.accepted and regions_c[c.peak] == ventricles:
+                c.accepted, c.reason = False, "choroid plexus"
+    if "t1w" in session.images:
+        t1 = session.data("t1w")[crop]
+        t1_reference = float(np.median(t1[reference]))
+        for c in candidates:
+            if c.accepted and _t1_drop(c, t1, t1_reference) > params.max_t1_drop:
+                c.accepted, c.reason = False, "dark on T1w"
+    affine = session.reference.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in crop])
+    brain_xyz = np.argwhere(brain_c).mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]
+    _reject_symmetric(candidates, affine, float(brain_xyz[0]), regions_c, params)
+
+    mask_c = np.zeros(brain_c.shape, dtype=bool)
+    mimic = np.zeros(brain_c.shape, dtype=bool)
+    for c in candidates:
+        target = mask_c if c.accepted else mimic
+        target[c.box] |= c.component
+    mask_c = apply_size_rule(mask_c, affine, "cmb")
+
+    # Belief on the voxels of every segmented candidate: rejected ones keep a quarter of it.
+    strength_score = 1.0 / (
+        1.0 + np.exp(-(strength - threshold) / (params.score_width * threshold))
+    )
+    score_c = np.where(mask_c, strength_score, np.where(mimic, 0.25 * strength_score, 0.0))
+    mask = np.zeros(shape, dtype=bool)
+    score = np.zeros(shape, dtype=np.float32)
+    mask[crop] = mask_c
+    score[crop] = score_c
+    return Detection(score=score, mask=mask, regions=mars, region_names=names)

@@ -1,0 +1,215 @@
+"""The microbleed detector finds small round dark dots on SWI and rejects its mimics."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.markers.base import SessionImages
+from csvd_bids.markers.cmb import CMB_METHOD, CMB_REGIONS, CMBParams, detect_cmb
+from csvd_bids.preproc.regions import REGION_INDEX
+from csvd_bids.quant.lesions import label_lesions
+from csvd_bids.synth import generate_dataset
+
+SHAPE = (72, 72, 72)
+CENTRE = np.array([36.0, 36.0, 36.0])
+WM, CSF, DOT, VEIN = 540.0, 900.0, 90.0, 250.0
+
+
+def _distance(centre, zooms=(1.0, 1.0, 1.0)) -> np.ndarray:
+    grid = np.indices(SHAPE, dtype=np.float32)
+    return np.sqrt(sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, zooms, strict=True)))
+
+
+def _ball(centre, diameter_mm: float) -> np.ndarray:
+    return _distance(centre) <= diameter_mm / 2.0
+
+
+def _tube(start, end, radius_mm: float = 0.7) -> np.ndarray:
+    """A straight vessel: voxels within ``radius_mm`` of the segment from start to end."""
+    grid = np.indices(SHAPE, dtype=np.float32).reshape(3, -1).T
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    axis = end - start
+    t = np.clip((grid - start) @ axis / (axis @ axis), 0.0, 1.0)
+    distance = np.linalg.norm(grid - (start + t[:, None] * axis), axis=1)
+    return (distance <= radius_mm).reshape(SHAPE)
+
+
+def _session(
+    swi: np.ndarray, brain: np.ndarray, t1w: np.ndarray | None = None, regions=None
+) -> SessionImages:
+    images = {"swi": nib.Nifti1Image(swi.astype(np.float32), np.eye(4))}
+    if t1w is not None:
+        images = {"t1w": nib.Nifti1Image(t1w.astype(np.float32), np.eye(4)), **images}
+    wm = brain.astype(np.float32)
+    return SessionImages(images=images, brain_mask=brain, priors={"wm": wm}, regions=regions)
+
+
+def _brain_and_background(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A ball of white-matter-like SWI signal (with noise) in a CSF rim, in dark 'skull'."""
+    rng = np.random.default_rng(seed)
+    radius = _distance(CENTRE)
+    brain = radius <= 32
+    swi = np.where(radius <= 29, WM, np.where(brain, CSF, 60.0))
+    return swi + rng.normal(0.0, 12.0, SHAPE), brain
+
+
+def _paint(swi: np.ndarray, where: np.ndarray, value: float) -> None:
+    swi[where] = value + (swi[where] - swi[where].mean()) * 0.1
+
+
+def _found(detection, where: np.ndarray) -> bool:
+    return bool(detection.mask[where].any())
+
+
+DOTS = {(22, 30, 36): 3.0, (50, 40, 30): 5.0, (36, 22, 48): 7.0, (30, 52, 30): 4.0}
+VEIN_ENDS = ((40, 46, 14), (50, 56, 34))
+
+
+def test_dots_found_vein_rejected_sizes_honoured():
+    swi, brain = _brain_and_background()
+    for centre, diameter in DOTS.items():
+        _paint(swi, _ball(centre, diameter), DOT)
+    vein = _tube(*VEIN_ENDS)
+    _paint(swi, vein, VEIN)
+    speck = np.zeros(SHAPE, bool)
+    speck[36, 36, 22] = True  # one 1 mm voxel: below the 2 mm of STRIVE
+    _paint(swi, speck, DOT)
+    large = _ball((36, 40, 52), 15.0)  # a 15 mm dark ball: a haematoma, not a microbleed
+    _paint(swi, large, DOT)
+
+    detection = detect_cmb(_session(swi, brain))
+
+    for centre, diameter in DOTS.items():
+        assert _found(detection, _ball(centre, diameter)), (centre, diameter)
+    assert not _found(detection, vein)
+    assert not _found(detection, speck)
+    assert not _found(detection, large)
+    assert label_lesions(detection.mask)[1] == len(DOTS)
+    # The segmentation is the dot itself, not the blur around it.
+    dot, near = _ball((50, 40, 30), 5.0), _ball((50, 40, 30), 9.0)
+    overlap = (detection.mask & dot).sum() / ((detection.mask | dot) & near).sum()
+    assert overlap > 0.6
+    assert detection.score.dtype == np.float32
+    assert detection.score.min() >= 0.0 and detection.score.max() <= 1.0
+    assert detection.score[50, 40, 30] > 0.5 and detection.score[36, 36, 36] < 0.5
+
+
+def test_empty_brain_gives_empty_mask():
+    swi, brain = _brain_and_background(seed=3)
+    detection = detect_cmb(_session(swi, brain))
+    assert not detection.mask.any()
+    assert detection.score.max() < 0.5
+    nothing = detect_cmb(_session(swi, np.zeros(SHAPE, bool)))
+    assert not nothing.mask.any() and not nothing.score.any()
+
+
+def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
+    swi, brain = _brain_and_background(seed=1)
+    t1w = np.where(brain, 900.0, 80.0) + np.random.default_rng(2).normal(0.0, 12.0, SHAPE)
+    flow_void = _ball((36, 24, 36), 4.0)  # dark on SWI and on T1w
+    bleed = _ball((36, 48, 36), 4.0)  # dark on SWI only
+    left, right = _ball((26, 36, 46), 4.0), _ball((46, 36, 46), 4.0)  # mirror images
+    for where in (flow_void, bleed, left, right):
+        _paint(swi, where, DOT)
+    _paint(t1w, flow_void, 250.0)
+    regions = np.where(brain, REGION_INDEX["deep_wm"], 0).astype(np.uint8)
+    regions[_distance((26, 36, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
+    regions[_distance((46, 36, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
+
+    detection = detect_cmb(_session(swi, brain, t1w, regions))
+    assert _found(detection, bleed)
+    assert not _found(detection, flow_void)
+    assert not _found(detection, left) and not _found(detection, right)
+
+    # Without a T1w the flow void cannot be told apart; outside calcifying structures a
+    # mirror-image pair is two microbleeds.
+    regions[regions == REGION_INDEX["basal_ganglia"]] = REGION_INDEX["cortex_frontal"]
+    detection = detect_cmb(_session(swi, brain, None, regions))
+    assert _found(detection, flow_void) and _found(detection, left) and _found(detection, right)
+
+
+def test_regions_are_mars_groups():
+    swi, brain = _brain_and_background(seed=4)
+    lobar, deep, infra = (24, 30, 36), (48, 40, 36), (36, 36, 22)
+    for centre in (lobar, deep, infra):
+        _paint(swi, _ball(centre, 4.0), DOT)
+    regions = np.full(SHAPE, REGION_INDEX["other_csf"], dtype=np.uint8)
+    regions[:36] = REGION_INDEX["juxtacortical_wm_parietal"]
+    regions[36:] = REGION_INDEX["thalamus"]
+    regions[:, :, :28] = REGION_INDEX["cerebellum"]
+    regions[50:] = 0  # unlabelled brain takes the nearest region
+    regions[~brain] = 0
+
+    detection = detect_cmb(_session(swi, brain, regions=regions))
+    assert detection.region_names == dict(enumerate(CMB_REGIONS, start=1))
+    assert CMB_REGIONS == ("lobar", "deep", "infratentorial")
+    names = {c: detection.region_names[int(detection.regions[c])] for c in (lobar, deep, infra)}
+    assert names == {lobar: "lobar", deep: "deep", infra: "infratentorial"}
+    assert detection.regions[60, 36, 36] == 2
+    assert label_lesions(detection.mask)[1] == 3
+
+
+def test_anisotropic_grid():
+    """2 mm slices: the same dots, measured in mm, are still found and the vein rejected."""
+    swi, brain = _brain_and_background(seed=5)
+    for centre, diameter in DOTS.items():
+        _paint(swi, _ball(centre, diameter), DOT)
+    vein = _tube(*VEIN_ENDS)
+    _paint(swi, vein, VEIN)
+    thick = swi.reshape(72, 72, 36, 2).mean(axis=3)
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    session = SessionImages(
+        images={"swi": nib.Nifti1Image(thick.astype(np.float32), affine)},
+        brain_mask=brain[:, :, ::2],
+        priors={},
+    )
+    detection = detect_cmb(session)
+    for centre, diameter in DOTS.items():
+        assert _found(detection, _ball(centre, diameter)[:, :, ::2]), (centre, diameter)
+    assert not _found(detection, vein[:, :, ::2])
+
+
+def test_parameters_are_documented_and_frozen():
+    params = CMBParams()
+    with pytest.raises(AttributeError):
+        params.min_contrast = 0.0  # type: ignore[misc]
+    assert "SWI" in CMB_METHOD and CMB_METHOD.endswith(".")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """Two generated subjects at 3 mm (seed 5: four microbleeds, veins on every SWI)."""
+    return generate_dataset(
+        tmp_path_factory.mktemp("cmb") / "bids", n_subjects=2, n_sessions=1, seed=5, resolution=3.0
+    )
+
+
+@pytest.mark.parametrize("subject", ["01", "02"])
+def test_generated_subject(generated, subject):
+    anat = generated / f"sub-{subject}" / "anat"
+    truth = generated / "derivatives" / "groundtruth" / f"sub-{subject}" / "anat"
+    prefix = f"sub-{subject}_space-T1w_"
+
+    def array(path):
+        return np.asanyarray(nib.load(path).dataobj)
+
+    session = SessionImages(
+        images={
+            "t1w": nib.load(anat / f"sub-{subject}_T1w.nii.gz"),
+            "swi": nib.load(anat / f"sub-{subject}_acq-swi_T2starw.nii.gz"),
+        },
+        brain_mask=array(truth / f"{prefix}desc-brain_mask.nii.gz") > 0,
+        priors={},
+        regions=array(truth / f"{prefix}seg-regions_dseg.nii.gz").astype(np.uint8),
+    )
+    planted = array(truth / f"{prefix}label-CMB_mask.nii.gz") > 0
+    detection = detect_cmb(session)
+    planted_labels, n_planted = label_lesions(planted)
+    found_labels, n_found = label_lesions(detection.mask)
+    hits = np.unique(planted_labels[detection.mask])
+    true_found = np.unique(found_labels[planted])
+    assert n_planted >= 1
+    assert len(hits[hits > 0]) == n_planted  # every planted microbleed is found
+    assert n_found - len(true_found[true_found > 0]) <= 1  # at most one false positive
