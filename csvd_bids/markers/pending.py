@@ -14,4 +14,3 @@ register(MarkerSpec("pvs", required=("t2w",), optional=("t1w", "flair"), regions
 register(
     MarkerSpec("lacunes", required=("flair",), optional=("t1w", "t2w"), regions=("deep", "lobar"))
 )
-register(MarkerSpec("rssi", required=("dwi",), optional=("flair",)))

@@ -60,7 +60,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages, register
 from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import label_lesions, remove_small_lesions
@@ -331,3 +331,10 @@ def detect_rssi(session: SessionImages, params: RSSIParams = PARAMS) -> RSSIDete
         notes=notes,
         adc_mode=mode,
     )
+
+
+register(
+    MarkerSpec(
+        "rssi", required=("dwi",), optional=("flair",), detect=detect_rssi, method=RSSI_METHOD
+    )
+)
