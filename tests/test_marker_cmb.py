@@ -5,9 +5,17 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from csvd_bids.markers.base import SessionImages
-from csvd_bids.markers.cmb import CMB_METHOD, CMB_REGIONS, CMBParams, detect_cmb
+from csvd_bids.markers.cmb import (
+    CMB_METHOD,
+    CMB_REGIONS,
+    CMBParams,
+    _elongation,
+    _hessian_blobness,
+    detect_cmb,
+)
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import label_lesions
 from csvd_bids.synth import generate_dataset
@@ -96,6 +104,52 @@ def test_dots_found_vein_rejected_sizes_honoured():
     assert detection.score[50, 40, 30] > 0.5 and detection.score[36, 36, 36] < 0.5
 
 
+def test_short_tube_is_a_vessel():
+    """A vessel segment short enough to fit a candidate's box is rejected by its shape, and
+    both shape measures tell a tube from a ball on their own."""
+    swi, brain = _brain_and_background(seed=8)
+    tube = _tube((30, 30, 36), (36, 36, 40))  # 9 mm long
+    _paint(swi, tube, DOT)
+    assert not _found(detect_cmb(_session(swi, brain)), tube)
+
+    zooms = np.ones(3)
+    darkness = np.zeros((21, 21, 21), np.float32)
+    ball = np.sqrt(sum((g - 10.0) ** 2 for g in np.indices(darkness.shape))) <= 2.5
+    rod = np.zeros_like(ball)
+    rod[10, 10, 3:18] = True
+    for shape, is_blob in ((ball, True), (rod, False)):
+        darkness[:] = np.where(shape, 0.8, 0.0)
+        blobness = _hessian_blobness(darkness, (10, 10, 10), np.full(3, 1.0), zooms)
+        assert (blobness > CMBParams().min_blobness) is is_blob
+        assert (_elongation(shape, zooms) < CMBParams().max_elongation) is is_blob
+
+
+def test_dot_in_csf_is_no_microbleed():
+    """A dark dot surrounded by CSF (a flow void in a cistern, bone at the brain's surface)."""
+    swi, brain = _brain_and_background(seed=7)
+    cistern = _ball((36, 36, 36), 14.0)
+    swi[cistern] += CSF - WM
+    _paint(swi, _ball((36, 36, 36), 4.0), DOT)
+    bleed = _ball((36, 56, 36), 4.0)
+    _paint(swi, bleed, DOT)
+    detection = detect_cmb(_session(swi, brain))
+    assert _found(detection, bleed)
+    assert not _found(detection, cistern)
+
+
+def test_dot_touching_a_vein_is_found():
+    swi, brain = _brain_and_background(seed=6)
+    vein = _tube(*VEIN_ENDS)
+    dot = _ball((45, 54, 24), 4.0)  # touches the vein's wall
+    assert (dot & vein).sum() == 0 and (ndimage.binary_dilation(dot, iterations=2) & vein).any()
+    _paint(swi, vein, VEIN)
+    _paint(swi, dot, DOT)
+    detection = detect_cmb(_session(swi, brain))
+    assert _found(detection, dot)
+    assert label_lesions(detection.mask)[1] == 1
+    assert (detection.mask & vein).sum() <= 3  # the vein is not taken along
+
+
 def test_empty_brain_gives_empty_mask():
     swi, brain = _brain_and_background(seed=3)
     detection = detect_cmb(_session(swi, brain))
@@ -110,13 +164,13 @@ def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
     t1w = np.where(brain, 900.0, 80.0) + np.random.default_rng(2).normal(0.0, 12.0, SHAPE)
     flow_void = _ball((36, 24, 36), 4.0)  # dark on SWI and on T1w
     bleed = _ball((36, 48, 36), 4.0)  # dark on SWI only
-    left, right = _ball((26, 36, 46), 4.0), _ball((46, 36, 46), 4.0)  # mirror images
+    left, right = _ball((26, 36, 46), 4.0), _ball((47, 37, 46), 4.0)  # near mirror images
     for where in (flow_void, bleed, left, right):
         _paint(swi, where, DOT)
     _paint(t1w, flow_void, 250.0)
     regions = np.where(brain, REGION_INDEX["deep_wm"], 0).astype(np.uint8)
     regions[_distance((26, 36, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
-    regions[_distance((46, 36, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
+    regions[_distance((47, 37, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
 
     detection = detect_cmb(_session(swi, brain, t1w, regions))
     assert _found(detection, bleed)

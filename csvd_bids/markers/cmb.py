@@ -7,27 +7,34 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
 1. Normalisation: the SWI relative to this subject's reference tissue, as a darkness
    ``D = (m - SWI) / m`` where m is the median SWI of the normal-appearing white matter (brain
    voxels with WM prior >= ``nawm_prior``, away from the brain edge). 0 = NAWM, 1 = signal void.
-   ``s`` = 1.4826 x MAD of D there (noise plus tissue texture) serves as its noise level.
 2. Detector: scale-normalised LoG ``-sigma^2 LoG(D)`` at scales matching ball diameters from
    ``min_diameter_mm`` to ``max_diameter_mm`` (sigma = radius / sqrt(3)); candidates are the
-   local maxima (3x3x3) of the maximum over scales, above ``min_response`` and
-   ``min_response_z`` x s, inside the brain and at least ``edge_margin_mm`` from its edge (the
+   local maxima (3x3x3) of the maximum over scales, above ``min_response`` and above the
+   median + ``min_response_z`` robust SDs (1.4826 x MAD) of that strength in the reference
+   tissue (its noise), inside the brain and at least ``edge_margin_mm`` from its edge (the
    skull, air, sinuses and bone are dark on SWI too).
-3. Each candidate: its depth (mean D of its core, radius/2 around the peak) minus the local
-   background (median D in a shell outside it) must reach ``min_contrast``; it is segmented
+3. Each candidate: its depth (mean D of its core, radius/2 around the peak) must reach
+   ``min_depth`` and, minus the local background (median D in a shell outside it),
+   ``min_contrast``; a candidate whose background is brighter than tissue
+   (``max_background_brightness``) sits in CSF, not in the parenchyma: a flow void in a
+   cistern or sulcus, a bridging vein, or bone and air at the edge of the mask. It is segmented
    as the voxels darker than halfway between background and core (connected to the peak,
-   inside a box twice its radius plus ``box_margin_mm``).
+   inside a box twice its radius plus ``box_margin_mm``); if that region runs out of the box,
+   higher levels (``segment_levels``) may part the candidate from a touching structure that is
+   clearly lighter than it (``max_touching_depth``): a microbleed from the vein it touches.
 4. Mimics are rejected:
    - veins (tubular): Hessian eigenvalues of D at the candidate's scale, sorted by magnitude;
      a ball bends D in all three directions, a vessel in two, so the ratio of the smallest to
      the largest (``min_blobness``) separates them (Frangi's R_B idea), and so does the
-     segmented shape: the ratio of the longest to the shortest axis of its inertia ellipsoid
-     (``max_elongation``), or a dark region that runs out of its box;
+     segmented shape: the ratio of the two longest axes of its inertia ellipsoid
+     (``max_elongation``), or a dark region that runs out of its box at every level;
    - flow voids and calcifications: CMB are invisible on T1w, while flow voids (and many
      calcifications) are dark there too: with a T1w, a candidate whose core is darker than its
-     surroundings by more than ``max_t1_drop`` (relative to NAWM T1w) is rejected;
+     surroundings by more than ``max_t1_drop`` and darker than ``max_t1_ratio`` x the NAWM
+     T1w (below grey matter, which is darker than WM on T1w and holds most CMB) is rejected;
    - calcifications: physiological calcifications (globus pallidus, dentate nucleus, choroid
-     plexus) are bilateral and symmetric: a candidate in those structures with another one
+     plexus) and the iron-rich nuclei dark on SWI (pallidum, red nucleus, substantia nigra,
+     dentate) are bilateral and symmetric: a candidate in those structures with another one
      within ``symmetry_mm`` of its mirror image across the mid-sagittal plane (x = the brain's
      centroid; the reference grid is RAS) is rejected, as is any candidate centred in the
      lateral ventricles (choroid plexus); both need the region map;
@@ -47,7 +54,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import regionprops
 
 from csvd_bids.markers.base import Detection, SessionImages
 from csvd_bids.markers.size_rules import apply_size_rule
@@ -67,23 +73,39 @@ class CMBParams:
     max_diameter_mm: float = 10.0
     n_scales: int = 6
     # Candidate peaks: blob strength at least this (in units of D; a ball of depth c gives
-    # about c / 2) and at least this many noise levels.
+    # about c / 2) and at least this many robust standard deviations above the median
+    # strength in the reference tissue.
     min_response: float = 0.12
     min_response_z: float = 4.0
     # Peaks nearer than this to the edge of the brain mask are not considered (skull, air,
     # venous sinuses and bone are dark on SWI).
-    edge_margin_mm: float = 3.0
-    # A candidate's core must be darker than its surroundings by this much (in units of D).
+    edge_margin_mm: float = 2.0
+    # A candidate's core must be darker than its surroundings by this much (in units of D),
+    # and darker than the NAWM by this much: microbleeds are marked signal losses, veins and
+    # partial volumes of them shallower.
     min_contrast: float = 0.25
+    min_depth: float = 0.4
+    # Surroundings brighter than the NAWM by more than this (CSF is bright on SWI, grey matter
+    # a little brighter than WM): the candidate lies in CSF, not in the parenchyma.
+    max_background_brightness: float = 0.5
     # Extra room around a candidate (beyond twice its radius) for segmentation and background.
     box_margin_mm: float = 3.0
+    # Segmentation levels, as fractions of the contrast from the background to the core: the
+    # first whose region stays inside the box is used (the higher ones part a microbleed from a
+    # touching vein); a region that runs out of its box at every level is no focal lesion.
+    segment_levels: tuple[float, ...] = (0.5, 0.7, 0.85)
+    # ... but only from a structure whose median darkness (above the background) is below this
+    # fraction of the candidate's contrast: a vessel is uniform, a bleed darker than its vein.
+    max_touching_depth: float = 0.7
     # Vein rejection: smallest / largest Hessian eigenvalue at the peak (1 = ball, 0 = tube)
-    # and the longest / shortest axis of the segmented candidate.
+    # and the longest / second-longest axis of the segmented candidate.
     min_blobness: float = 0.25
     max_elongation: float = 2.5
-    # Flow void / calcification rejection with a T1w: the core's T1w drop below its
-    # surroundings, relative to the NAWM T1w, above which a candidate is "visible on T1w".
+    # Flow void / calcification rejection with a T1w: a candidate is "dark on T1w" when its
+    # core's T1w is below its surroundings' by more than max_t1_drop x the NAWM T1w and below
+    # max_t1_ratio x the NAWM T1w (grey matter is about 0.6-0.8 of it, CSF about 0.3).
     max_t1_drop: float = 0.2
+    max_t1_ratio: float = 0.5
     # Calcification rejection: a mirror-image partner within this distance, in the structures
     # where physiological calcifications occur.
     symmetry_mm: float = 5.0
@@ -120,11 +142,19 @@ _DEEP = tuple(
     )
 )
 _INFRA = (REGION_INDEX["brainstem"], REGION_INDEX["cerebellum"])
-# Where physiological (symmetric) calcifications occur: globus pallidus, dentate nucleus,
-# choroid plexus; the pineal gland and habenula sit by the thalami.
-_CALCIFYING = tuple(
+# Where symmetric mimics occur: physiological calcifications (globus pallidus, dentate
+# nucleus, choroid plexus; pineal gland and habenula by the thalami) and the iron-rich nuclei
+# that are dark on SWI (pallidum, red nucleus and substantia nigra, dentate nucleus).
+_SYMMETRIC_MIMICS = tuple(
     REGION_INDEX[name]
-    for name in ("basal_ganglia", "thalamus", "cerebellum", "lateral_ventricles", "other_csf")
+    for name in (
+        "basal_ganglia",
+        "thalamus",
+        "brainstem",
+        "cerebellum",
+        "lateral_ventricles",
+        "other_csf",
+    )
 )
 
 
@@ -199,12 +229,17 @@ def _hessian_blobness(patch: np.ndarray, centre: tuple[int, ...], sigma_vox, zoo
 
 
 def _elongation(component: np.ndarray, zooms: np.ndarray) -> float:
-    """Longest / shortest axis of the inertia ellipsoid (plus one voxel, as for diameters)."""
-    if component.sum() < 4:
+    """Longest / second-longest axis of the inertia ellipsoid (mm, plus one voxel edge).
+
+    A vessel is long in one direction only; the second axis (not the shortest) keeps small,
+    flat voxelised dots from looking elongated."""
+    points = np.argwhere(component) * zooms
+    if len(points) < 3:
         return 1.0
-    props = regionprops(component.astype(np.uint8), spacing=tuple(zooms))[0]
-    edge = float(np.min(zooms))
-    return (float(props.axis_major_length) + edge) / (float(props.axis_minor_length) + edge)
+    variances = np.sort(np.linalg.eigvalsh(np.cov(points.T)))[::-1]
+    # A solid ellipsoid of semi-axis a has variance a^2 / 5 along it.
+    axes = 2.0 * np.sqrt(5.0 * np.clip(variances, 0.0, None)) + float(np.min(zooms))
+    return float(axes[0] / axes[1])
 
 
 @dataclass
@@ -215,15 +250,56 @@ class _Candidate:
     component: np.ndarray  # bool, on the box
     core: np.ndarray  # bool, on the box
     ring: np.ndarray  # bool, on the box
+    depth: float = 0.0  # mean darkness D of the core
+    contrast: float = 0.0  # depth minus the background's darkness
     accepted: bool = True
     reason: str = ""
 
 
-def _ball_offsets(shape, centre, zooms, radius_mm) -> np.ndarray:
+def _distance_mm(shape, centre, zooms) -> np.ndarray:
+    """Distance (mm) of every voxel of a box from ``centre``."""
     grid = np.indices(shape, dtype=np.float32)
     return np.sqrt(
         sum(((g - c) * z) ** 2 for g, c, z in zip(grid, centre, zooms, strict=True))
     ).astype(np.float32)
+
+
+def _segment(
+    excess: np.ndarray,
+    inside: np.ndarray,
+    centre: tuple[int, ...],
+    box: tuple[slice, ...],
+    full_shape: tuple[int, ...],
+    contrast: float,
+    params: CMBParams,
+) -> tuple[np.ndarray, bool]:
+    """The candidate's region and whether it is compact (stays inside its box).
+
+    ``excess`` = darkness above the local background. The region at the first level is used
+    when it is compact; otherwise a higher level may part the candidate from a touching dark
+    structure, but only one clearly lighter than the candidate (median excess below
+    ``max_touching_depth`` x its contrast): the pieces of one uniform vessel are not parted."""
+    first = None
+    for level in params.segment_levels:
+        labels, _ = ndimage.label(inside & (excess > level * contrast), structure=CONNECTIVITY)
+        if labels[centre] == 0:
+            break
+        component = labels == labels[centre]
+        on_border = any(
+            (component.take(0, axis=a).any() and box[a].start > 0)
+            or (component.take(-1, axis=a).any() and box[a].stop < full_shape[a])
+            for a in range(3)
+        )
+        if first is None:
+            if not on_border:
+                return component, True
+            first = component
+            continue
+        rest = first & ~ndimage.binary_dilation(component, structure=CONNECTIVITY)
+        lighter = not rest.any() or np.median(excess[rest]) < params.max_touching_depth * contrast
+        if not on_border and lighter:
+            return component, True
+    return (np.zeros(inside.shape, bool) if first is None else first), False
 
 
 def _examine(
@@ -231,7 +307,6 @@ def _examine(
     response: float,
     sigma_mm: float,
     darkness: np.ndarray,
-    search: np.ndarray,
     brain: np.ndarray,
     zooms: np.ndarray,
     params: CMBParams,
@@ -245,7 +320,7 @@ def _examine(
     centre = tuple(p - s.start for p, s in zip(peak, box, strict=True))
     patch = darkness[box]
     inside = brain[box]
-    distance = _ball_offsets(patch.shape, centre, zooms, radius)
+    distance = _distance_mm(patch.shape, centre, zooms)
     core = distance <= max(0.5 * radius, float(np.min(zooms)) * 0.5)
     ring = inside & (distance >= 2.0 * radius) & (distance <= 2.0 * radius + params.box_margin_mm)
     if ring.sum() < 4:
@@ -254,23 +329,22 @@ def _examine(
     background = float(np.median(patch[ring])) if ring.any() else 0.0
     depth = float(patch[core].mean())
     contrast = depth - background
-    if contrast < params.min_contrast:
+    candidate.depth, candidate.contrast = depth, contrast
+    if contrast < params.min_contrast or depth < params.min_depth:
         candidate.accepted, candidate.reason = False, "weak"
         return candidate
-    dark = inside & (patch > background + 0.5 * contrast)
-    labels, _ = ndimage.label(dark, structure=CONNECTIVITY)
-    if labels[centre] == 0:
-        candidate.accepted, candidate.reason = False, "weak"
+    if -background > params.max_background_brightness:
+        candidate.accepted, candidate.reason = False, "in CSF"
         return candidate
-    component = labels == labels[centre]
-    candidate.component = component
-    on_border = any(
-        (component.take(0, axis=a).any() and box[a].start > 0)
-        or (component.take(-1, axis=a).any() and box[a].stop < darkness.shape[a])
-        for a in range(3)
+    component, compact = _segment(
+        patch - background, inside, centre, box, darkness.shape, contrast, params
     )
+    candidate.component = component
+    if not component.any():
+        candidate.accepted, candidate.reason = False, "weak"
+        return candidate
     sigma_vox = np.maximum(sigma_mm / zooms, 0.5)
-    if on_border:
+    if not compact:
         candidate.accepted, candidate.reason = False, "extended"
     elif _hessian_blobness(patch, centre, sigma_vox, zooms) < params.min_blobness:
         candidate.accepted, candidate.reason = False, "tubular"
@@ -279,11 +353,13 @@ def _examine(
     return candidate
 
 
-def _t1_drop(candidate: _Candidate, t1: np.ndarray, t1_reference: float) -> float:
-    patch = t1[candidate.box]
-    return (float(np.median(patch[candidate.ring])) - float(patch[candidate.core].mean())) / max(
-        t1_reference, 1e-6
-    )
+def _dark_on_t1w(
+    candidate: _Candidate, t1: np.ndarray, t1_reference: float, params: CMBParams
+) -> bool:
+    patch = t1[candidate.box] / max(t1_reference, 1e-6)
+    core = float(patch[candidate.core].mean())
+    drop = float(np.median(patch[candidate.ring])) - core
+    return drop > params.max_t1_drop and core < params.max_t1_ratio
 
 
 def _reject_symmetric(
@@ -301,7 +377,7 @@ def _reject_symmetric(
     xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
     mirrored = xyz.copy()
     mirrored[:, 0] = 2.0 * midline_x - mirrored[:, 0]
-    prone = np.isin(regions[tuple(ijk.T)], _CALCIFYING)
+    prone = np.isin(regions[tuple(ijk.T)], _SYMMETRIC_MIMICS)
     distances = np.linalg.norm(mirrored[:, None, :] - xyz[None, :, :], axis=-1)
     np.fill_diagonal(distances, np.inf)
     for i, j in zip(*np.nonzero(distances <= params.symmetry_mm), strict=True):
@@ -349,12 +425,13 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     # artificial step at the mask edge makes blobs there.
     nearest = ndimage.distance_transform_edt(~brain_c, return_distances=False, return_indices=True)
     darkness = darkness[tuple(nearest)]
-    _, noise = _robust(darkness[reference])
 
     radii = np.geomspace(params.min_diameter_mm / 2, params.max_diameter_mm / 2, params.n_scales)
     sigmas = radii / np.sqrt(3.0)
     strength, scale = _blob_strength(darkness, zooms, sigmas)
-    threshold = max(params.min_response, params.min_response_z * noise)
+    # The detector's own noise: the spread of the blob strength in the reference tissue.
+    level, noise = _robust(strength[reference])
+    threshold = max(params.min_response, level + params.min_response_z * noise)
     peaks = (
         search
         & (strength >= threshold)
@@ -368,7 +445,6 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
             float(strength[tuple(ijk[i])]),
             float(sigmas[scale[tuple(ijk[i])]]),
             darkness,
-            search,
             brain_c,
             zooms,
             params,
@@ -386,7 +462,7 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
         t1 = session.data("t1w")[crop]
         t1_reference = float(np.median(t1[reference]))
         for c in candidates:
-            if c.accepted and _t1_drop(c, t1, t1_reference) > params.max_t1_drop:
+            if c.accepted and _dark_on_t1w(c, t1, t1_reference, params):
                 c.accepted, c.reason = False, "dark on T1w"
     affine = session.reference.affine.copy()
     affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in crop])
