@@ -1,0 +1,372 @@
+"""Enlarged perivascular spaces: thin CSF-like tubes on T2w, found by multi-scale vesselness.
+
+Method (Hessian-based vesselness filtering of T2w, as in Ballerini et al., Sci Rep 2018, and
+the other Frangi-filter PVS methods; the STRIVE definition, Wardlaw et al. 2013 and Duering
+et al. 2023: CSF-like on every contrast, linear, < 3 mm across, no FLAIR-hyperintense rim):
+
+1. Regions: a tissue classifier calls the voxels of a PVS CSF, so small CSF pockets enclosed
+   in tissue take the region of the nearest non-cortical tissue (:func:`fill_csf_pockets`);
+   the CSF connected to the outside of the brain (sulci, cisterns) stays CSF.
+2. Normalisation against this subject's tissue: T2w as ``u = (T2 - NAWM) / (CSF - NAWM)``
+   (normal-appearing white matter at 0, ventricular CSF at 1) and as a robust z-score (median
+   and 1.4826 x MAD of the NAWM); FLAIR in grey-white contrasts (NAWM 0, grey matter 1, as in
+   the WMH detector); T1w as a robust z-score.
+3. Vesselness: the objectness measure for bright 1-D structures of Antiga (2007), a
+   generalisation of Frangi et al. (1998) (SimpleITK ``ObjectnessMeasure``), on ``u`` smoothed
+   at ``scales_mm`` (scale-normalised, in physical units, so anisotropic voxels are handled),
+   maximum over the scales. Tubes score high, blobs and plates low.
+4. Candidates by hysteresis: seeds with vesselness >= ``vesselness_min`` and
+   ``u >= u_min``, grown into connected voxels with vesselness >= ``vesselness_grow`` and
+   ``u >= u_grow``; all with ``z >= z_min``, FLAIR below ``flair_core_u`` (a brighter core is
+   a WMH) and T1w below ``t1_max_z`` (PVS are dark on T1w) when those images exist, inside the
+   search region: cerebral white matter, basal ganglia, capsules and thalamus, more than
+   ``ventricle_margin_mm`` from the lateral ventricles and ``csf_margin_mm`` from the outer CSF.
+   Cortex is never searched.
+5. A candidate lesion (26-connected) is dropped when it is lacune-like, i.e. the CSF-like
+   structure it belongs to (``u >= blob_u``, not FLAIR-bright) holds a ball 3 mm across (the
+   PVS width limit), when it has a FLAIR-hyperintense rim (more than ``rim_fraction`` of its
+   ``rim_mm`` shell at FLAIR >= ``rim_u``), or when it has fewer than ``min_voxels`` voxels.
+6. The STRIVE size rule (width < 3 mm; csvd_bids.markers.size_rules) as the last step.
+
+The score map is vesselness x clip(u, 0, 1) inside the search region: a belief, not a
+calibrated probability. Regions of the lesion table: 1 ``BG``, the atlas basal ganglia with
+the internal and external capsules (rated with the basal ganglia on the same axial slices in
+the visual scales, e.g. Potter et al. 2015; the region map's capsules are the white matter
+within a few mm of the lentiform nucleus, so they are adjacent to it by construction);
+2 ``CSO``, the centrum semiovale of the region map plus the deep and juxtacortical white
+matter above the roof of the lateral ventricles (the supraventricular white matter is what
+the CSO rating covers); 3 ``other`` (periventricular and deep white matter below the roof,
+thalamus). A lesion gets the lowest-index region it touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule
+from csvd_bids.markers.wmh import robust_stats
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
+from csvd_bids.quant.lesions import label_lesions
+
+_R = REGION_INDEX
+WM_REGIONS = (
+    _R["periventricular_wm"],
+    _R["deep_wm"],
+    _R["centrum_semiovale"],
+    *range(_R["juxtacortical_wm_frontal"], _R["juxtacortical_wm_insula"] + 1),
+)
+BG_REGIONS = (_R["basal_ganglia"], _R["internal_capsule"], _R["external_capsule"])
+# Where PVS are searched: cerebral white matter and the deep grey matter with its capsules.
+SEARCH_REGIONS = (*WM_REGIONS, *BG_REGIONS, _R["thalamus"])
+# What PVS must keep away from: CSF spaces and cortex, whose partial volumes are bright tubes
+# and sheets on T2w too.
+CORTEX = tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1))
+CSF_OR_CORTEX = (_R["lateral_ventricles"], *CORTEX, _R["other_csf"])
+PVS_REGIONS = ("BG", "CSO")
+REGION_NAMES = {1: "BG", 2: "CSO", 3: "other"}
+
+
+@dataclass(frozen=True)
+class PVSParams:
+    """Parameters of :func:`detect_pvs` (see the module docstring for the method).
+
+    Contrasts are in units of this subject's tissue: ``u`` is 0 at the NAWM and 1 at the
+    ventricular CSF on T2w; ``z`` values are robust z-scores against the NAWM."""
+
+    scales_mm: tuple[float, ...] = (0.6, 0.9, 1.3)  # Hessian scales, for 1-3 mm wide tubes
+    alpha: float = 0.5  # Frangi's plate-vs-line sensitivity
+    beta: float = 0.5  # Frangi's blob-vs-line sensitivity
+    gamma: float = 0.2  # structureness, in units of the NAWM-to-CSF T2w contrast
+    vesselness_min: float = 0.3  # seeds
+    u_min: float = 0.4  # seeds: T2w at least this far from the NAWM towards the CSF
+    vesselness_grow: float = 0.15  # growth from the seeds
+    u_grow: float = 0.3
+    z_min: float = 4.0  # and this many robust SDs above the NAWM (noise)
+    # FLAIR in grey-white contrasts (NAWM 0, GM 1): this bright is a WMH or gliosis, not a PVS
+    flair_core_u: float = 2.0
+    t1_max_z: float = 0.0  # PVS are not brighter than NAWM on T1w
+    ventricle_margin_mm: float = 2.0
+    csf_margin_mm: float = 1.5
+    blob_u: float = 0.5  # the T2-bright structure around a candidate, for the lacune check
+    rim_mm: float = 2.0
+    rim_u: float = 2.0  # FLAIR-hyperintense rim, in grey-white contrasts
+    rim_fraction: float = 0.5
+    min_voxels: int = 3
+    pocket_max_mm3: float = 300.0  # enclosed CSF-class pockets up to this size are tissue
+    nawm_prior: float = 0.7
+    csf_prior: float = 0.9
+    gm_prior: float = 0.8
+
+
+PARAMS = PVSParams()
+PVS_METHOD = (
+    "Bright tubular structures on T2w (multi-scale Frangi/Antiga vesselness at "
+    f"{', '.join(f'{s:g}' for s in PARAMS.scales_mm)} mm on T2w normalised to the subject's "
+    "white matter and CSF), CSF-like on T1w and not FLAIR-hyperintense (core or rim), in the "
+    "basal ganglia and cerebral white matter away from the ventricles and cortex, without "
+    "lacune-like blobs, kept when narrower than 3 mm (STRIVE)"
+)
+
+
+def _regions(session: SessionImages) -> np.ndarray:
+    if session.regions is not None:
+        return session.regions
+    # No region map: a coarse one from the priors (WM, ventricles, the rest counted as cortex/CSF).
+    priors, brain = session.priors, session.brain_mask
+    out = np.full(brain.shape, _R["other_csf"], dtype=np.uint8)
+    out[brain & (priors["wm"] >= 0.5)] = _R["deep_wm"]
+    out[brain & (priors["ventricles"] > 0.5)] = _R["lateral_ventricles"]
+    out[~brain] = 0
+    return out
+
+
+def _nawm(session: SessionImages, regions: np.ndarray, params: PVSParams) -> np.ndarray:
+    nawm = (
+        session.brain_mask
+        & np.isin(regions, WM_REGIONS)
+        & (session.priors["wm"] >= params.nawm_prior)
+    )
+    if nawm.sum() < 100:
+        raise ValueError("too few normal-appearing white matter voxels to normalise the T2w")
+    return nawm
+
+
+def _flair_contrast(
+    session: SessionImages,
+    flair: np.ndarray,
+    nawm: np.ndarray,
+    box: tuple[slice, ...],
+    params: PVSParams,
+) -> np.ndarray:
+    """FLAIR in units of this subject's grey-white contrast: NAWM 0, grey matter 1 (as in the
+    WMH detector). Deep grey matter is FLAIR-brighter than white matter, so a z-score against
+    the NAWM alone would call every basal-ganglia voxel hyperintense."""
+    median, spread = robust_stats(flair[nawm])
+    grey = session.brain_mask[box] & (session.priors["gm"][box] >= params.gm_prior)
+    grey_median = float(np.median(flair[grey])) if grey.any() else median + 2.0 * spread
+    return (flair - median) / max(grey_median - median, spread)
+
+
+def _z(image: np.ndarray, nawm: np.ndarray) -> np.ndarray:
+    median, spread = robust_stats(image[nawm])
+    return (image - median) / spread
+
+
+def vesselness(u: np.ndarray, zooms: tuple[float, ...], params: PVSParams) -> np.ndarray:
+    """Maximum over scales of the bright-tube objectness of ``u`` (arrays in i, j, k order)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(u.transpose(2, 1, 0), dtype=np.float32))
+    image.SetSpacing(tuple(float(z) for z in zooms))
+    best = None
+    for sigma in params.scales_mm:
+        # sigma^2 x the smoothed image: its Hessian is the scale-normalised one (Lindeberg).
+        smooth = sitk.DiscreteGaussian(
+            image, variance=sigma**2, maximumKernelWidth=64, useImageSpacing=True
+        ) * float(sigma**2)
+        measure = sitk.ObjectnessMeasure(
+            smooth,
+            alpha=params.alpha,
+            beta=params.beta,
+            gamma=params.gamma,
+            scaleObjectnessMeasure=False,
+            objectDimension=1,
+            brightObject=True,
+        )
+        array = sitk.GetArrayFromImage(measure)
+        best = array if best is None else np.maximum(best, array)
+    return best.transpose(2, 1, 0)
+
+
+def _above_ventricles(regions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Voxels above the roof of the lateral ventricles (world z, RAS)."""
+    ventricles = regions == _R["lateral_ventricles"]
+    if not ventricles.any():
+        return np.zeros(regions.shape, dtype=bool)
+    ijk = np.indices(regions.shape, dtype=np.float32)
+    z = sum(affine[2, a] * ijk[a] for a in range(3)) + affine[2, 3]
+    return z > np.percentile(z[ventricles], 99)  # robust to a stray voxel, as the template's
+
+
+def fill_csf_pockets(
+    regions: np.ndarray, brain: np.ndarray, zooms: tuple[float, ...], pocket_max_mm3: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(regions with enclosed CSF pockets relabelled, the external CSF).
+
+    A tissue classifier calls the voxels of a PVS (and of a lacune) CSF, so the region map
+    labels them ``other_csf``. CSF-class voxels connected (6-connectivity) to the outside of the
+    brain are the sulcal and cisternal CSF. The others are pockets inside tissue, unless larger
+    than ``pocket_max_mm3`` or mostly surrounded by cortex (the fundus of a sulcus, cut off from
+    the rest of its CSF by partial volumes); a pocket takes the label of the nearest
+    non-cortical tissue, so that a PVS is searched for and named in the region that holds it."""
+    csf = regions == _R["other_csf"]
+    labels, _ = ndimage.label(csf | ~brain)
+    touching = np.unique(labels[~brain])
+    outer = np.isin(labels, touching[touching > 0]) & brain
+    pockets, n = ndimage.label(csf & ~outer)
+    if n == 0:
+        return regions, outer
+    sizes = np.bincount(pockets.ravel()) * float(np.prod(zooms))
+    # The one-voxel shell of each pocket: mostly cortex means the fundus of a sulcus.
+    shell = ndimage.grey_dilation(pockets, size=(3, 3, 3)) * (pockets == 0)
+    cortex = np.isin(regions, CORTEX)
+    in_cortex = np.asarray(ndimage.mean(cortex, shell, np.arange(n + 1)))
+    small = (sizes <= pocket_max_mm3) & ~(in_cortex > 0.5)
+    small[0] = False
+    pocket = small[pockets]
+    outer |= csf & ~pocket
+    # Cortex is not a donor: the partial-volume rim of a PVS is often classified grey matter.
+    tissue = brain & (regions > 0) & ~np.isin(regions, CSF_OR_CORTEX)
+    if not tissue.any():
+        return regions, outer
+    nearest = ndimage.distance_transform_edt(~tissue, return_distances=False, return_indices=True)
+    filled = regions.copy()
+    filled[pocket] = regions[tuple(axis[pocket] for axis in nearest)]
+    return filled, outer
+
+
+def pvs_regions(regions: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """1 basal ganglia (with the capsules), 2 centrum semiovale, 3 other."""
+    out = np.full(regions.shape, 3, dtype=np.uint8)
+    cso = (regions == _R["centrum_semiovale"]) | (
+        np.isin(regions, (_R["deep_wm"], *WM_REGIONS[3:])) & _above_ventricles(regions, affine)
+    )
+    out[cso] = 2
+    out[np.isin(regions, BG_REGIONS)] = 1
+    return out
+
+
+def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return tuple(
+        slice(max(0, s.start - margin), min(n, s.stop + margin))
+        for s, n in zip(box, mask.shape, strict=True)
+    )
+
+
+def _maps(session: SessionImages, params: PVSParams) -> dict[str, np.ndarray]:
+    """The detector's intermediate maps, inside the brain's bounding box (``box``)."""
+    zooms = session.zooms
+    box = _crop(session.brain_mask, margin=4)
+    brain = session.brain_mask[box]
+    regions_full = _regions(session)
+    regions, outer = fill_csf_pockets(regions_full[box], brain, zooms, params.pocket_max_mm3)
+    nawm = _nawm(session, regions_full, params)[box]
+
+    t2 = session.data("t2w")[box]
+    median, spread = robust_stats(t2[nawm])
+    csf = brain & (regions == _R["lateral_ventricles"])
+    if csf.sum() < 50:  # no ventricles in the region map: clear CSF by the priors
+        csf = brain & (session.priors["csf"][box] >= params.csf_prior)
+    csf_median = float(np.median(t2[csf])) if csf.any() else np.nan
+    if not np.isfinite(csf_median) or csf_median <= median + spread:
+        raise ValueError("the T2w shows no CSF brighter than white matter: not a T2w contrast")
+    u = (t2 - median) / (csf_median - median)
+    z = (t2 - median) / spread
+
+    search = brain & np.isin(regions, SEARCH_REGIONS)
+    search &= distance_mm(regions == _R["lateral_ventricles"], zooms) > params.ventricle_margin_mm
+    search &= distance_mm(outer, zooms) > params.csf_margin_mm
+
+    vessel = np.zeros(u.shape, np.float32)
+    if search.any():  # filter only around the search region (the expensive part)
+        margin = int(np.ceil(4 * max(params.scales_mm) / min(zooms)))
+        inner = _crop(search, margin)
+        vessel[inner] = vesselness(u[inner], zooms, params)
+    # Hysteresis: tubes seeded where clearly tubular and bright, grown along weaker evidence.
+    candidates = search & (vessel >= params.vesselness_grow) & (u >= params.u_grow)
+    candidates &= z >= params.z_min
+    seeds = candidates & (vessel >= params.vesselness_min) & (u >= params.u_min)
+    maps = {"box": box, "regions": regions, "search": search, "u": u, "z": z, "vessel": vessel}
+    maps["bright"] = candidates.copy()
+    flair_u = None
+    if "flair" in session.images:
+        flair_u = _flair_contrast(session, session.data("flair")[box], nawm, box, params)
+        candidates &= flair_u < params.flair_core_u
+        maps["flair_u"] = flair_u
+    if "t1w" in session.images:
+        maps["t1_z"] = _z(session.data("t1w")[box], nawm)
+        candidates &= maps["t1_z"] < params.t1_max_z
+    labels, _ = label_lesions(candidates)
+    seeded = np.unique(labels[seeds & candidates])
+    candidates = np.isin(labels, seeded[seeded > 0])
+    maps["candidates"] = candidates
+    maps["kept"] = reject_mimics(candidates, u, flair_u, brain, search, zooms, params)
+    maps["mask"] = apply_size_rule(
+        maps["kept"], affine_of_box(session.reference.affine, box), "pvs"
+    )
+    return maps
+
+
+def detect_pvs(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
+    """Enlarged perivascular spaces of one session (see the module docstring)."""
+    shape = session.brain_mask.shape
+    affine = session.reference.affine
+    score = np.zeros(shape, np.float32)
+    mask = np.zeros(shape, bool)
+    region_map = pvs_regions(_regions(session), affine)
+    if session.brain_mask.any():
+        maps = _maps(session, params)
+        box = maps["box"]
+        score[box] = np.where(maps["search"], maps["vessel"] * np.clip(maps["u"], 0.0, 1.0), 0.0)
+        mask[box] = maps["mask"]
+        region_map[box] = pvs_regions(maps["regions"], affine_of_box(affine, box))
+    return Detection(score=score, mask=mask, regions=region_map, region_names=dict(REGION_NAMES))
+
+
+def affine_of_box(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    shifted = affine.copy()
+    shifted[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box]) + affine[:3, 3]
+    return shifted
+
+
+def reject_mimics(
+    candidates: np.ndarray,
+    u: np.ndarray,
+    flair_u: np.ndarray | None,
+    brain: np.ndarray,
+    search: np.ndarray,
+    zooms: tuple[float, float, float],
+    params: PVSParams,
+) -> np.ndarray:
+    """Candidates without the lacune-like, FLAIR-rimmed and tiny components."""
+    labels, n = label_lesions(candidates)
+    if n == 0:
+        return candidates
+    # Lacune-like: the CSF-like structure a candidate belongs to holds a ball as wide as the
+    # PVS width limit (3 mm). Unlike the width of the whole structure, this is not fooled by
+    # neighbouring thin PVS that touch.
+    csf_like = search & (u >= params.blob_u)
+    if flair_u is not None:  # lacune cavities are CSF-dark on FLAIR; WMH are not cavities
+        csf_like &= flair_u < params.flair_core_u
+    csf_like |= candidates
+    structures, _ = label_lesions(csf_like)
+    inscribed = ndimage.distance_transform_edt(csf_like, sampling=zooms)
+    wide_core = inscribed > SIZE_RULES["pvs"].maximum_mm / 2.0
+    wide = np.zeros(structures.max() + 1, dtype=bool)
+    wide[np.unique(structures[wide_core])] = True
+    wide[0] = False
+    keep = np.ones(n + 1, dtype=bool)
+    keep[0] = False
+    rim_iter = max(1, int(round(params.rim_mm / min(zooms))))
+    for index, sl in enumerate(ndimage.find_objects(labels), start=1):
+        grown = tuple(
+            slice(max(0, s.start - rim_iter - 1), min(dim, s.stop + rim_iter + 1))
+            for s, dim in zip(sl, labels.shape, strict=True)
+        )
+        component = labels[grown] == index
+        if component.sum() < params.min_voxels:
+            keep[index] = False
+            continue
+        if wide[np.unique(structures[grown][component])].any():
+            keep[index] = False
+            continue
+        if flair_u is not None:
+            shell = ndimage.binary_dilation(component, iterations=rim_iter) & ~component
+            shell &= brain[grown]
+            if shell.any() and (flair_u[grown][shell] >= params.rim_u).mean() > params.rim_fraction:
+                keep[index] = False
+    return keep[labels]
