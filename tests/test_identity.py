@@ -1,0 +1,80 @@
+"""The same-subject check tells a subject's own images from another's, after coregistration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.preproc.coregister import coregister, resample_with
+from csvd_bids.preproc.identity import THRESHOLD, same_subject_score
+from csvd_bids.preproc.images import load_3d
+
+
+def _reference(bids: Path, subject: str) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """A subject's T1w and its true brain mask (what the template priors approximate)."""
+    reference = load_3d(bids / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz")
+    truth = bids / "derivatives" / "groundtruth" / f"sub-{subject}" / "anat"
+    mask = nib.load(truth / f"sub-{subject}_space-T1w_desc-brain_mask.nii.gz")
+    return reference, np.asanyarray(mask.dataobj) > 0
+
+
+def _on_reference(bids: Path, subject: str, suffix: str, reference) -> nib.Nifti1Image:
+    moving = load_3d(bids / f"sub-{subject}" / "anat" / f"sub-{subject}_{suffix}.nii.gz")
+    return resample_with(moving, reference, coregister(moving, reference).transform)
+
+
+@pytest.mark.parametrize("suffix", ["FLAIR", "T2w"])
+def test_same_subject_is_not_flagged(_single_bids, suffix):
+    reference, mask = _reference(_single_bids, "01")
+    result = same_subject_score(
+        reference, _on_reference(_single_bids, "01", suffix, reference), mask
+    )
+    assert result["threshold"] == THRESHOLD
+    assert result["score"] >= THRESHOLD + 0.05, result
+    assert not result["different_subject_suspected"]
+
+
+def test_other_subject_is_flagged(_single_bids):
+    reference, mask = _reference(_single_bids, "01")
+    result = same_subject_score(
+        reference, _on_reference(_single_bids, "02", "FLAIR", reference), mask
+    )
+    assert result["score"] < THRESHOLD - 0.1, result
+    assert result["different_subject_suspected"]
+
+
+def test_misaligned_by_a_centimetre_is_flagged(_single_bids):
+    """A failed coregistration looks like another subject: also worth the warning."""
+    reference, mask = _reference(_single_bids, "01")
+    moving = load_3d(_single_bids / "sub-01" / "anat" / "sub-01_T2w.nii.gz")
+    shifted = moving.affine.copy()
+    shifted[:3, 3] += [10.0, 0.0, 0.0]
+    moved = nib.Nifti1Image(np.asanyarray(moving.dataobj), shifted)
+    on_reference = resample_with(moved, reference, coregister(moving, reference).transform)
+    assert same_subject_score(reference, on_reference, mask)["different_subject_suspected"]
+
+
+def test_blank_images_and_bad_masks_raise(_single_bids):
+    reference, mask = _reference(_single_bids, "01")
+    data = np.asanyarray(reference.dataobj)
+    blank = nib.Nifti1Image(np.zeros_like(data), reference.affine)
+    constant = nib.Nifti1Image(np.full_like(data, 7.0), reference.affine)
+    with pytest.raises(ValueError, match="moving image is constant"):
+        same_subject_score(reference, blank, mask)
+    with pytest.raises(ValueError, match="reference image is constant"):
+        same_subject_score(constant, reference, mask)
+    with pytest.raises(ValueError, match="brain mask is empty"):
+        same_subject_score(reference, reference, np.zeros_like(mask))
+    tiny = np.zeros_like(mask)
+    tiny[30:33, 35:38, 30:33] = True  # 27 voxels of 3 mm, about 90 of the 2 mm grid
+    with pytest.raises(ValueError, match="too small"):
+        same_subject_score(reference, reference, tiny)
+    with pytest.raises(ValueError, match="one grid"):
+        same_subject_score(reference, reference, mask[:-1])
+    nan = data.copy()
+    nan[mask] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        same_subject_score(reference, nib.Nifti1Image(nan, reference.affine), mask)
