@@ -9,7 +9,12 @@ from helpers import flair_path, participant_args, summary_path
 
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
-from csvd_bids.quant.qc import brain_coverage, coverage_warnings, reference_coverage
+from csvd_bids.quant.qc import (
+    brain_coverage,
+    coverage_warnings,
+    reference_coverage,
+    same_subject_warnings,
+)
 
 
 def test_brain_coverage_counts_brain_voxels_with_signal():
@@ -50,3 +55,27 @@ def test_cropped_flair_is_flagged(single_bids, tmp_path):
     summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t")
     warning = summary.loc[0, "qc_warnings"]
     assert "FLAIR covers only" in warning and "T1w" not in warning
+
+
+def test_flair_of_another_subject_is_flagged(single_bids, tmp_path):
+    """sub-02's FLAIR put in sub-01's folder: coregistered, but flagged as another subject."""
+    flair = flair_path(single_bids, "01")
+    flair.write_bytes(flair_path(single_bids, "02").read_bytes())
+    code = main(
+        participant_args(single_bids, tmp_path, "--markers", "wmh", "--participant-label", "01")
+    )
+    assert code == ExitCode.OK
+    summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t")
+    warnings = summary.loc[0, "qc_warnings"]
+    assert "FLAIR may show another subject" in warnings
+    assert "T2w" not in warnings and "T2starw" not in warnings
+
+
+def test_same_subject_warnings_name_the_image():
+    checks = {
+        "FLAIR": {"score": 0.1, "threshold": 0.3, "different_subject_suspected": True},
+        "T2w": {"score": 0.6, "threshold": 0.3, "different_subject_suspected": False},
+        "dwi": {"error": "blank", "different_subject_suspected": None},
+    }
+    (warning,) = same_subject_warnings(checks)
+    assert warning.startswith("FLAIR may show another subject") and "0.10 < 0.30" in warning

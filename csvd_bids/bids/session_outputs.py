@@ -23,7 +23,12 @@ from csvd_bids.preproc.atlas import ATLAS_CITATION
 from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.preproc.template import TEMPLATE_NAME, load_template
-from csvd_bids.quant.qc import brain_coverage, coverage_warnings, reference_coverage
+from csvd_bids.quant.qc import (
+    brain_coverage,
+    coverage_warnings,
+    reference_coverage,
+    same_subject_warnings,
+)
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
 
 
@@ -38,6 +43,7 @@ class SessionAnatomy:
     tissues: dict[str, str]  # GM/WM/CSF -> posterior probability image
     regions: str  # REGION_LABELS map
     volumes: dict  # intracranial, csf, gm, wm and regions (mm3)
+    same_subject: dict  # image suffix (FLAIR, dwi...) -> preproc.identity result
 
 
 def _source_entities(path: str) -> dict[str, str]:
@@ -94,6 +100,8 @@ def write_session_outputs(
             "SkullStripped": False,
             "BrainCoverage": round(coverages[SUFFIXES[modality]], 4),
         }
+        if SUFFIXES[modality] in anatomy.same_subject:
+            sidecar["SameSubjectCheck"] = anatomy.same_subject[SUFFIXES[modality]]
         report = reports[modality]
         if report["Reference"]:
             sidecar["Description"] = "Reoriented to RAS and N4 bias-corrected: the reference grid."
@@ -140,7 +148,16 @@ def write_session_outputs(
     _write_anatomy(anatomy, out, space, spatial_reference, reference_source, xfm, output_dir)
 
     if dwi is not None:
-        _write_dwi(dwi, folder.parent / "dwi", base, space, spatial_reference, sources, output_dir)
+        _write_dwi(
+            dwi,
+            folder.parent / "dwi",
+            base,
+            space,
+            spatial_reference,
+            sources,
+            output_dir,
+            anatomy.same_subject,
+        )
 
     tables, masks = [], {}
     for key, files in detections.items():
@@ -200,7 +217,7 @@ def write_session_outputs(
         lesions_path.with_suffix(".json"), {c: describe_lesion_column(c) for c in lesions.columns}
     )
 
-    warnings = coverage_warnings(coverages)
+    warnings = coverage_warnings(coverages) + same_subject_warnings(anatomy.same_subject)
     if anatomy.brain_report.get("Warning"):
         warnings.append(f"brain extraction: {anatomy.brain_report['Warning']}")
     row = summary_row(plan, lesions, anatomy.volumes, sources, warnings)
@@ -276,6 +293,7 @@ def _write_dwi(
     spatial_reference: str,
     sources: dict[str, str],
     output_dir: Path,
+    same_subject: dict,
 ) -> None:
     """b0, trace and ADC on the reference grid, and the DWI -> reference transform, in the
     session's ``dwi/`` folder."""
@@ -283,6 +301,8 @@ def _write_dwi(
     xfm = folder / ds.bids_name(base, f"from-dwi_to-{space}_mode-image_xfm", ".txt")
     ds.copy_file(Path(report["TransformFile"]), xfm)
     registration = {**report["Registration"], "Transform": ds.local_uri(output_dir, xfm)}
+    if "dwi" in same_subject:
+        registration["SameSubjectCheck"] = same_subject["dwi"]
     common = {"Sources": [sources["dwi"]], "SpatialReference": spatial_reference}
     described = {
         "b0": {"Description": report["B0Definition"]},

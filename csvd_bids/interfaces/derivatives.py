@@ -34,6 +34,7 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     csf_probseg = File(exists=True, mandatory=True)
     regions = File(exists=True, mandatory=True)
     volumes = File(exists=True, mandatory=True)
+    same_subject = File(exists=True, desc="JSON: same-subject QC per coregistered image")
     dwi_b0 = File(exists=True)
     dwi_trace = File(exists=True)
     dwi_adc = File(exists=True)
@@ -107,6 +108,11 @@ class WriteSessionDerivatives(SimpleInterface):
                     },
                     regions=inputs.regions,
                     volumes=json.loads(Path(inputs.volumes).read_text()),
+                    same_subject=(
+                        json.loads(Path(inputs.same_subject).read_text())
+                        if isdefined(inputs.same_subject)
+                        else {}
+                    ),
                 ),
                 dwi=_dwi(inputs),
                 detections=detections,

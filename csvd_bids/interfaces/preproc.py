@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
+    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
     traits,
@@ -21,6 +22,7 @@ from csvd_bids.preproc.atlas import load_atlas
 from csvd_bids.preproc.bias import n4_correct
 from csvd_bids.preproc.brain import extract_brain
 from csvd_bids.preproc.coregister import coregister, resample_with
+from csvd_bids.preproc.identity import same_subject_score
 from csvd_bids.preproc.images import load_3d, new_like
 from csvd_bids.preproc.regions import region_map, region_volumes_mm3
 from csvd_bids.preproc.template import (
@@ -116,6 +118,39 @@ class BrainExtraction(SimpleInterface):
             "IntracranialVolume_mm3": round(result.volume_ml(img) * 1000.0, 1),
         }
         self._results["report"] = os.path.join(runtime.cwd, "brain_report.json")
+        Path(self._results["report"]).write_text(json.dumps(report, indent=2))
+        return runtime
+
+
+class _SameSubjectInputSpec(BaseInterfaceInputSpec):
+    reference = File(exists=True, mandatory=True)
+    brain_mask = File(exists=True, mandatory=True)
+    names = traits.List(traits.Str, mandatory=True, desc="suffix of each image (FLAIR, dwi...)")
+    in_files = InputMultiObject(File(exists=True), mandatory=True, desc="on the reference grid")
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
+
+
+class _SameSubjectOutputSpec(TraitedSpec):
+    report = File(exists=True, desc="JSON: name -> same_subject_score() result")
+
+
+class CheckSameSubject(SimpleInterface):
+    """QC: does each coregistered image show the reference's subject? (preproc.identity)"""
+
+    input_spec = _SameSubjectInputSpec
+    output_spec = _SameSubjectOutputSpec
+
+    def _run_interface(self, runtime):
+        _set_threads(self.inputs.num_threads)
+        reference = nib.load(self.inputs.reference)
+        brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
+        report = {}
+        for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
+            try:
+                report[name] = same_subject_score(reference, nib.load(path), brain)
+            except ValueError as exc:  # e.g. an image blank inside the brain: say so, go on
+                report[name] = {"error": str(exc), "different_subject_suspected": None}
+        self._results["report"] = os.path.join(runtime.cwd, "same_subject.json")
         Path(self._results["report"]).write_text(json.dumps(report, indent=2))
         return runtime
 

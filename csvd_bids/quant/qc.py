@@ -31,6 +31,16 @@ def reference_coverage(
     return min(1.0, brain_volume_mm3 / expected) if expected > 0 else 0.0
 
 
+def same_subject_warnings(checks: dict[str, dict]) -> list[str]:
+    """One sentence per image the same-subject check flags (csvd_bids.preproc.identity)."""
+    return [
+        f"{name} may show another subject than the reference, or be misregistered "
+        f"(same-subject score {check['score']:.2f} < {check['threshold']:.2f})"
+        for name, check in checks.items()
+        if check.get("different_subject_suspected")
+    ]
+
+
 def coverage_warnings(coverages: dict[str, float]) -> list[str]:
     """One sentence per image whose coverage is under MIN_BRAIN_COVERAGE."""
     return [

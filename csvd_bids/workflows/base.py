@@ -39,7 +39,9 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
         setattr(preproc_wf.inputs.inputnode, modality, plan["files"][modality])
     ds_wf = init_ds_session_wf(plan=plan, config=config, modalities=modalities, markers=markers)
     dwi_fields = DWI_OUTPUTS if dwi_bval else ()
-    for field in (*modalities, *(f"{m}_report" for m in modalities), *DS_ANATOMY, *dwi_fields):
+    checked = len(modalities) > 1 or dwi_bval  # else there is no same-subject check
+    anatomy = [f for f in DS_ANATOMY if checked or f != "same_subject"]
+    for field in (*modalities, *(f"{m}_report" for m in modalities), *anatomy, *dwi_fields):
         wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:

@@ -45,6 +45,7 @@ def init_ds_session_wf(
         # Always run: outputs deleted (or written elsewhere) since a cached run must reappear.
         overwrite=True,
     )
+    # same_subject stays unset for a session with the reference alone (nothing to compare).
     wf.connect([(inputnode, write, [(field, field) for field in DS_ANATOMY])])
 
     qc = pe.Node(

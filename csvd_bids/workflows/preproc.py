@@ -5,9 +5,11 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from csvd_bids.bids.discovery import SUFFIXES
 from csvd_bids.interfaces.dwi import PrepareDWI
 from csvd_bids.interfaces.preproc import (
     BrainExtraction,
+    CheckSameSubject,
     PrepareImage,
     SegmentRegions,
     TemplatePriors,
@@ -21,6 +23,7 @@ MARKER_INPUTS = (*PRIOR_OUTPUTS, "regions")  # what every detector receives besi
 # What the derivatives writer receives besides the images and the detections.
 DWI_OUTPUTS = ("dwi_b0", "dwi_trace", "dwi_adc", "dwi_report")
 DS_ANATOMY = (
+    "same_subject",
     "brain_mask",
     "brain_report",
     "transform",
@@ -66,6 +69,7 @@ def init_preproc_wf(
                 *TISSUE_OUTPUTS,
                 "regions",
                 "volumes",
+                "same_subject",
                 *(DWI_OUTPUTS if dwi_bval else ()),
             ]
         ),
@@ -111,9 +115,47 @@ def init_preproc_wf(
             (regions, outputnode, [(f, f) for f in (*TISSUE_OUTPUTS, "regions", "volumes")]),
         ]
     )
+    # QC: every coregistered image (and the DWI's b0) against the reference's anatomy.
+    others = [m for m in modalities if m != reference]
+    checked = [SUFFIXES[m] for m in others] + (["dwi"] if dwi_bval else [])
+    if not checked:  # the reference alone: nothing to compare
+        return _add_dwi(wf, inputnode, outputnode, prepared[reference], None, dwi_bval, threaded)
+    # The b0 of the DWI (when there is one) is the last image checked.
+    same_subject = pe.Node(
+        CheckSameSubject(names=checked, num_threads=omp_nthreads),
+        name="check_same_subject",
+        mem_gb=1.0,
+        **threaded,
+    )
+    merge_checked = pe.Node(niu.Merge(len(checked)), name="merge_checked")
+    for index, modality in enumerate(others, start=1):
+        wf.connect(prepared[modality], "out_file", merge_checked, f"in{index}")
+    wf.connect(
+        [
+            (prepared[reference], same_subject, [("out_file", "reference")]),
+            (brain, same_subject, [("out_mask", "brain_mask")]),
+            (merge_checked, same_subject, [("out", "in_files")]),
+            (same_subject, outputnode, [("report", "same_subject")]),
+        ]
+    )
+    b0_slot = (merge_checked, f"in{len(checked)}")
+    return _add_dwi(wf, inputnode, outputnode, prepared[reference], b0_slot, dwi_bval, threaded)
+
+
+def _add_dwi(
+    wf: pe.Workflow,
+    inputnode: pe.Node,
+    outputnode: pe.Node,
+    reference: pe.Node,
+    b0_slot: tuple[pe.Node, str] | None,
+    dwi_bval: str | None,
+    threaded: dict,
+) -> pe.Workflow:
+    """The DWI's b0, trace and ADC on the reference grid; its b0 goes to ``b0_slot`` (the
+    same-subject check) when given."""
     if dwi_bval:
         dwi = pe.Node(
-            PrepareDWI(bval=dwi_bval, num_threads=omp_nthreads),
+            PrepareDWI(bval=dwi_bval, num_threads=threaded["n_procs"]),
             name="prepare_dwi",
             mem_gb=2.0,
             **threaded,
@@ -121,7 +163,7 @@ def init_preproc_wf(
         wf.connect(
             [
                 (inputnode, dwi, [("dwi", "in_file")]),
-                (prepared[reference], dwi, [("out_file", "reference")]),
+                (reference, dwi, [("out_file", "reference")]),
                 (
                     dwi,
                     outputnode,
@@ -129,4 +171,6 @@ def init_preproc_wf(
                 ),
             ]
         )
+        if b0_slot is not None:
+            wf.connect(dwi, "b0", *b0_slot)
     return wf
