@@ -19,7 +19,7 @@ et al. 2023: CSF-like on every contrast, linear, < 3 mm across, no FLAIR-hyperin
    ``u >= u_min``, grown into connected voxels with vesselness >= ``vesselness_grow`` and
    ``u >= u_grow``; all with ``z >= z_min``, FLAIR below ``flair_core_u`` (a brighter core is
    a WMH) and T1w below ``t1_max_z`` (PVS are dark on T1w) when those images exist, inside the
-   search region: cerebral white matter, basal ganglia, capsules and thalamus, more than
+   search region: cerebral white matter, basal ganglia and capsules (not the thalamus), more than
    ``ventricle_margin_mm`` from the lateral ventricles and ``csf_margin_mm`` from the outer CSF.
    Cortex is never searched.
 5. A candidate lesion (26-connected) is dropped when it is lacune-like, i.e. the CSF-like
@@ -30,18 +30,20 @@ et al. 2023: CSF-like on every contrast, linear, < 3 mm across, no FLAIR-hyperin
 
 The score map is vesselness x clip(u, 0, 1) inside the search region: a belief, not a
 calibrated probability. Regions of the lesion table: 1 ``BG``, the atlas basal ganglia with
-the internal and external capsules (rated with the basal ganglia on the same axial slices in
-the visual scales, e.g. Potter et al. 2015; the region map's capsules are the white matter
-within a few mm of the lentiform nucleus, so they are adjacent to it by construction);
+the internal and external capsules (they lie between and beside the nuclei on the axial
+slices where BG-PVS are rated; the region map's capsules are the white matter within a few
+mm of the lentiform nucleus, so adjacent to it by construction; whether the rating guide of
+Potter et al. 2015 counts capsular PVS as BG is to confirm);
 2 ``CSO``, the centrum semiovale of the region map plus the deep and juxtacortical white
 matter above the roof of the lateral ventricles (the supraventricular white matter is what
 the CSO rating covers); 3 ``other`` (periventricular and deep white matter below the roof,
-thalamus). A lesion gets the lowest-index region it touches.
+and whatever lies outside the search region). A lesion gets the lowest-index region it touches.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -62,7 +64,9 @@ WM_REGIONS = (
 )
 BG_REGIONS = (_R["basal_ganglia"], _R["internal_capsule"], _R["external_capsule"])
 # Where PVS are searched: cerebral white matter and the deep grey matter with its capsules.
-SEARCH_REGIONS = (*WM_REGIONS, *BG_REGIONS, _R["thalamus"])
+# The thalamus is left out: its medial edge lines the third ventricle, whose partial volumes
+# look like PVS, and the BG/CSO ratings do not count thalamic PVS.
+SEARCH_REGIONS = (*WM_REGIONS, *BG_REGIONS)
 # What PVS must keep away from: CSF spaces and cortex, whose partial volumes are bright tubes
 # and sheets on T2w too.
 CORTEX = tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1))
@@ -247,7 +251,7 @@ def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     )
 
 
-def _maps(session: SessionImages, params: PVSParams) -> dict[str, np.ndarray]:
+def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     """The detector's intermediate maps, inside the brain's bounding box (``box``)."""
     zooms = session.zooms
     box = _crop(session.brain_mask, margin=4)
