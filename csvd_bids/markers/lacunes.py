@@ -1,0 +1,373 @@
+"""Lacunes of presumed vascular origin: round CSF-like cavities in the subcortical brain.
+
+STRIVE (Wardlaw et al. 2013; Duering et al. 2023): a round or ovoid, subcortical, fluid-filled
+cavity of 3-15 mm with a signal like CSF (dark on FLAIR and T1w, bright on T2w), often with a
+FLAIR-hyperintense (gliotic) rim. The method is a candidate-and-filter approach in the family
+of the rule-based lacune detectors (Yokoyama et al. 2007; Uchiyama et al. 2008; the candidate
+stage of Ghafoorian et al. 2017), with a Laplacian-of-Gaussian blob measure (Lindeberg 1998):
+
+1. Normalisation: each channel (FLAIR, and T1w/T2w when present), lightly smoothed, becomes a
+   CSF-likeness ``c = (I - NAWM) / (CSF - NAWM)``: 0 in normal-appearing white matter (NAWM:
+   WM regions with a high WM prior; median), 1 in the core of the subject's lateral ventricles
+   (median), whatever the sign of the contrast. The channels are averaged. FLAIR is also put in
+   grey-white units ``u`` (0 NAWM, 1 cortical grey matter), as in wmh.py.
+2. Candidates: fluid voxels (mean ``c >= cavity_c``, FLAIR not hyperintense) in 6-connected
+   components (face connectivity, so that a cavity touching a CSF space only at an edge or
+   corner stays apart). Each candidate is rejected when it
+   - reaches the lateral ventricles (region 1, within ``ventricle_margin_mm``) or the outside
+     of the intracranial mask (sulcal and cisternal CSF is connected to it);
+   - is not subcortical: less than ``min_ring_subcortical`` of a ring 2.5-5 mm around it lies
+     in subcortical regions (deep or lobar below); a ring beyond the rim, because a gliotic rim
+     is GM-like on T1w and often labelled cortex. Cavities in cortex are not lacunes;
+   - lies where the template expects CSF (mean CSF prior above ``max_csf_prior``): temporal
+     and occipital horns, the third ventricle, cisterns, the sylvian fissure;
+   - is no blob: its scale-normalised LoG response (maximum over ``log_scales_mm``, in CSF
+     units) is below ``min_blob`` (single fluid voxels, e.g. a PVS crossing a WMH);
+   - is a tube (perivascular space): minor/major axis (skimage regionprops) below
+     ``min_roundness``, or thinner than ``min_radius_mm`` (largest inscribed radius, from a
+     distance transform) unless round and inside a clear FLAIR rim (``thin_rim_u``);
+   - is weak: belief = logistic(blob + rim), with rim = median FLAIR ``u`` of the voxels
+     around the cavity, below ``min_score``. A large round cavity passes on its blob alone,
+     a small one needs its rim, which no PVS has.
+3. Kept cavities grow into their rim (within ``rim_mm``): partial-volume fluid or
+   FLAIR-hyperintense voxels.
+4. The STRIVE size rule (3-15 mm maximum diameter), last.
+
+Score map: the belief on the voxels of each candidate (capped below 0.5 for rejected ones),
+0 elsewhere. Regions (``LACUNE_REGIONS``): 1 = deep (basal ganglia, thalamus, internal and
+external capsule, periventricular and deep WM, centrum semiovale, brainstem, cerebellum),
+2 = lobar (juxtacortical WM); each lesion is painted with the majority region of its voxels
+(of its surroundings when its own voxels are labelled CSF or cortex).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import regionprops
+
+from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.markers.wmh import robust_stats
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
+from csvd_bids.quant.lesions import label_lesions
+
+LACUNE_REGIONS = ("deep", "lobar")
+# Region labels (csvd_bids.preproc.regions) where lacunes may lie, by lacune region.
+DEEP_LABELS = tuple(
+    REGION_INDEX[name]
+    for name in (
+        "periventricular_wm",
+        "deep_wm",
+        "centrum_semiovale",
+        "basal_ganglia",
+        "thalamus",
+        "internal_capsule",
+        "external_capsule",
+        "brainstem",
+        "cerebellum",
+    )
+)
+LOBAR_LABELS = tuple(range(REGION_INDEX["juxtacortical_wm_frontal"], REGION_INDEX["other_csf"]))
+CORTEX_LABELS = tuple(range(REGION_INDEX["cortex_frontal"], REGION_INDEX["cortex_insula"] + 1))
+WM_LABELS = tuple(
+    REGION_INDEX[name] for name in ("periventricular_wm", "deep_wm", "centrum_semiovale")
+)
+VENTRICLES = REGION_INDEX["lateral_ventricles"]
+OTHER_CSF = REGION_INDEX["other_csf"]
+
+
+@dataclass(frozen=True)
+class LacuneParams:
+    """Parameters of :func:`detect_lacunes`.
+
+    Distances are in mm. Intensities are in contrast units of the subject's own tissues:
+    CSF-likeness ``c`` (0 = normal-appearing WM, 1 = ventricular CSF, averaged over the
+    channels) and FLAIR ``u`` (0 = normal-appearing WM, 1 = cortical grey matter).
+    """
+
+    smoothing_sigma_mm: float = 0.5  # noise reduction before thresholding
+    nawm_prior: float = 0.7  # WM prior above which a WM-region voxel may serve as NAWM
+    cavity_c: float = 0.5  # CSF-likeness of a cavity voxel (halfway from NAWM to CSF)
+    # FLAIR CSF-likeness a cavity voxel needs at least: "not hyperintense" (a WMH is near -1).
+    # Thick FLAIR slices average a small cavity with its bright rim, so when T1w or T2w is
+    # present they carry the fluid evidence and FLAIR only vetoes; FLAIR alone needs cavity_c.
+    flair_c: float = -0.5
+    ventricle_margin_mm: float = 1.5  # cavities this near the ventricles are part of them
+    shell_mm: float = 1.0  # the shell around a cavity where its rim is measured (one voxel)
+    ring_mm: tuple[float, float] = (2.5, 5.0)  # the ring beyond the rim that tells the context
+    min_ring_subcortical: float = 0.5  # fraction of that ring in subcortical regions
+    # Mean template CSF prior of a cavity above which it is a normal CSF space of the template
+    # (temporal/occipital horns, third ventricle, cisterns, sulci), not a new cavity.
+    max_csf_prior: float = 0.3
+    min_radius_mm: float = 1.2  # largest inscribed radius: PVS are < 1.5 mm across
+    min_roundness: float = 0.4  # minor / major axis of a cavity: PVS are tubes
+    # A thinner cavity is kept only when round and inside a clear gliotic rim (a small lacune
+    # whose cavity is partly hidden by partial volume): no PVS has a rim.
+    thin_roundness: float = 0.5
+    thin_rim_u: float = 0.6
+    rim_mm: float = 1.5  # how far a cavity grows into its abnormal rim
+    rim_c: float = 0.2  # CSF-likeness of partial-volume rim voxels
+    rim_u: float = 0.5  # FLAIR u of gliotic rim voxels
+    log_scales_mm: tuple[float, ...] = (1.5, 2.5, 4.0)  # LoG sigmas (radius ~ sqrt(3) sigma)
+    # A cavity must be a blob at all: its LoG response (CSF units) at least this; single
+    # partial-volume voxels of fluid (a PVS crossing a WMH) stay near 0.1.
+    min_blob: float = 0.18
+    # Evidence = blob (LoG, CSF units) + rim (median FLAIR u of the shell, >= 0); the belief
+    # is a logistic of it, 0.5 at ``evidence_mid``: a large round cavity (blob ~0.8-0.9)
+    # passes on its own, a small one needs its rim.
+    evidence_mid: float = 0.8
+    evidence_width: float = 0.15
+    min_score: float = 0.5
+
+
+PARAMS = LacuneParams()
+LACUNE_METHOD = (
+    "Round CSF-like cavities (FLAIR not hyperintense, dark on T1w, bright on T2w, relative to "
+    "the subject's normal-appearing white matter and ventricular CSF) in subcortical regions, "
+    "not connected to the ventricles or the subarachnoid space and not in template CSF "
+    "spaces, round rather than tubular (perivascular spaces excluded), scored by a "
+    "Laplacian-of-Gaussian blob response plus a FLAIR-hyperintense rim and grown into that "
+    "rim, then the STRIVE 3-15 mm diameter rule"
+)
+
+
+def lacune_region_map(regions: np.ndarray) -> np.ndarray:
+    """1 = deep, 2 = lobar, 0 = not a place for lacunes (cortex, CSF, outside)."""
+    out = np.zeros(regions.shape, dtype=np.uint8)
+    out[np.isin(regions, DEEP_LABELS)] = 1
+    out[np.isin(regions, LOBAR_LABELS)] = 2
+    return out
+
+
+def _fallback_regions(session: SessionImages) -> np.ndarray:
+    """A coarse region map from the priors when the atlas regions are missing: ventricles,
+    deep WM (everything WM-like) and cortex; no lobar class."""
+    priors = session.priors
+    regions = np.zeros(session.brain_mask.shape, dtype=np.uint8)
+    brain = session.brain_mask
+    regions[brain & (priors["gm"] >= 0.5)] = REGION_INDEX["cortex_frontal"]
+    regions[brain & (priors["wm"] >= 0.5)] = REGION_INDEX["deep_wm"]
+    regions[brain & (priors["csf"] >= 0.5)] = OTHER_CSF
+    regions[brain & (priors["ventricles"] >= 0.5)] = VENTRICLES
+    return regions
+
+
+def _csf_likeness(
+    image: np.ndarray, nawm: np.ndarray, csf: np.ndarray
+) -> tuple[np.ndarray, float, float] | None:
+    """(c, NAWM median, NAWM spread): c = 0 in NAWM, 1 in CSF, either contrast sign; None
+    when the image does not tell CSF from white matter."""
+    median, spread = robust_stats(image[nawm])
+    contrast = float(np.median(image[csf])) - median
+    if abs(contrast) < 3.0 * spread:
+        return None
+    return (image - median) / contrast, median, spread
+
+
+def _blob_response(c: np.ndarray, zooms, scales_mm) -> np.ndarray:
+    """Scale-normalised LoG of the CSF-likeness, maximised over scales (bright blobs > 0)."""
+    best = np.full(c.shape, -np.inf, dtype=np.float32)
+    for s in scales_mm:
+        response = -(s**2) * ndimage.gaussian_laplace(c, sigma=[s / z for z in zooms])
+        np.maximum(best, response, out=best)
+    return best
+
+
+def _shape(component: np.ndarray, zooms) -> tuple[float, float]:
+    """(largest inscribed radius in mm, minor / major axis): PVS are thin tubes."""
+    radius = float(ndimage.distance_transform_edt(np.pad(component, 1), sampling=zooms).max())
+    if component.sum() < 4:
+        return radius, 1.0
+    props = regionprops(component.astype(np.uint8), spacing=tuple(zooms))[0]
+    major = float(props.axis_major_length) + min(zooms)
+    minor = float(props.axis_minor_length) + min(zooms)
+    return radius, minor / major
+
+
+@dataclass
+class Candidate:
+    """One CSF-like component and what the filters made of it (``reason`` empty = kept)."""
+
+    box: tuple[slice, ...]  # the component's bounding box, grown by the shell and rim
+    cavity: np.ndarray  # its voxels inside ``box``
+    features: dict[str, float]
+    belief: float = 0.0
+    reason: str = ""
+
+
+def _candidates(labels: np.ndarray, context: dict, zooms, params: LacuneParams) -> list[Candidate]:
+    """Every fluid component with its features and, when rejected, why."""
+    shape = labels.shape
+    shell_vox = tuple(max(1, int(round(params.shell_mm / z))) for z in zooms)
+    reach = max(params.ring_mm[1], params.rim_mm)
+    grow = tuple(int(np.ceil(reach / z)) + 1 for z in zooms)
+    out = []
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        big = tuple(
+            slice(max(0, s.start - g), min(dim, s.stop + g))
+            for s, g, dim in zip(box, grow, shape, strict=True)
+        )
+        local = {k: v[big] for k, v in context.items()}
+        cavity = labels[big] == index
+        free = labels[big] == 0
+        shell = _shell(cavity, shell_vox) & free
+        dist = ndimage.distance_transform_edt(~cavity, sampling=zooms)
+        # The ring beyond the rim: a gliotic rim is often labelled cortex (GM-like on T1w).
+        ring = (dist > params.ring_mm[0]) & (dist <= params.ring_mm[1]) & free
+        f = {"voxels": float(cavity.sum())}
+        f["radius_mm"], f["roundness"] = _shape(cavity, zooms)
+        f["blob"] = float(local["blob"][cavity].max())
+        f["csf_prior"] = float(local["csf_prior"][cavity].mean())
+        f["rim"] = float(np.median(local["u_flair"][shell])) if shell.any() else 0.0
+        f["ring_subcortical"] = float(local["subcortical"][ring].mean()) if ring.any() else 0.0
+        candidate = Candidate(big, cavity, f)
+        if (cavity & (local["near_ventricles"] | local["outside"])).any() or (
+            shell & local["outside"]
+        ).any():
+            candidate.reason = "reaches the ventricles or the outside"
+        elif f["ring_subcortical"] < params.min_ring_subcortical:
+            candidate.reason = "not subcortical"
+        elif f["csf_prior"] > params.max_csf_prior:
+            candidate.reason = "a normal CSF space"
+        elif f["blob"] < params.min_blob:
+            candidate.reason = "no blob"
+        elif f["roundness"] < params.min_roundness:
+            candidate.reason = "tubular"
+        elif f["radius_mm"] < params.min_radius_mm and (
+            f["roundness"] < params.thin_roundness or f["rim"] < params.thin_rim_u
+        ):
+            candidate.reason = "thin without a rim"
+        else:
+            evidence = f["blob"] + max(f["rim"], 0.0)
+            candidate.belief = float(
+                1.0 / (1.0 + np.exp(-(evidence - params.evidence_mid) / params.evidence_width))
+            )
+            if candidate.belief < params.min_score:
+                candidate.reason = "weak"
+        out.append(candidate)
+    return out
+
+
+def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Detection:
+    """Lacunes of one session (FLAIR required; T1w and T2w used when present)."""
+    if "flair" not in session.images:
+        raise ValueError("the lacune detector needs a FLAIR image")
+    zooms = session.zooms
+    full_shape = session.brain_mask.shape
+    full_regions = session.regions if session.regions is not None else _fallback_regions(session)
+    # Work inside the brain's bounding box (filters and distances cost less there).
+    box = _brain_box(session.brain_mask, margin=int(np.ceil(10.0 / min(zooms))))
+    brain = session.brain_mask[box]
+    regions = full_regions[box]
+    priors = {k: v[box] for k, v in session.priors.items()}
+    sigma = [params.smoothing_sigma_mm / z for z in zooms]
+    channels = [m for m in ("flair", "t1w", "t2w") if m in session.images]
+    images = {m: ndimage.gaussian_filter(session.data(m)[box], sigma=sigma) for m in channels}
+
+    nawm = brain & np.isin(regions, WM_LABELS) & (priors["wm"] >= params.nawm_prior)
+    # The core of the ventricles (away from partial volume) is the CSF reference.
+    ventricles = brain & (regions == VENTRICLES)
+    csf_ref = ndimage.binary_erosion(ventricles, iterations=1)
+    if csf_ref.sum() < 50:
+        csf_ref = brain & (priors["csf"] >= 0.9)
+    if nawm.sum() < 100 or csf_ref.sum() < 20:
+        raise ValueError("too few white matter or CSF voxels to normalise the images")
+    likeness, stats = {}, {}
+    for m in channels:
+        found = _csf_likeness(images[m], nawm, csf_ref)
+        if found is None and m == "flair":
+            raise ValueError("CSF and white matter are not separable on the FLAIR")
+        if found is not None:  # an optional channel without CSF contrast is left out
+            likeness[m], stats[m] = found[0], found[1:]
+    c = np.mean(list(likeness.values()), axis=0).astype(np.float32)
+    flair_median, flair_spread = stats["flair"]
+
+    # FLAIR in grey-white contrast units (as in wmh.py): 1 = cortical grey matter.
+    grey = brain & (priors["gm"] >= 0.8) & np.isin(regions, CORTEX_LABELS)
+    if grey.sum() < 100:
+        grey = brain & (priors["gm"] >= 0.8)
+    grey_median = float(np.median(images["flair"][grey])) if grey.any() else flair_median
+    u_flair = (images["flair"] - flair_median) / max(grey_median - flair_median, flair_spread)
+    place = lacune_region_map(regions)
+    fluid = brain & (c >= params.cavity_c) & (likeness["flair"] >= params.flair_c)
+    labels, n = ndimage.label(fluid)
+
+    score = np.zeros(brain.shape, dtype=np.float32)
+    mask = np.zeros(brain.shape, dtype=bool)
+    context = {
+        "near_ventricles": distance_mm(ventricles, zooms) <= params.ventricle_margin_mm,
+        "outside": ~brain,
+        "subcortical": place > 0,
+        "blob": _blob_response(c, zooms, params.log_scales_mm),
+        "u_flair": u_flair,
+        "csf_prior": priors["csf"],
+    }
+    for candidate in _candidates(labels, context, zooms, params) if n else []:
+        near = candidate.box
+        if candidate.reason:
+            # rejected cavities keep their (sub-threshold) belief in the score map
+            score[near][candidate.cavity] = np.minimum(candidate.belief, 0.49)
+            continue
+        lesion = _grow_rim(candidate.cavity, c[near], u_flair[near], zooms, params)
+        mask[near] |= lesion
+        score[near] = np.where(lesion, np.maximum(score[near], candidate.belief), score[near])
+
+    mask = apply_size_rule(mask, session.reference.affine, "lacunes")
+    score = np.where(mask, score, np.minimum(score, 0.49))
+    out = {
+        "score": np.zeros(full_shape, dtype=np.float32),
+        "mask": np.zeros(full_shape, dtype=bool),
+        "regions": lacune_region_map(full_regions),
+    }
+    out["score"][box], out["mask"][box] = score, mask
+    out["regions"][box] = _majority_regions(mask, place)
+    return Detection(**out, region_names={1: "deep", 2: "lobar"})
+
+
+def _brain_box(brain: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """The bounding box of the brain mask grown by ``margin`` voxels."""
+    found = ndimage.find_objects(brain.astype(np.uint8))
+    if not found:
+        raise ValueError("the brain mask is empty")
+    return tuple(
+        slice(max(0, s.start - margin), min(n, s.stop + margin))
+        for s, n in zip(found[0], brain.shape, strict=True)
+    )
+
+
+def _shell(mask: np.ndarray, vox: tuple[int, int, int]) -> np.ndarray:
+    structure = np.ones(tuple(2 * v + 1 for v in vox), dtype=bool)
+    return ndimage.binary_dilation(mask, structure=structure) & ~mask
+
+
+def _grow_rim(
+    cavity: np.ndarray, c: np.ndarray, u_flair: np.ndarray, zooms, params: LacuneParams
+) -> np.ndarray:
+    """The cavity plus adjacent abnormal voxels within ``rim_mm``: partial-volume fluid or
+    FLAIR-hyperintense gliosis."""
+    near = ndimage.distance_transform_edt(~cavity, sampling=zooms) <= params.rim_mm
+    abnormal = (c >= params.rim_c) | (u_flair >= params.rim_u)
+    grown, _ = label_lesions(cavity | (near & abnormal))
+    keep = np.unique(grown[cavity])
+    return np.isin(grown, keep[keep > 0])
+
+
+def _majority_regions(mask: np.ndarray, place: np.ndarray) -> np.ndarray:
+    """The lacune region map with each lesion painted in its majority region (deep or lobar),
+    so that a lesion is named by where most of it lies, not by one voxel of it. A lesion whose
+    own voxels are all labelled CSF or cortex (its cavity is CSF-like, its rim GM-like on T1w)
+    takes the majority of the 3 voxels around it."""
+    out = place.copy()
+    labels, _ = label_lesions(mask)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        box = tuple(slice(max(0, s.start - 3), s.stop + 3) for s in box)
+        lesion = labels[box] == index
+        votes = np.bincount(place[box][lesion], minlength=3)[1:]
+        if not votes.any():
+            around = ndimage.binary_dilation(lesion, iterations=3) & ~lesion
+            votes = np.bincount(place[box][around], minlength=3)[1:]
+        out[box][lesion] = 1 + int(np.argmax(votes)) if votes.any() else 1
+    return out

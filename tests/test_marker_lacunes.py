@@ -1,0 +1,184 @@
+"""The lacune detector on a hand-made 1 mm phantom: white matter with lateral ventricles, a
+cortical ribbon and sulcal CSF, into which lacune-like and mimicking structures are drawn."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.markers.base import SessionImages
+from csvd_bids.markers.lacunes import LACUNE_REGIONS, LacuneParams, detect_lacunes
+from csvd_bids.preproc.regions import REGION_INDEX
+from csvd_bids.quant.lesions import label_lesions
+
+SHAPE = (80, 80, 64)
+#         FLAIR  T1w   T2w   (synthetic-scanner units; only the contrasts matter)
+WM = (500.0, 900.0, 500.0)
+GM = (650.0, 600.0, 700.0)
+CSF = (80.0, 250.0, 1400.0)
+RIM = (950.0, 650.0, 1000.0)  # gliosis: FLAIR-bright, T1w-dark
+CHANNELS = ("flair", "t1w", "t2w")
+
+
+def _ball(centre, radius_mm: float) -> np.ndarray:
+    grid = np.indices(SHAPE)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius_mm**2
+
+
+def _ellipsoid_distance(centre, radii) -> np.ndarray:
+    grid = np.indices(SHAPE)
+    return np.sqrt(sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)))
+
+
+class Phantom:
+    """A brain-like block: intracranial ellipsoid = sulcal CSF rim, cortex, white matter."""
+
+    def __init__(self) -> None:
+        r = _ellipsoid_distance((40, 40, 32), (37, 37, 30))
+        self.brain = r <= 1.0
+        self.regions = np.zeros(SHAPE, np.uint8)
+        self.regions[self.brain] = REGION_INDEX["other_csf"]
+        self.regions[r <= 0.93] = REGION_INDEX["cortex_frontal"]
+        self.regions[r <= 0.85] = REGION_INDEX["juxtacortical_wm_frontal"]
+        self.regions[r <= 0.75] = REGION_INDEX["deep_wm"]
+        self.ventricles = np.zeros(SHAPE, bool)
+        self.ventricles[34:46, 28:52, 26:38] = True
+        self.regions[self.ventricles] = REGION_INDEX["lateral_ventricles"]
+        tissue = {
+            "csf": self.regions == REGION_INDEX["other_csf"],
+            "gm": self.regions == REGION_INDEX["cortex_frontal"],
+        }
+        tissue["wm"] = self.brain & ~tissue["csf"] & ~tissue["gm"] & ~self.ventricles
+        tissue["csf"] |= self.ventricles
+        self.priors = {k: v.astype(np.float32) for k, v in tissue.items()}
+        self.priors["ventricles"] = self.ventricles.astype(np.float32)
+        self.images = {m: np.zeros(SHAPE, np.float32) for m in CHANNELS}
+        for values, where in ((CSF, tissue["csf"]), (GM, tissue["gm"]), (WM, tissue["wm"])):
+            self.paint(where, values)
+
+    def paint(self, where: np.ndarray, values) -> None:
+        for m, v in zip(CHANNELS, values, strict=True):
+            self.images[m][where] = v
+
+    def lacune(self, centre, diameter_mm: float) -> np.ndarray:
+        """A CSF-filled cavity with a one-voxel gliotic rim; returns its voxels."""
+        whole = _ball(centre, diameter_mm / 2.0)
+        self.paint(whole, RIM)
+        self.paint(_ball(centre, diameter_mm / 2.0 - 1.0), CSF)
+        return whole
+
+    def session(self, channels=CHANNELS, seed: int = 0) -> SessionImages:
+        rng = np.random.default_rng(seed)
+        affine = np.eye(4)
+        images = {
+            m: nib.Nifti1Image(
+                (self.images[m] + rng.normal(0.0, 12.0, SHAPE)).astype(np.float32), affine
+            )
+            for m in channels
+        }
+        return SessionImages(
+            images=images, brain_mask=self.brain, priors=self.priors, regions=self.regions
+        )
+
+
+def _found(mask: np.ndarray, where: np.ndarray) -> bool:
+    return bool((mask & where).any())
+
+
+def test_round_cavity_found_and_mimics_rejected():
+    phantom = Phantom()
+    lacune = phantom.lacune((20, 40, 32), 6.0)  # a 6 mm lacune in deep WM
+    # a perivascular space, 2 mm wide and 12 mm long, crossing a WMH (so it has a bright
+    # surround, like a lacune's rim): only its shape tells it apart
+    phantom.paint(_ball((58, 40, 40), 6.0), RIM)
+    tube = np.zeros(SHAPE, bool)
+    tube[57:59, 34:46, 39:41] = True
+    phantom.paint(tube, CSF)
+    big = phantom.lacune((54, 52, 20), 20.0)  # a 20 mm cavity: too large for a lacune
+    detection = detect_lacunes(phantom.session())
+
+    labels, n = label_lesions(detection.mask)
+    assert n == 1
+    assert _found(detection.mask, lacune)
+    assert not _found(detection.mask, phantom.ventricles)
+    assert not _found(detection.mask, tube)
+    assert not _found(detection.mask, big)
+    # the lesion includes its rim and is named deep
+    assert detection.mask[lacune].mean() > 0.6
+    region = np.unique(detection.regions[detection.mask])
+    assert [detection.region_names[int(r)] for r in region] == ["deep"]
+    assert detection.score.dtype == np.float32
+    assert detection.score.min() >= 0.0 and detection.score.max() <= 1.0
+    assert detection.score[lacune].max() >= 0.5
+
+
+def test_empty_brain_gives_empty_mask():
+    detection = detect_lacunes(Phantom().session())
+    assert not detection.mask.any()
+    assert detection.score.max() < 0.5
+
+
+def test_flair_only_and_lobar_region():
+    phantom = Phantom()
+    juxta = phantom.lacune((40, 69, 32), 7.0)  # in juxtacortical WM, next to the cortex
+    deep = phantom.lacune((40, 18, 32), 8.0)
+    detection = detect_lacunes(phantom.session(channels=("flair",)))
+    assert _found(detection.mask, juxta) and _found(detection.mask, deep)
+    names = detection.region_names
+    labels, _ = label_lesions(detection.mask)
+    assert names[int(np.max(detection.regions[juxta & detection.mask]))] == "lobar"
+    assert names[int(np.max(detection.regions[deep & detection.mask]))] == "deep"
+    assert LACUNE_REGIONS == ("deep", "lobar")
+
+
+def test_cavities_in_cortex_or_template_csf_are_not_lacunes():
+    phantom = Phantom()
+    # a sulcal fundus reaching into the WM: cortex around an isolated pocket of CSF
+    fold = _ball((40, 62, 20), 6.0)
+    phantom.regions[fold] = REGION_INDEX["cortex_frontal"]
+    phantom.paint(fold, GM)
+    pocket = phantom.lacune((40, 62, 20), 5.0)
+    # a round cavity where the template expects CSF (e.g. a temporal horn)
+    horn = phantom.lacune((22, 40, 44), 7.0)
+    phantom.priors["csf"][_ball((22, 40, 44), 6.0)] = 0.8
+    # a 6 mm lacune elsewhere, so that the detector is seen to work in this phantom
+    lacune = phantom.lacune((58, 40, 44), 6.0)
+    detection = detect_lacunes(phantom.session())
+    assert _found(detection.mask, lacune)
+    assert not _found(detection.mask, pocket)
+    assert not _found(detection.mask, horn)
+
+
+def test_small_cavity_needs_a_rim():
+    """A 4 mm lesion has a cavity under 3 mm across: kept with its gliotic rim (a small
+    lacune), dropped without (a perivascular space seen end-on)."""
+    phantom = Phantom()
+    with_rim = phantom.lacune((24, 40, 32), 4.6)
+    bare = _ball((56, 40, 32), 1.3)
+    phantom.paint(bare, CSF)
+    detection = detect_lacunes(phantom.session())
+    assert _found(detection.mask, with_rim)
+    assert not _found(detection.mask, bare)
+
+
+def test_without_atlas_regions():
+    """Without the region map, the priors give a coarse one (all subcortical lacunes deep)."""
+    phantom = Phantom()
+    lacune = phantom.lacune((20, 40, 32), 6.0)
+    session = phantom.session()
+    session = SessionImages(session.images, session.brain_mask, session.priors, regions=None)
+    detection = detect_lacunes(session)
+    assert _found(detection.mask, lacune)
+    assert set(np.unique(detection.regions[detection.mask])) == {1}
+
+
+def test_flair_is_required():
+    session = Phantom().session(channels=("t1w", "t2w"))
+    with pytest.raises(ValueError, match="FLAIR"):
+        detect_lacunes(session)
+
+
+def test_params_are_frozen():
+    with pytest.raises(AttributeError):
+        LacuneParams().cavity_c = 0.1  # type: ignore[misc]
