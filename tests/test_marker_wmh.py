@@ -1,0 +1,304 @@
+"""The WMH detector on a hand-made phantom (1 mm, small arrays) and on the project's generator
+at 3 mm (rendered in memory, no pipeline run): deep and periventricular lesions are found and
+named, thin ventricle linings need the unsmoothed pass, choroid-plexus-like and T1w-bright
+signal is rejected, the ventricle-wall partial volume is resolved with T1w, and sessions
+without T1w or without a region map still work."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.markers.base import REGISTRY, SessionImages
+from csvd_bids.markers.wmh import PARAMS, WMHParams, detect_wmh
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
+from csvd_bids.quant.lesions import label_lesions, lesion_table
+from csvd_bids.synth import contrasts
+from csvd_bids.synth.anatomy import make_anatomy
+from csvd_bids.synth.fields import add_rician_noise
+from csvd_bids.synth.lesions import plan_lesions
+from csvd_bids.synth.participants import CAPS, LesionLoad
+from csvd_bids.synth.regions import make_regions
+
+SHAPE = (80, 88, 60)
+CENTRE = np.array([40.0, 44.0, 30.0])
+# FLAIR / T1w levels: the cortex median of a real region map is diluted by sulcal CSF, so its
+# FLAIR contrast to WM is modest (as in the pipeline's outputs).
+FLAIR = {"wm": 500.0, "gm": 580.0, "csf": 80.0, "wmh": 1000.0}
+T1W = {"wm": 900.0, "gm": 600.0, "csf": 250.0, "wmh": 650.0}
+LEFT_VENTRICLE = CENTRE + [-7, 0, 2]
+RIGHT_VENTRICLE = CENTRE + [7, 0, 2]
+VENTRICLE_RADII = (3.5, 11.0, 5.0)
+
+
+def _ellipsoid(centre, radii) -> np.ndarray:
+    grid = np.indices(SHAPE, dtype=np.float32)
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1.0
+
+
+def _ball(centre, radius: float) -> np.ndarray:
+    return _ellipsoid(centre, (radius, radius, radius))
+
+
+class Phantom:
+    """A brain ellipsoid: 3 mm cortex shell, white matter, two lateral ventricles; its region
+    map and priors as the pipeline gives them; lesions are painted on FLAIR and T1w."""
+
+    def __init__(self) -> None:
+        self.brain = _ellipsoid(CENTRE, (36, 40, 26))
+        inner = _ellipsoid(CENTRE, (33, 37, 23))
+        self.ventricles = _ellipsoid(LEFT_VENTRICLE, VENTRICLE_RADII) | _ellipsoid(
+            RIGHT_VENTRICLE, VENTRICLE_RADII
+        )
+        self.cortex = self.brain & ~inner
+        self.wm = inner & ~self.ventricles
+        self.flair = np.zeros(SHAPE, np.float32)
+        self.t1w = np.zeros(SHAPE, np.float32)
+        for tissue, where in (("gm", self.cortex), ("wm", self.wm), ("csf", self.ventricles)):
+            self.flair[where] = FLAIR[tissue]
+            self.t1w[where] = T1W[tissue]
+        self.truth = np.zeros(SHAPE, bool)
+
+    def paint(self, where: np.ndarray, flair: float, t1w: float, lesion: bool = True) -> None:
+        self.flair[where], self.t1w[where] = flair, t1w
+        if lesion:
+            self.truth |= where
+
+    def regions(self) -> np.ndarray:
+        out = np.zeros(SHAPE, np.uint8)
+        near = distance_mm(self.ventricles, (1.0, 1.0, 1.0)) <= 10.0
+        out[self.wm] = REGION_INDEX["deep_wm"]
+        out[self.wm & near] = REGION_INDEX["periventricular_wm"]
+        out[self.cortex] = REGION_INDEX["cortex_frontal"]
+        out[self.ventricles] = REGION_INDEX["lateral_ventricles"]
+        return out
+
+    def session(self, t1w: bool = True, regions: bool = True, seed: int = 0) -> SessionImages:
+        rng = np.random.default_rng(seed)
+        flair = (self.flair + rng.normal(0, 12.0, SHAPE)) * self.brain
+        images = {"flair": nib.Nifti1Image(flair.astype(np.float32), np.eye(4))}
+        if t1w:
+            t1 = (self.t1w + rng.normal(0, 14.0, SHAPE)) * self.brain
+            images = {"t1w": nib.Nifti1Image(t1.astype(np.float32), np.eye(4)), **images}
+        priors = {
+            "wm": self.wm.astype(np.float32),
+            "gm": self.cortex.astype(np.float32),
+            "csf": self.ventricles.astype(np.float32),
+            "ventricles": self.ventricles.astype(np.float32),
+        }
+        return SessionImages(
+            images=images,
+            brain_mask=self.brain,
+            priors=priors,
+            regions=self.regions() if regions else None,
+        )
+
+
+def _found(mask: np.ndarray, where: np.ndarray, fraction: float = 0.5) -> bool:
+    return mask[where].mean() >= fraction
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+DEEP = _ball(CENTRE + [25, 0, 0], 3.0)  # 11.5 mm from the ventricles
+CAP_CENTRE = LEFT_VENTRICLE + [0, VENTRICLE_RADII[1] + 1.5, 0]  # at the frontal horn's tip
+
+
+def _cap(phantom: Phantom) -> np.ndarray:
+    return _ball(CAP_CENTRE, 3.5) & phantom.wm
+
+
+def test_deep_and_periventricular_lesions_found_and_named():
+    phantom = Phantom()
+    cap = _cap(phantom)
+    phantom.paint(DEEP, FLAIR["wmh"], T1W["wmh"])
+    phantom.paint(cap, FLAIR["wmh"], T1W["wmh"])
+    detection = detect_wmh(phantom.session())
+    assert _found(detection.mask, DEEP, 0.9) and _found(detection.mask, cap, 0.9)
+    assert _dice(detection.mask, phantom.truth) > 0.85
+    assert label_lesions(detection.mask)[1] == 2  # nothing else in the brain
+
+    table = lesion_table(
+        detection.mask, np.eye(4), "wmh", detection.regions, detection.region_names
+    )
+    labels, _ = label_lesions(detection.mask)
+    region_of = {
+        int(labels[tuple(np.argwhere(where)[0])]): name
+        for where, name in ((DEEP, "deep"), (cap, "periventricular"))
+    }
+    assert {row.lesion_id: row.region for row in table.itertuples()} == region_of
+    assert detection.score.dtype == np.float32
+    assert detection.score.min() >= 0.0 and detection.score.max() <= 1.0
+    assert detection.score[DEEP].mean() > 0.9 and detection.score[~phantom.brain].max() == 0.0
+
+
+def test_periventricular_means_within_10_mm_of_the_ventricles():
+    """A lesion 9 mm from the ventricle wall is periventricular, one 12 mm away is deep."""
+    phantom = Phantom()
+    near = _ball(RIGHT_VENTRICLE + [VENTRICLE_RADII[0] + 9 + 2.5, 0, 0], 2.5)
+    far = _ball(LEFT_VENTRICLE - [VENTRICLE_RADII[0] + 12 + 2.5, 0, 0], 2.5)
+    for where in (near, far):
+        phantom.paint(where, FLAIR["wmh"], T1W["wmh"])
+    detection = detect_wmh(phantom.session())
+    table = lesion_table(
+        detection.mask, np.eye(4), "wmh", detection.regions, detection.region_names
+    )
+    assert sorted(table["region"]) == ["deep", "periventricular"]
+    x = {row.region: row.centroid_x_mm for row in table.itertuples()}
+    assert x["periventricular"] > CENTRE[0] > x["deep"]
+
+
+def test_no_lesion_no_detection_and_choroid_plexus_rejected():
+    phantom = Phantom()
+    assert not detect_wmh(phantom.session()).mask.any()
+    # FLAIR-bright tissue floating inside a ventricle (choroid plexus): no seed there
+    choroid = _ball(LEFT_VENTRICLE, 1.6)
+    phantom.paint(choroid, FLAIR["wmh"], 500.0, lesion=False)
+    assert not detect_wmh(phantom.session()).mask.any()
+
+
+def test_thin_lining_needs_the_unsmoothed_pass():
+    """A one-voxel lining along a ventricle wall: smoothing averages it with the CSF and the WM
+    beside it, so only the second, unsmoothed pass near the ventricles finds it."""
+    phantom = Phantom()
+    shell = (distance_mm(phantom.ventricles, (1.0, 1.0, 1.0)) <= 1.0) & phantom.wm
+    lining = shell & (np.indices(SHAPE)[0] > RIGHT_VENTRICLE[0])  # lateral wall, right side
+    phantom.paint(lining, 950.0, T1W["wmh"])  # a little fainter than a thick lesion
+    session = phantom.session()
+    assert _found(detect_wmh(session).mask, lining, 0.9)
+    assert not detect_wmh(session, replace(PARAMS, lining_mm=0.0)).mask.any()
+
+
+def test_t1w_decides_weak_flair_voxels():
+    """Moderately FLAIR-bright voxels around a lesion core join it when they are hypointense on
+    T1w (lesion), not when they look like normal white matter on T1w."""
+    core = _ball(CENTRE + [25, 0, 0], 2.5)
+    rim = _ball(CENTRE + [25, 0, 0], 4.5) & ~core
+    outer_rim = rim & ~_ball(CENTRE + [25, 0, 0], 3.5)  # beyond the core's smoothing
+    rim_flair = FLAIR["wm"] + 3.2 * (FLAIR["gm"] - FLAIR["wm"])  # between u_grow and t1_strong_u
+    found = {}
+    for name, rim_t1w in (("hypointense", 700.0), ("isointense", T1W["wm"])):
+        phantom = Phantom()
+        phantom.paint(rim, rim_flair, rim_t1w)
+        phantom.paint(core, FLAIR["wmh"], T1W["wmh"])
+        found[name] = detect_wmh(phantom.session()).mask[outer_rim].mean()
+    assert found["hypointense"] > 0.9 and found["isointense"] < 0.05
+
+
+def test_ventricle_wall_partial_volume_resolved_with_t1w():
+    """A cap separated from the ventricle by one voxel that thick-slice FLAIR averaged with the
+    CSF (FLAIR not bright) but T1w shows as lesion tissue: joined with T1w, not without."""
+    phantom = Phantom()
+    cap = _cap(phantom)
+    wall = (distance_mm(phantom.ventricles, (1.0, 1.0, 1.0)) <= 1.0) & cap
+    phantom.paint(cap, FLAIR["wmh"], T1W["wmh"])
+    phantom.paint(wall, FLAIR["wm"], T1W["wmh"])
+    assert wall.sum() >= 10
+    with_t1w = detect_wmh(phantom.session()).mask
+    without = detect_wmh(phantom.session(t1w=False)).mask
+    assert with_t1w[wall].mean() > 0.9 and without[wall].mean() < 0.2
+    assert _found(without, cap & ~wall, 0.9)
+
+
+def test_flair_only_and_no_region_map():
+    phantom = Phantom()
+    phantom.paint(DEEP, FLAIR["wmh"], T1W["wmh"])
+    phantom.paint(_cap(phantom), FLAIR["wmh"], T1W["wmh"])
+    for session in (phantom.session(t1w=False), phantom.session(regions=False)):
+        detection = detect_wmh(session)
+        assert _dice(detection.mask, phantom.truth) > 0.8
+        table = lesion_table(
+            detection.mask, np.eye(4), "wmh", detection.regions, detection.region_names
+        )
+        assert sorted(table["region"]) == ["deep", "periventricular"]
+
+
+def test_unusable_inputs_are_reported():
+    phantom = Phantom()
+    session = phantom.session()
+    with pytest.raises(ValueError, match="brain mask"):
+        detect_wmh(replace(session, brain_mask=np.zeros(SHAPE, bool)))
+    no_wm = np.where(phantom.regions() == REGION_INDEX["deep_wm"], 0, phantom.regions())
+    no_wm[no_wm == REGION_INDEX["periventricular_wm"]] = 0
+    with pytest.raises(ValueError, match="too few"):
+        detect_wmh(replace(session, regions=no_wm.astype(np.uint8)))
+
+
+def test_registered_spec_and_frozen_parameters():
+    spec = REGISTRY["wmh"]
+    assert spec.detect is detect_wmh and spec.required == ("flair",)
+    assert spec.regions == ("periventricular", "deep")
+    assert "FLAIR" in spec.method and "T1w" in spec.method
+    with pytest.raises(AttributeError):
+        PARAMS.u_seed = 0.0  # type: ignore[misc]
+    assert WMHParams() == PARAMS
+
+
+def _generator_region_map(anat, r) -> np.ndarray:
+    """A REGION_LABELS map from the generator's own anatomy (later rules win)."""
+    out = np.zeros(anat.shape, dtype=np.uint8)
+    tissue = anat.brain_mask & ~anat.ventricles
+    out[tissue & (anat.csf >= 0.5)] = REGION_INDEX["other_csf"]
+    out[tissue & (anat.gm >= 0.5)] = REGION_INDEX["cortex_frontal"]
+    out[r.wm] = REGION_INDEX["deep_wm"]
+    out[r.wm & r.periventricular] = REGION_INDEX["periventricular_wm"]
+    out[r.basal_ganglia] = REGION_INDEX["basal_ganglia"]
+    out[r.thalamus] = REGION_INDEX["thalamus"]
+    out[r.infratentorial] = REGION_INDEX["brainstem"]
+    out[anat.ventricles & anat.brain_mask] = REGION_INDEX["lateral_ventricles"]
+    return out
+
+
+@pytest.mark.parametrize(("seed", "wmh_ml"), [(1, 3.0), (2, 12.0)])
+def test_generated_subject(seed, wmh_ml):
+    """A generator subject at 3 mm (halo + three deep foci): Dice against the planted truth,
+    and each found lesion named as the truth names it (periventricular when a voxel lies
+    within 10 mm of the ventricles)."""
+    rng = np.random.default_rng(seed)
+    anat = make_anatomy(rng, 3.0)
+    r = make_regions(anat)
+    counts = {key: 0 for key in CAPS} | {"wmh_deep": 3}
+    load = LesionLoad(wmh_ml, {key: 0.0 for key in CAPS}, counts, rssi_session=None)
+    lesions = plan_lesions(rng, anat, r, load, 1)
+    images = contrasts.base_images(anat)
+    contrasts.apply_lesions(images, lesions)
+    truth = np.zeros(anat.shape, bool)
+    for lesion in lesions:
+        if lesion.marker == "WMH":
+            truth.reshape(-1)[lesion.index] = True
+    noise = np.random.default_rng(seed + 100)
+    arrays = {
+        key: add_rician_noise(noise, images[name], contrasts.NOISE_SIGMA[name]) * anat.brain_mask
+        for key, name in (("t1w", "T1w"), ("flair", "FLAIR"))
+    }
+    session = SessionImages(
+        images={k: nib.Nifti1Image(v.astype(np.float32), anat.affine) for k, v in arrays.items()},
+        brain_mask=anat.brain_mask,
+        priors={
+            "wm": anat.wm,
+            "gm": anat.gm,
+            "csf": anat.csf,
+            "ventricles": anat.ventricles.astype(np.float32),
+        },
+        regions=_generator_region_map(anat, r),
+    )
+    detection = detect_wmh(session)
+    assert _dice(detection.mask, truth) > 0.75
+
+    zooms = session.zooms
+    periventricular = distance_mm(anat.ventricles, zooms) <= 10.0
+    table = lesion_table(
+        detection.mask, anat.affine, "wmh", detection.regions, detection.region_names
+    )
+    labels, n = label_lesions(detection.mask)
+    assert n == len(table) and n >= 2
+    for row in table.itertuples():
+        lesion = labels == row.lesion_id
+        expected = "periventricular" if periventricular[lesion].any() else "deep"
+        assert row.region == expected
+    assert set(table["region"]) == {"periventricular", "deep"}
