@@ -124,6 +124,21 @@ def test_short_tube_is_a_vessel():
         assert (_elongation(shape, zooms) < CMBParams().max_elongation) is is_blob
 
 
+def test_beaded_vein_is_a_vessel():
+    """A thin vein broken by partial volume into dark beads: each bead is a compact dark dot
+    at a high level, but the beads around it are as dark, so none is a microbleed."""
+    swi, brain = _brain_and_background(seed=9)
+    start, end = np.array([22.0, 48.0, 30.0]), np.array([48.0, 58.0, 44.0])
+    vein = _tube(start, end)
+    axis = end - start
+    position = (np.indices(SHAPE).reshape(3, -1).T - start) @ axis / (axis @ axis)
+    beads = vein & ((position.reshape(SHAPE) * 9).astype(int) % 2 == 0)  # 3 mm beads
+    _paint(swi, vein & ~beads, 430.0)
+    _paint(swi, beads, VEIN)
+    detection = detect_cmb(_session(swi, brain))
+    assert not _found(detection, vein)
+
+
 def test_dot_in_csf_is_no_microbleed():
     """A dark dot surrounded by CSF (a flow void in a cistern, bone at the brain's surface)."""
     swi, brain = _brain_and_background(seed=7)
@@ -249,13 +264,15 @@ def test_generated_subject(generated, subject):
     def array(path):
         return np.asanyarray(nib.load(path).dataobj)
 
+    t1w = nib.load(anat / f"sub-{subject}_T1w.nii.gz")
+    brain = array(truth / f"{prefix}desc-brain_mask.nii.gz") > 0
+    # A crude WM prior in place of the pipeline's template: the brightest 30% of T1w brain.
+    t1 = np.asanyarray(t1w.dataobj, dtype=np.float32)
+    wm = brain & (t1 > np.percentile(t1[brain], 70))
     session = SessionImages(
-        images={
-            "t1w": nib.load(anat / f"sub-{subject}_T1w.nii.gz"),
-            "swi": nib.load(anat / f"sub-{subject}_acq-swi_T2starw.nii.gz"),
-        },
-        brain_mask=array(truth / f"{prefix}desc-brain_mask.nii.gz") > 0,
-        priors={},
+        images={"t1w": t1w, "swi": nib.load(anat / f"sub-{subject}_acq-swi_T2starw.nii.gz")},
+        brain_mask=brain,
+        priors={"wm": wm.astype(np.float32)},
         regions=array(truth / f"{prefix}seg-regions_dseg.nii.gz").astype(np.uint8),
     )
     planted = array(truth / f"{prefix}label-CMB_mask.nii.gz") > 0

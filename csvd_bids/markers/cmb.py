@@ -19,9 +19,11 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
    (``max_background_brightness``) sits in CSF, not in the parenchyma: a flow void in a
    cistern or sulcus, a bridging vein, or bone and air at the edge of the mask. It is segmented
    as the voxels darker than halfway between background and core (connected to the peak,
-   inside a box twice its radius plus ``box_margin_mm``); if that region runs out of the box,
-   higher levels (``segment_levels``) may part the candidate from a touching structure that is
-   clearly lighter than it (``max_touching_depth``): a microbleed from the vein it touches.
+   inside a box twice its radius plus ``box_margin_mm``). If the region above a lower level
+   (``vessel_level``) runs out of the box, the candidate belongs to a longer dark structure
+   (a vessel; thin veins look beaded after partial volume), unless a higher level
+   (``segment_levels``) parts it from a structure clearly lighter than itself
+   (``max_touching_depth``): a microbleed touching a vein.
 4. Mimics are rejected:
    - veins (tubular): Hessian eigenvalues of D at the candidate's scale, sorted by magnitude;
      a ball bends D in all three directions, a vessel in two, so the ratio of the smallest to
@@ -84,19 +86,23 @@ class CMBParams:
     # and darker than the NAWM by this much: microbleeds are marked signal losses, veins and
     # partial volumes of them shallower.
     min_contrast: float = 0.25
-    min_depth: float = 0.4
+    min_depth: float = 0.3
     # Surroundings brighter than the NAWM by more than this (CSF is bright on SWI, grey matter
     # a little brighter than WM): the candidate lies in CSF, not in the parenchyma.
     max_background_brightness: float = 0.5
     # Extra room around a candidate (beyond twice its radius) for segmentation and background.
     box_margin_mm: float = 3.0
     # Segmentation levels, as fractions of the contrast from the background to the core: the
-    # first whose region stays inside the box is used (the higher ones part a microbleed from a
-    # touching vein); a region that runs out of its box at every level is no focal lesion.
+    # first (half-maximum) segments a focal candidate; the higher ones may part a microbleed
+    # from a touching vein ...
     segment_levels: tuple[float, ...] = (0.5, 0.7, 0.85)
-    # ... but only from a structure whose median darkness (above the background) is below this
-    # fraction of the candidate's contrast: a vessel is uniform, a bleed darker than its vein.
-    max_touching_depth: float = 0.7
+    # ... but only from a structure whose darkest voxel (above the background) is below this
+    # fraction of the candidate's contrast: a bleed is darker than the vein it touches, while
+    # the beads of one vein are alike.
+    max_touching_depth: float = 0.75
+    # A candidate whose region above this fraction of its contrast runs out of its box is
+    # connected to a longer dark structure (a vessel), however compact its darkest part.
+    vessel_level: float = 0.3
     # Vein rejection: smallest / largest Hessian eigenvalue at the peak (1 = ball, 0 = tube)
     # and the longest / second-longest axis of the segmented candidate.
     min_blobness: float = 0.25
@@ -264,6 +270,14 @@ def _distance_mm(shape, centre, zooms) -> np.ndarray:
     ).astype(np.float32)
 
 
+def _region(
+    excess: np.ndarray, inside: np.ndarray, centre: tuple[int, ...], threshold: float
+) -> np.ndarray:
+    """Voxels with ``excess`` above ``threshold`` connected to ``centre`` (26-connected)."""
+    labels, _ = ndimage.label(inside & (excess > threshold), structure=CONNECTIVITY)
+    return labels == labels[centre] if labels[centre] else np.zeros(excess.shape, bool)
+
+
 def _segment(
     excess: np.ndarray,
     inside: np.ndarray,
@@ -273,33 +287,38 @@ def _segment(
     contrast: float,
     params: CMBParams,
 ) -> tuple[np.ndarray, bool]:
-    """The candidate's region and whether it is compact (stays inside its box).
+    """The candidate's region and whether it is focal.
 
-    ``excess`` = darkness above the local background. The region at the first level is used
-    when it is compact; otherwise a higher level may part the candidate from a touching dark
-    structure, but only one clearly lighter than the candidate (median excess below
-    ``max_touching_depth`` x its contrast): the pieces of one uniform vessel are not parted."""
-    first = None
-    for level in params.segment_levels:
-        labels, _ = ndimage.label(inside & (excess > level * contrast), structure=CONNECTIVITY)
-        if labels[centre] == 0:
-            break
-        component = labels == labels[centre]
-        on_border = any(
-            (component.take(0, axis=a).any() and box[a].start > 0)
-            or (component.take(-1, axis=a).any() and box[a].stop < full_shape[a])
+    ``excess`` = darkness above the local background. The candidate is focal when the region
+    above ``vessel_level`` x its contrast stays inside its box; its segmentation is then the
+    region above ``segment_levels[0]`` (half-maximum). Otherwise it is connected to a dark
+    structure that runs on beyond it: a vessel (a thin vein is often beaded by partial volume,
+    so its darker pieces look like dots), unless a higher level parts a compact candidate from
+    a structure clearly lighter than it (its darkest voxel below ``max_touching_depth`` x the
+    contrast): a microbleed touching a vein."""
+
+    def compact(region: np.ndarray) -> bool:
+        return not any(
+            (region.take(0, axis=a).any() and box[a].start > 0)
+            or (region.take(-1, axis=a).any() and box[a].stop < full_shape[a])
             for a in range(3)
         )
-        if first is None:
-            if not on_border:
-                return component, True
-            first = component
-            continue
-        rest = first & ~ndimage.binary_dilation(component, structure=CONNECTIVITY)
-        lighter = not rest.any() or np.median(excess[rest]) < params.max_touching_depth * contrast
-        if not on_border and lighter:
-            return component, True
-    return (np.zeros(inside.shape, bool) if first is None else first), False
+
+    low = _region(excess, inside, centre, params.vessel_level * contrast)
+    half = _region(excess, inside, centre, params.segment_levels[0] * contrast)
+    if not low.any() or compact(low):
+        return half, bool(half.any())
+    for level in params.segment_levels:
+        region = _region(excess, inside, centre, level * contrast)
+        if not region.any():
+            break
+        if compact(region):
+            rest = low & ~ndimage.binary_dilation(region, structure=CONNECTIVITY)
+            darkest = float(excess[rest].max()) if rest.any() else 0.0
+            if darkest < params.max_touching_depth * contrast:
+                return region, True
+            break  # as dark as the candidate: pieces of one vessel
+    return (half if half.any() else low), False
 
 
 def _examine(
