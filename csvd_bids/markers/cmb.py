@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import expit
 
 from csvd_bids.markers.base import Detection, SessionImages
 from csvd_bids.markers.size_rules import apply_size_rule
@@ -112,10 +113,10 @@ class CMBParams:
     # max_t1_ratio x the NAWM T1w (grey matter is about 0.6-0.8 of it, CSF about 0.3).
     max_t1_drop: float = 0.2
     max_t1_ratio: float = 0.5
-    # Calcification rejection: a mirror-image partner within this distance, in the structures
-    # where physiological calcifications occur.
+    # Symmetric mimics: a mirror-image partner within this distance, in the structures where
+    # physiological calcifications and iron-rich nuclei occur.
     symmetry_mm: float = 5.0
-    # Width of the score logistic, relative to min_response.
+    # Width of the score logistic, relative to the peak threshold (where the score is 0.5).
     score_width: float = 0.25
     # At most this many candidates (strongest first) are examined.
     max_candidates: int = 5000
@@ -126,8 +127,8 @@ CMB_REGIONS = ("lobar", "deep", "infratentorial")
 CMB_METHOD = (
     "Multi-scale Laplacian-of-Gaussian detection of small round hypointense foci on SWI "
     "normalised to the subject's normal-appearing white matter, away from the brain edge, with "
-    "rejection of tubular candidates (veins: Hessian blobness and inertia elongation), of "
-    "candidates dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
+    "rejection of vessels (connected beyond the dot, Hessian blobness, inertia elongation), of "
+    "dots in CSF, dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
     "calcification-prone structures, and the STRIVE 2-10 mm size rule."
 )
 
@@ -416,6 +417,8 @@ def _reference_tissue(wm: np.ndarray | None, away: np.ndarray, params: CMBParams
 
 
 def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
+    """Microbleeds of one session (needs "swi"; uses "t1w", the WM prior and the region map
+    when present); see the module docstring for the method."""
     zooms = np.array(session.zooms)
     brain = np.asarray(session.brain_mask, dtype=bool)
     shape = brain.shape
@@ -496,9 +499,7 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     mask_c = apply_size_rule(mask_c, affine, "cmb")
 
     # Belief on the voxels of every segmented candidate: rejected ones keep a quarter of it.
-    strength_score = 1.0 / (
-        1.0 + np.exp(-(strength - threshold) / (params.score_width * threshold))
-    )
+    strength_score = expit((strength - threshold) / (params.score_width * threshold))
     score_c = np.where(mask_c, strength_score, np.where(mimic, 0.25 * strength_score, 0.0))
     mask = np.zeros(shape, dtype=bool)
     score = np.zeros(shape, dtype=np.float32)
