@@ -45,6 +45,7 @@ def test_both_spellings_and_prefixes(tmp_path):
     assert config.skip_validation and config.markers == ("wmh",)
     assert config.plugin == "MultiProc" and config.plugin_args["n_procs"] == 3
     assert config.plugin_args["poll_sleep_duration"] < 1
+    assert config.plugin_args["mp_context"] == "forkserver"
     assert config.omp_nthreads == 2
     assert parse_args([str(tmp_path), "o", "group", "--skip-bids-validation"]).skip_validation
 
@@ -204,6 +205,16 @@ def test_one_bad_subject_does_not_stop_the_others(single_bids, tmp_path, capsys)
     _assert_no_outputs_for(tmp_path / "out", "02")
     leftovers = [p for p in (tmp_path / "out").rglob(".tmp-*")]
     assert not leftovers
+
+
+def test_runs_after_torch_was_used_in_the_calling_process(single_bids, tmp_path):
+    """Forked workers of a process whose OpenMP pool is up hung at deepbet (CI stalled)."""
+    import torch
+
+    torch.set_num_threads(2)
+    torch.ones(512, 512) @ torch.ones(512, 512)  # starts the intra-op thread pool
+    args = ("--participant-label", "01", "--markers", "wmh", "--nprocs", "2")
+    assert _run(single_bids, tmp_path, *args) == ExitCode.OK
 
 
 def test_group_without_participant_outputs(single_bids, tmp_path):

@@ -209,6 +209,9 @@ def _read_plugin(path: Path | None, nprocs: int, mem_gb: float | None) -> tuple[
         # The default 2 s poll costs about a second per node on small graphs.
         args.setdefault("poll_sleep_duration", 0.05)
         args.setdefault("raise_insufficient", False)
+        # Workers forked from a process whose torch (OpenMP) thread pool is running hang at
+        # their first torch call; a fork server starts them from a clean interpreter.
+        args.setdefault("mp_context", "forkserver")
     return plugin, args
 
 
