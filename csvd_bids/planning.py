@@ -2,8 +2,10 @@
 
 A plan is a small JSON-able dict (subject, session, reference modality, files, marker status)
 that the graph is built from and that the outputs record. Every selected image is checked here
-(csvd_bids.preproc.images.check_input_image): a session with a bad image is rejected with a
-message naming the file, before anything is written, and the other sessions go on.
+(csvd_bids.preproc.images.check_input_image): a session with a bad anatomical image is rejected
+with a message naming the file, before anything is written, and the other sessions go on. A DWI
+series that cannot be used (unreadable, no or mismatched .bval/.bvec) is left out instead: RSSI
+is not assessed, with that reason, and the rest of the session runs.
 """
 
 from __future__ import annotations
@@ -25,10 +27,16 @@ from csvd_bids.preproc.images import check_dwi, check_input_image
 LOGGER = logging.getLogger("csvd_bids")
 
 
-def marker_statuses(available: list[str], selected: tuple[str, ...]) -> dict[str, dict]:
+def marker_statuses(
+    available: list[str], selected: tuple[str, ...], unusable: dict[str, str] | None = None
+) -> dict[str, dict]:
+    """{marker: {"assessed", "reason"}}; ``unusable`` says why a found modality is not used."""
     statuses = {}
     for key, spec in sorted(REGISTRY.items()):
         assessed, reason = spec.status(available)
+        why = [f"{m}: {unusable[m]}" for m in spec.required if m in (unusable or {})]
+        if why:
+            reason = "; ".join([reason, *why])
         if key not in selected:
             assessed, reason = False, "not selected (--markers)"
         statuses[key] = {"assessed": assessed, "reason": reason}
@@ -48,8 +56,16 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
     for modality in ANAT_MODALITIES:
         if modality in inputs.files:
             check_input_image(inputs.files[modality])
-    if "dwi" in inputs.files:
-        check_dwi(inputs.files["dwi"], inputs.bval, inputs.bvec)
+    files, unusable = dict(inputs.files), dict(inputs.unusable)
+    if "dwi" in files:
+        # Only RSSI needs the DWI: a series without usable b-values costs RSSI, not the session.
+        try:
+            check_dwi(files["dwi"], inputs.bval, inputs.bvec)
+        except InputImageError as exc:
+            unusable["dwi"] = f"not used, {exc}"
+            del files["dwi"]
+    for modality, why in unusable.items():
+        LOGGER.warning("%s: %s %s", inputs.prefix, modality, why)
     for modality, candidates in inputs.candidates.items():
         if len(candidates) > 1:
             LOGGER.info(
@@ -63,10 +79,11 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
         "subject": inputs.subject,
         "session": inputs.session,
         "reference": inputs.reference,
-        "files": dict(sorted(inputs.files.items())),
-        "markers": marker_statuses(list(inputs.files), selected_markers),
+        "files": dict(sorted(files.items())),
+        "markers": marker_statuses(list(files), selected_markers, unusable),
+        "unusable": unusable,
     }
-    if "dwi" in inputs.files:
+    if "dwi" in files:
         plan["dwi_bval"] = str(inputs.bval)
     return plan
 

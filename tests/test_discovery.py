@@ -203,6 +203,48 @@ def test_no_swi_when_only_unusable_parts_exist(tmp_path, part):
     files = [_anat("01", None, "T1w.nii.gz"), _anat("01", None, f"part-{part}_swi.nii.gz")]
     inputs = _one(_dataset(tmp_path / "bids", files))
     assert "swi" not in inputs.files and "swi" not in inputs.candidates
+    assert part in inputs.unusable["swi"] and f"part-{part}_swi" in inputs.unusable["swi"]
+
+
+def test_cmb_says_the_swi_is_phase_only(tmp_path):
+    files = [
+        _anat("01", None, "T1w.nii.gz"),
+        _anat("01", None, "acq-swi_part-phase_T2starw.nii.gz"),
+    ]
+    plan = make_plan(_one(_dataset(tmp_path / "bids", files)), ALL_MARKERS)
+    assert plan["markers"]["cmb"]["assessed"] is False
+    assert "only phase images" in plan["markers"]["cmb"]["reason"]
+    assert "magnitude" in plan["unusable"]["swi"]
+
+
+def _with_dwi(root: Path, bval: str | None) -> Path:
+    """Adds a 4-volume DWI (and, unless None, this .bval text with a matching .bvec)."""
+    dwi = _write_nifti(root / "sub-01" / "dwi" / "sub-01_dwi.nii.gz", (8, 8, 8, 4))
+    if bval is not None:
+        dwi.with_name("sub-01_dwi.bval").write_text(bval)
+        dwi.with_name("sub-01_dwi.bvec").write_text("1 0 0 1\n0 1 0 0\n0 0 1 0\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("bval", "words"),
+    [(None, "no .bval file"), ("0 1000 1000\n", "expected 1 x 4")],
+)
+def test_dwi_without_usable_b_values_costs_rssi_only(tmp_path, bval, words):
+    root = _with_dwi(_dataset(tmp_path / "bids", [_anat("01", None, "FLAIR.nii.gz")]), bval)
+    plan = make_plan(_one(root), ALL_MARKERS)
+    assert "dwi" not in plan["files"] and "dwi_bval" not in plan
+    assert plan["markers"]["wmh"]["assessed"] is True
+    assert plan["markers"]["rssi"]["assessed"] is False
+    assert words in plan["markers"]["rssi"]["reason"] and words in plan["unusable"]["dwi"]
+
+
+def test_dwi_with_b_values_is_planned(tmp_path):
+    root = _with_dwi(
+        _dataset(tmp_path / "bids", [_anat("01", None, "FLAIR.nii.gz")]), "0 1000 1000 1000"
+    )
+    plan = make_plan(_one(root), ALL_MARKERS)
+    assert plan["dwi_bval"].endswith("sub-01_dwi.bval") and plan["unusable"] == {}
 
 
 # --- several files for one modality ---

@@ -70,7 +70,7 @@ def test_group_table(demo_run):
     assert list(table.columns[:2]) == ["participant_id", "session_id"]
     assert len(table) == 4
     assert set(table["participant_id"]) == {"sub-01", "sub-02"}
-    for marker in ("WMH", "CMB", "PVS", "RSSI"):  # every modality is there: all assessed
+    for marker in ("WMH", "CMB", "PVS", "LAC", "RSSI"):  # every modality is there: all assessed
         assert (table[f"{marker}_status"] == "assessed").all()
         assert (table[f"{marker}_count"] >= 0).all()
     assert (table["WMH_count"] > 0).all()
@@ -82,7 +82,9 @@ def test_group_table(demo_run):
 
 def test_lesion_table_matches_mask(demo_run):
     anat = demo_run["out"] / "sub-01" / "ses-1" / "anat"
-    lesions = pd.read_csv(anat / "sub-01_ses-1_desc-lesions_stats.tsv", sep="\t")
+    table = pd.read_csv(anat / "sub-01_ses-1_desc-lesions_stats.tsv", sep="\t")
+    assert set(table["marker"]) <= {"WMH", "CMB", "PVS", "LAC", "RSSI"}
+    lesions = table[table["marker"] == "WMH"]
     mask = nib.load(anat / "sub-01_ses-1_space-T1w_label-WMH_mask.nii.gz")
     voxel = abs(np.linalg.det(mask.affine[:3, :3]))
     assert lesions["n_voxels"].sum() == int(np.asanyarray(mask.dataobj).sum())

@@ -6,7 +6,8 @@ file replace those of the default query), in the manner of fMRIPrep.
 Rules users need to know (README repeats them):
 - SWI: ``acq-swi_T2starw`` (BIDS 1.10) is preferred, then the BEP004 ``swi`` suffix, then any
   other ``T2starw`` (a T2*-weighted GRE, which also shows microbleeds). Phase, real and imaginary
-  parts are never used.
+  parts are never used; a modality found only as such parts is recorded in
+  ``SessionInputs.unusable``, and the markers that need it say why they were not assessed.
 - Several files for one modality (runs, acquisitions): the one with the highest ``run`` index is
   used (a repeat is usually acquired because the earlier run failed), then the one with the most
   voxels, then the last by name. Every candidate and the choice are written to the session's
@@ -70,6 +71,8 @@ class SessionInputs:
     # The DWI's b-values and vectors (found with BIDS inheritance); None when absent.
     bval: str | None = None
     bvec: str | None = None
+    # Modality -> why what was found cannot be used (e.g. an SWI with phase images only).
+    unusable: dict[str, str] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -123,7 +126,11 @@ def choose_file(bids_files: list) -> str:
     return max(bids_files, key=key).path
 
 
-def _query(layout, alternatives: list[dict], subject: str, session: str | None) -> list:
+def _query(
+    layout, alternatives: list[dict], subject: str, session: str | None
+) -> tuple[list, list]:
+    """(files of the first alternative that has usable ones, phase/real/imaginary parts seen)."""
+    parts_seen = []
     for alternative in alternatives:
         # A filter file may narrow the extension (e.g. ".nii.gz"); subject and session are ours.
         query = {"extension": NIFTI_EXTENSIONS, **alternative}
@@ -132,10 +139,26 @@ def _query(layout, alternatives: list[dict], subject: str, session: str | None) 
             found = layout.get(**query)
         except ValueError as exc:  # pybids: an entity name it does not know (e.g. "acq")
             raise UsageError(f"BIDS filter file: {exc}") from exc
-        found = [f for f in found if f.entities.get("part") not in _UNUSED_PARTS]
-        if found:
-            return found
-    return []
+        usable = [f for f in found if f.entities.get("part") not in _UNUSED_PARTS]
+        parts_seen += [f for f in found if f.entities.get("part") in _UNUSED_PARTS]
+        if usable:
+            return usable, parts_seen
+    return [], parts_seen
+
+
+def _gradient_file(getter, dwi: str) -> str | None:
+    """The .bval/.bvec that applies to ``dwi`` (BIDS inheritance), or None."""
+    try:
+        return getter(dwi) or None
+    except IndexError:  # pybids raises when there is none
+        return None
+
+
+def _parts_only(parts: list) -> str:
+    """Why a modality found only as phase/real/imaginary images is not used."""
+    names = ", ".join(sorted({Path(f.path).name for f in parts}))
+    kinds = "/".join(sorted({f.entities["part"] for f in parts}))
+    return f"only {kinds} images ({names}); a magnitude image is needed"
 
 
 def load_layout(bids_dir: Path, database_dir: Path | None = None):
@@ -194,13 +217,15 @@ def discover_sessions(
         for session in sessions:
             inputs = SessionInputs(subject=subject, session=session)
             for modality, alternatives in queries.items():
-                matches = _query(layout, alternatives, subject, session)
+                matches, parts = _query(layout, alternatives, subject, session)
                 if matches:
                     inputs.candidates[modality] = sorted(m.path for m in matches)
                     inputs.files[modality] = choose_file(matches)
+                elif parts:
+                    inputs.unusable[modality] = _parts_only(parts)
             if "dwi" in inputs.files:
-                inputs.bval = layout.get_bval(inputs.files["dwi"]) or None
-                inputs.bvec = layout.get_bvec(inputs.files["dwi"]) or None
+                inputs.bval = _gradient_file(layout.get_bval, inputs.files["dwi"])
+                inputs.bvec = _gradient_file(layout.get_bvec, inputs.files["dwi"])
             if inputs.files:
                 found.append(inputs)
     if not found:

@@ -220,6 +220,7 @@ def write_session_outputs(
     warnings = coverage_warnings(coverages) + same_subject_warnings(anatomy.same_subject)
     if anatomy.brain_report.get("Warning"):
         warnings.append(f"brain extraction: {anatomy.brain_report['Warning']}")
+    warnings += [f"{modality} {why}" for modality, why in plan.get("unusable", {}).items()]
     row = summary_row(plan, lesions, anatomy.volumes, sources, warnings)
     summary = pd.DataFrame([row])
     summary_path = out("stats", ".tsv", desc="summary")

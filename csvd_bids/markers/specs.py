@@ -1,14 +1,15 @@
 """The registry entries of the markers whose detector modules do not register themselves:
 which modalities each needs, its detector, and the regions its summary reports.
 
-A marker without a detector would be declared here with ``detect=None`` and reported as
-"not assessed" with its reason (never as zero), through the same interface.
+A marker whose modality is missing is reported as "not assessed" with its reason (never
+as zero), through the same interface.
 """
 
 from __future__ import annotations
 
 from csvd_bids.markers.base import MarkerSpec, register
 from csvd_bids.markers.cmb import CMB_METHOD, CMB_REGIONS, detect_cmb
+from csvd_bids.markers.lacunes import LACUNE_METHOD, LACUNE_REGIONS, detect_lacunes
 from csvd_bids.markers.pvs import PVS_METHOD, PVS_REGIONS, detect_pvs
 
 register(
@@ -32,5 +33,12 @@ register(
     )
 )
 register(
-    MarkerSpec("lacunes", required=("flair",), optional=("t1w", "t2w"), regions=("deep", "lobar"))
+    MarkerSpec(
+        "lacunes",
+        required=("flair",),
+        optional=("t1w", "t2w"),
+        detect=detect_lacunes,
+        method=LACUNE_METHOD,
+        regions=LACUNE_REGIONS,
+    )
 )
