@@ -59,6 +59,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.blobs import log_blob_response
 from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import CONNECTIVITY
@@ -190,31 +191,6 @@ def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
         slice(max(0, s.start - pad), min(n, s.stop + pad))
         for s, n in zip(box, mask.shape, strict=True)
     )
-
-
-def _blob_strength(
-    darkness: np.ndarray, zooms: np.ndarray, sigmas_mm: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum over scales of the scale-normalised -sigma^2 LoG (mm units), and its scale index.
-
-    Sigma is kept at least half a voxel so that coarse grids still smooth a little."""
-    best = np.full(darkness.shape, -np.inf, dtype=np.float32)
-    scale = np.zeros(darkness.shape, dtype=np.int8)
-    for k, sigma in enumerate(sigmas_mm):
-        sigma_vox = np.maximum(sigma / zooms, 0.5)
-        laplacian = np.zeros(darkness.shape, dtype=np.float32)
-        for axis in range(3):
-            order = [0, 0, 0]
-            order[axis] = 2
-            laplacian += (
-                ndimage.gaussian_filter(darkness, sigma_vox, order=order) / zooms[axis] ** 2
-            )
-        # The effective sigma (mm) is what the normalisation must use (clipped on coarse grids).
-        response = -(float(np.mean(sigma_vox * zooms)) ** 2) * laplacian
-        better = response > best
-        best[better] = response[better]
-        scale[better] = k
-    return best, scale
 
 
 def _hessian_blobness(patch: np.ndarray, centre: tuple[int, ...], sigma_vox, zooms) -> float:
@@ -450,7 +426,7 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
 
     radii = np.geomspace(params.min_diameter_mm / 2, params.max_diameter_mm / 2, params.n_scales)
     sigmas = radii / np.sqrt(3.0)
-    strength, scale = _blob_strength(darkness, zooms, sigmas)
+    strength, scale = log_blob_response(darkness, zooms, sigmas)
     # The detector's own noise: the spread of the blob strength in the reference tissue.
     level, noise = _robust(strength[reference])
     threshold = max(params.min_response, level + params.min_response_z * noise)

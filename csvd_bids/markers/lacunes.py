@@ -49,6 +49,7 @@ from scipy import ndimage
 from skimage.measure import regionprops
 
 from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.blobs import log_blob_response
 from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
 from csvd_bids.quant.lesions import label_lesions
@@ -104,6 +105,9 @@ class LacuneParams:
     # Mean template CSF prior of a cavity above which it is a normal CSF space of the template
     # (temporal/occipital horns, third ventricle, cisterns, sulci), not a new cavity.
     max_csf_prior: float = 0.3
+    # Fewer voxels cannot show a shape (round or tubular) or a rim: on a 3 mm grid this costs
+    # lacunes under about 6 mm, which such a grid cannot tell from PVS or noise anyway.
+    min_voxels: int = 4
     min_radius_mm: float = 1.2  # largest inscribed radius: PVS are < 1.5 mm across
     min_roundness: float = 0.4  # minor / major axis of a cavity: PVS are tubes
     # A thinner cavity is kept only when round and inside a clear gliotic rim (a small lacune
@@ -176,15 +180,6 @@ def _csf_likeness(
     return (image - median) / contrast, median, spread
 
 
-def _blob_response(c: np.ndarray, zooms, scales_mm) -> np.ndarray:
-    """Scale-normalised LoG of the CSF-likeness, maximised over scales (bright blobs > 0)."""
-    best = np.full(c.shape, -np.inf, dtype=np.float32)
-    for s in scales_mm:
-        response = -(s**2) * ndimage.gaussian_laplace(c, sigma=[s / z for z in zooms])
-        np.maximum(best, response, out=best)
-    return best
-
-
 def _shape(component: np.ndarray, zooms) -> tuple[float, float]:
     """(largest inscribed radius in mm, minor / major axis): PVS are thin tubes."""
     radius = float(ndimage.distance_transform_edt(np.pad(component, 1), sampling=zooms).max())
@@ -237,6 +232,8 @@ def _candidates(labels: np.ndarray, context: dict, zooms, params: LacuneParams) 
             shell & local["outside"]
         ).any():
             candidate.reason = "reaches the ventricles or the outside"
+        elif f["voxels"] < params.min_voxels:
+            candidate.reason = "too few voxels to judge"
         elif f["ring_subcortical"] < params.min_ring_subcortical:
             candidate.reason = "not subcortical"
         elif f["csf_prior"] > params.max_csf_prior:
@@ -310,7 +307,7 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
         "near_ventricles": distance_mm(ventricles, zooms) <= params.ventricle_margin_mm,
         "outside": ~brain,
         "subcortical": place > 0,
-        "blob": _blob_response(c, zooms, params.log_scales_mm),
+        "blob": log_blob_response(c, zooms, params.log_scales_mm)[0],
         "u_flair": u_flair,
         "csf_prior": priors["csf"],
     }
