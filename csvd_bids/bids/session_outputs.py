@@ -29,6 +29,7 @@ from csvd_bids.quant.qc import (
     reference_coverage,
     same_subject_warnings,
 )
+from csvd_bids.quant.ratings import rate_session
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
 
 
@@ -159,7 +160,7 @@ def write_session_outputs(
             anatomy.same_subject,
         )
 
-    tables, masks = [], {}
+    tables, masks = {}, {}
     for key, files in detections.items():
         spec = REGISTRY[key]
         label = spec.label.label
@@ -184,8 +185,8 @@ def write_session_outputs(
         _write_image_with_sidecar(
             out("mask", ".nii.gz", space=space, label=label), mask_img, {**common, "Type": "Lesion"}
         )
-        tables.append(
-            pd.read_csv(files["lesions"], sep="\t", na_values=["n/a"], keep_default_na=False)
+        tables[label] = pd.read_csv(
+            files["lesions"], sep="\t", na_values=["n/a"], keep_default_na=False
         )
 
     dseg = np.zeros(brain.shape[:3], dtype=np.uint8)
@@ -208,7 +209,7 @@ def write_session_outputs(
         },
     )
 
-    lesions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    lesions = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
     if not lesions.empty:
         lesions["lesion_id"] = np.arange(1, len(lesions) + 1)
     lesions_path = out("stats", ".tsv", desc="lesions")
@@ -221,7 +222,15 @@ def write_session_outputs(
     if anatomy.brain_report.get("Warning"):
         warnings.append(f"brain extraction: {anatomy.brain_report['Warning']}")
     warnings += [f"{modality} {why}" for modality, why in plan.get("unusable", {}).items()]
-    row = summary_row(plan, lesions, anatomy.volumes, sources, warnings)
+    ratings = rate_session(
+        masks,
+        tables,
+        np.asanyarray(nib.load(anatomy.regions).dataobj).astype(np.int16),
+        brain_voxels,
+        brain.header.get_zooms()[:3],
+        anatomy.volumes["intracranial"],
+    )
+    row = summary_row(plan, lesions, anatomy.volumes, sources, warnings, ratings)
     summary = pd.DataFrame([row])
     summary_path = out("stats", ".tsv", desc="summary")
     ds.write_json(

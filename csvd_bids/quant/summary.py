@@ -11,6 +11,8 @@ import pandas as pd
 from csvd_bids.bids.discovery import MODALITIES, SUFFIXES
 from csvd_bids.labels import BY_LABEL, MARKER_LABELS
 from csvd_bids.markers import REGISTRY
+from csvd_bids.quant.ratings import RATING_COLUMNS, RULES
+from csvd_bids.quant.scores import SCORE_RANGES, SCORE_TITLES, SCORES, compute_scores
 
 NA = "n/a"
 
@@ -21,7 +23,10 @@ def summary_row(
     volumes: dict,
     sources: dict[str, str],
     qc_warnings: tuple[str, ...] | list[str] = (),
+    ratings: dict | None = None,
 ) -> dict:
+    """One summary row: volumes, per marker status, counts and volumes (by region), the
+    rating estimates (csvd_bids.quant.ratings) and the total scores (csvd_bids.quant.scores)."""
     row: dict = {
         "participant_id": f"sub-{plan['subject']}",
         "session_id": f"ses-{plan['session']}" if plan["session"] else NA,
@@ -51,9 +56,44 @@ def summary_row(
                 if assessed and len(part)
                 else (0.0 if assessed else NA)
             )
+    ratings = ratings or dict.fromkeys(RATING_COLUMNS)
+    row.update({k: NA if v is None else v for k, v in ratings.items()})
+    statuses = {
+        m.label: (plan["markers"][m.key]["assessed"], plan["markers"][m.key]["reason"])
+        for m in MARKER_LABELS
+    }
+    figures = {k: v for k, v in {**row, **ratings}.items() if v is not None}
+    for name, value in compute_scores(figures, statuses).items():
+        row[name] = NA if value is None or value == "" else value
     for modality in MODALITIES:
         row[f"source_{modality}"] = sources.get(modality, NA)
     return row
+
+
+_RATING_DESCRIPTIONS = {
+    "WMH_icv_fraction": ("WMH volume / intracranial volume (n/a when not assessed)", None),
+    "fazekas_pv": (f"Estimated periventricular Fazekas grade: {RULES['fazekas_pv']}", None),
+    "fazekas_deep": (f"Estimated deep Fazekas grade: {RULES['fazekas_deep']}", None),
+    **{
+        f"PVS_{r}_max_slice_count": (
+            f"PVS in the {r} crossing one axial slice of one hemisphere, the most over "
+            "slices and sides (n/a when not assessed)",
+            None,
+        )
+        for r in ("BG", "CSO")
+    },
+    **{
+        f"PVS_{r}_grade": (f"Estimated {r}-PVS grade (Potter): {RULES['pvs_grade']}", None)
+        for r in ("BG", "CSO")
+    },
+}
+
+
+def _score_description(name: str) -> str:
+    terms = "; ".join(c.name for c in SCORES.get(name, ()))
+    if name == "caa_svd_score":
+        return "CAA-SVD score (0-6): n/a, cortical superficial siderosis is not segmented"
+    return f"{SCORE_TITLES[name]} (0-{SCORE_RANGES[name]}), one point per term: {terms}"
 
 
 _LESION_DESCRIPTIONS = {
@@ -108,6 +148,18 @@ def describe_summary_column(column: str) -> dict:
     }
     if column in fixed:
         return _entry(*fixed[column])
+    if column in _RATING_DESCRIPTIONS:
+        return _entry(*_RATING_DESCRIPTIONS[column])
+    if column.startswith("CMB_lobar_") and column.endswith("_count") and column.count("_") == 3:
+        lobe = column.split("_")[2]
+        return _entry(f"MARS: microbleeds in the {lobe} lobe (n/a when not assessed)", None)
+    score, _, reason = column.partition("_score")
+    if reason in ("", "_reason", "_without_css", "_without_css_reason"):
+        name = f"{score}_score" + reason.replace("_reason", "")
+        if name in SCORE_RANGES:
+            if reason.endswith("_reason"):
+                return _entry(f"Why {name} is n/a (n/a when it is not)", None)
+            return _entry(_score_description(name), None)
     if column.startswith("source_"):
         return _entry(f"BIDS URI of the {column[7:]} image used (n/a: none found)", None)
     label, _, rest = column.partition("_")

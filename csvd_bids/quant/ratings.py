@@ -1,0 +1,147 @@
+"""Visual-rating estimates from the segmentations. Every rule and threshold is here.
+
+Fazekas periventricular (PV WMH: lesions with a voxel within 10 mm of the lateral ventricles,
+as in the lesion table). Its extent is the largest distance from the lateral ventricles that a
+PV lesion reaches (the 99th percentile over its voxels, so that one stray voxel does not decide):
+    0  no PV lesion
+    1  extent <= 5 mm        caps or pencil-thin lining
+    2  5 mm < extent <= 10 mm  smooth halo
+    3  extent > 10 mm        irregular, extending into the deep white matter
+Fazekas deep (the other WMH), from the largest deep lesion's maximum diameter:
+    0  no deep lesion
+    1  < 10 mm               punctate foci
+    2  10-20 mm              beginning confluence
+    3  >= 20 mm              large confluent areas
+PVS grade per region (BG, CSO; Potter / Doubal): the PVS (3D components) of the region that
+cross each axial slice are counted per hemisphere (left / right of the brain mask's centre);
+the largest such count gives the grade: 0 none, 1 = 1-10, 2 = 11-20, 3 = 21-40, 4 = > 40.
+The region's 3D count is reported beside it.
+MARS: microbleed counts per region (lobar by lobe, deep, infratentorial) come from the
+lesion table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from csvd_bids.preproc.atlas import LOBES
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
+from csvd_bids.quant.lesions import label_lesions
+
+PV_EXTENT_MM = (5.0, 10.0)  # upper bounds of Fazekas PV grades 1 and 2
+PV_EXTENT_PERCENTILE = 99.0
+DEEP_DIAMETER_MM = (10.0, 20.0)  # lower bounds of Fazekas deep grades 2 and 3
+PVS_GRADE_BOUNDS = (10, 20, 40)  # upper bounds of PVS grades 1, 2 and 3
+# cortex and juxtacortical WM of each lobe (region names end with the lobe)
+LOBE_OF_REGION = {
+    REGION_INDEX[f"{kind}_{lobe}"]: lobe
+    for lobe in LOBES.values()
+    for kind in ("cortex", "juxtacortical_wm")
+}
+RATING_COLUMNS = (
+    "WMH_icv_fraction",
+    "fazekas_pv",
+    "fazekas_deep",
+    *(f"PVS_{r}_{k}" for r in ("BG", "CSO") for k in ("max_slice_count", "grade")),
+    *(f"CMB_lobar_{lobe}_count" for lobe in (*LOBES.values(), "unknown")),
+)
+RULES = {
+    "fazekas_pv": "0 no periventricular WMH; 1 extent from the lateral ventricles <= 5 mm; "
+    "2 <= 10 mm; 3 > 10 mm (extent: 99th percentile of the periventricular WMH voxels' distance)",
+    "fazekas_deep": "0 no deep WMH; 1 largest deep lesion < 10 mm; 2 10-20 mm; 3 >= 20 mm "
+    "(maximum diameter)",
+    "pvs_grade": "PVS crossing one axial slice in one hemisphere, the most over slices and "
+    "sides: 0 none; 1 1-10; 2 11-20; 3 21-40; 4 > 40",
+}
+
+
+def fazekas_periventricular(pv_lesions: np.ndarray, ventricles: np.ndarray, zooms) -> int:
+    """Grade 0-3 from the mask of periventricular WMH and the lateral ventricles' mask."""
+    if not pv_lesions.any():
+        return 0
+    if not ventricles.any():
+        raise ValueError("no lateral ventricles in the region map: cannot measure WMH extent")
+    extent = float(np.percentile(distance_mm(ventricles, zooms)[pv_lesions], PV_EXTENT_PERCENTILE))
+    return 1 + int(np.searchsorted(PV_EXTENT_MM, extent, side="left"))
+
+
+def fazekas_deep(deep_diameters_mm: list[float] | np.ndarray) -> int:
+    """Grade 0-3 from the maximum diameters (mm) of the deep WMH lesions."""
+    if len(deep_diameters_mm) == 0:
+        return 0
+    return 1 + int(np.searchsorted(DEEP_DIAMETER_MM, float(np.max(deep_diameters_mm)), "right"))
+
+
+def pvs_grade(count: int) -> int:
+    """Potter / Doubal grade 0-4 of a single-slice, single-side PVS count."""
+    if count <= 0:
+        return 0
+    return 1 + int(np.searchsorted(PVS_GRADE_BOUNDS, count, side="left"))
+
+
+def max_slice_count(labels: np.ndarray, ids: list[int] | np.ndarray, midline: float) -> int:
+    """The most of the lesions ``ids`` (labels of a 3D label map on a RAS grid) that cross one
+    axial slice (last axis) in one hemisphere (first axis below or from ``midline``)."""
+    ids = np.asarray(ids)
+    if ids.size == 0:
+        return 0
+    chosen = np.isin(labels, ids)
+    best = 0
+    cut = int(np.ceil(midline))
+    for side in (slice(0, cut), slice(cut, None)):
+        part = np.where(chosen[side], labels[side], 0)
+        for k in np.flatnonzero(part.any(axis=(0, 1))):
+            best = max(best, int(np.unique(part[..., k]).size - 1))
+    return best
+
+
+def midline_index(brain: np.ndarray) -> float:
+    """The left-right centre of the brain mask, in voxels along the first (R) axis."""
+    return float(np.argwhere(brain)[:, 0].mean())
+
+
+def _lobe_of(component: np.ndarray, regions: np.ndarray) -> str:
+    """The lobe most of a lesion's voxels lie in (cortex or juxtacortical WM), or 'unknown'."""
+    lobes = [LOBE_OF_REGION[r] for r in regions[component].tolist() if r in LOBE_OF_REGION]
+    return max(set(lobes), key=lobes.count) if lobes else "unknown"
+
+
+def rate_session(
+    masks: dict[str, np.ndarray],
+    tables: dict[str, pd.DataFrame],
+    regions: np.ndarray,
+    brain: np.ndarray,
+    zooms,
+    icv_mm3: float,
+) -> dict:
+    """The rating columns of a session's summary; None where the marker was not assessed.
+
+    ``masks`` and ``tables`` (one lesion table per marker label, rows in label order) hold only
+    the assessed markers; ``regions`` is the REGION_LABELS map on the same grid.
+    """
+    row: dict = dict.fromkeys(RATING_COLUMNS)
+    if "WMH" in masks:
+        wmh, table = masks["WMH"], tables["WMH"]
+        labels, _ = label_lesions(wmh)
+        pv_ids = table.index[table["region"] == "periventricular"].to_numpy() + 1
+        ventricles = regions == REGION_INDEX["lateral_ventricles"]
+        row["WMH_icv_fraction"] = round(float(table["volume_mm3"].sum()) / icv_mm3, 6)
+        row["fazekas_pv"] = fazekas_periventricular(np.isin(labels, pv_ids), ventricles, zooms)
+        deep = table.loc[table["region"] == "deep", "max_diameter_mm"]
+        row["fazekas_deep"] = fazekas_deep(deep.to_numpy())
+    if "PVS" in masks:
+        labels, _ = label_lesions(masks["PVS"])
+        midline = midline_index(brain)
+        for region in ("BG", "CSO"):
+            ids = tables["PVS"].index[tables["PVS"]["region"] == region].to_numpy() + 1
+            count = max_slice_count(labels, ids, midline)
+            row[f"PVS_{region}_max_slice_count"] = count
+            row[f"PVS_{region}_grade"] = pvs_grade(count)
+    if "CMB" in masks:
+        labels, _ = label_lesions(masks["CMB"])
+        lobar = tables["CMB"].index[tables["CMB"]["region"] == "lobar"].to_numpy() + 1
+        found = [_lobe_of(labels == i, regions) for i in lobar]
+        for lobe in (*LOBES.values(), "unknown"):
+            row[f"CMB_lobar_{lobe}_count"] = found.count(lobe)
+    return row
