@@ -34,6 +34,8 @@ class RunConfig:
     stop_on_first_crash: bool = False
     write_graph: bool = False
     skip_validation: bool = False
+    group_outcome: str | None = None  # None: participants.tsv's two-level "group" column
+    group_covariates: tuple[str, ...] = ()  # (): csvd_bids.group.stats.DEFAULT_COVARIATES
     verbosity: int = 0
 
     def to_json(self) -> str:

@@ -48,6 +48,10 @@ def test_both_spellings_and_prefixes(tmp_path):
     assert config.plugin_args["mp_context"] == "forkserver"
     assert config.omp_nthreads == 2
     assert parse_args([str(tmp_path), "o", "group", "--skip-bids-validation"]).skip_validation
+    group = parse_args(
+        [str(tmp_path), "o", "group", "--group-outcome", "stroke", "--group-covariates", "age"]
+    )
+    assert group.group_outcome == "stroke" and group.group_covariates == ("age",)
 
 
 def test_memory_units():

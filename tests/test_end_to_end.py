@@ -80,6 +80,38 @@ def test_group_table(demo_run):
     assert set(table.columns) <= set(dictionary)
 
 
+def test_group_joins_participants_and_writes_statistics(demo_run):
+    out = demo_run["out"]
+    table = pd.read_csv(out / "group_csvd.tsv", sep="\t")
+    participants = pd.read_csv(demo_run["bids"] / "participants.tsv", sep="\t")
+    joined = table.merge(participants, on="participant_id", suffixes=("", "_bids"))
+    assert (joined["age"] == joined["age_bids"]).all()  # every session carries its subject's age
+    stats = pd.read_csv(out / "group_stats.tsv", sep="\t")
+    notes = json.loads((out / "group_stats.json").read_text())
+    assert set(stats["model"]) <= {"logistic", "ordinal_logistic"}
+    assert any("too few" in w for w in notes["Warnings"])  # 2 subjects cannot be modelled
+    change = pd.read_csv(out / "group_change.tsv", sep="\t")
+    assert set(change["participant_id"]) == {"sub-01", "sub-02"}
+    assert "WMH_volume_mm3_change" in change.columns
+    assert (out / "group_descriptives.tsv").is_file()
+
+
+def test_ratings_and_scores_in_the_summary(demo_run):
+    table = pd.read_csv(demo_run["out"] / "group_csvd.tsv", sep="\t")
+    assert table["fazekas_pv"].between(0, 3).all() and table["fazekas_deep"].between(0, 3).all()
+    assert (table["fazekas_pv"] >= 1).all()  # every planted subject has periventricular WMH
+    for region in ("BG", "CSO"):
+        assert table[f"PVS_{region}_grade"].between(0, 4).all()
+        assert (table[f"PVS_{region}_max_slice_count"] <= table[f"PVS_{region}_count"]).all()
+    lobes = table[[c for c in table.columns if c.startswith("CMB_lobar_") and c.count("_") == 3]]
+    assert (lobes.sum(axis=1) == table["CMB_lobar_count"]).all()  # MARS by lobe adds up
+    assert table["svd_score"].between(0, 4).all() and table["ha_score"].between(0, 4).all()
+    assert table["caa_svd_score"].isna().all()  # siderosis is not segmented: n/a, never 0
+    assert (table["caa_svd_score_reason"].str.contains("siderosis")).all()
+    wmh = table["WMH_icv_fraction"] * table["icv_mm3"]
+    assert np.allclose(wmh, table["WMH_volume_mm3"], atol=2.0)  # the fraction has 6 decimals
+
+
 def test_lesion_table_matches_mask(demo_run):
     anat = demo_run["out"] / "sub-01" / "ses-1" / "anat"
     table = pd.read_csv(anat / "sub-01_ses-1_desc-lesions_stats.tsv", sep="\t")

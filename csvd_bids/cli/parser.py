@@ -123,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="which markers to segment (default: all)",
     )
 
+    group = parser.add_argument_group("group level")
+    group.add_argument(
+        "--group-outcome",
+        metavar="COLUMN",
+        help="two-level column (participants.tsv or the group table) for the logistic "
+        "regression (default: 'group' when it has two levels)",
+    )
+    group.add_argument(
+        "--group-covariates",
+        nargs="+",
+        metavar="COLUMN",
+        default=[],
+        help="covariates of the regressions (default: age sex systolic_bp total_cholesterol "
+        "svd_score, where present)",
+    )
+
     perf = parser.add_argument_group("resources and execution")
     perf.add_argument(
         "-w",
@@ -250,4 +266,6 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         write_graph=opts.write_graph,
         skip_validation=opts.skip_validation,
         verbosity=opts.verbosity,
+        group_outcome=opts.group_outcome,
+        group_covariates=tuple(opts.group_covariates),
     )

@@ -129,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         if "group" in config.analysis_levels:
             from csvd_bids.group.aggregate import run_group_level
 
-            run_group_level(config.output_dir)
+            run_group_level(
+                config.output_dir,
+                config.bids_dir,
+                config.group_outcome,
+                config.group_covariates or None,
+            )
     except CsvdBidsError as exc:
         LOGGER.error("%s", exc)
         return int(exc.exit_code)

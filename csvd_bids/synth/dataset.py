@@ -95,6 +95,20 @@ def _write_session(
         )
 
 
+def subject_streams(seed: int, index: int) -> list[np.random.SeedSequence]:
+    """Subject ``index``'s five random streams: demographics, anatomy, lesions, acquisition
+    and motion (the motion stream was added last: the first four are what they were)."""
+    return np.random.SeedSequence([seed, index]).spawn(5)
+
+
+def draw_cohort(n_subjects: int, seed: int) -> list:
+    """The participants of a dataset made with this seed, without rendering any image."""
+    return [
+        draw_participant(np.random.default_rng(subject_streams(seed, index)[0]))
+        for index in range(1, n_subjects + 1)
+    ]
+
+
 def _write_subject(
     root: Path,
     truth_root: Path,
@@ -106,10 +120,7 @@ def _write_subject(
     misalign: tuple[float, float] | None,
 ) -> dict:
     """Render and write one subject; returns its participants.tsv row."""
-    # The motion stream was added as a fifth child: the first four (and the default output)
-    # are what they were before it.
-    streams = np.random.SeedSequence([seed, index]).spawn(5)
-    demo, anat_seq, lesion_seq, acq_seq, motion_seq = streams
+    demo, anat_seq, lesion_seq, acq_seq, motion_seq = subject_streams(seed, index)
     person = draw_participant(np.random.default_rng(demo))
     lesion_rng = np.random.default_rng(lesion_seq)
     load = draw_load(lesion_rng, person, n_sessions)
