@@ -46,7 +46,17 @@ def test_recovers_rigid_misalignment(_single_bids, degrees, mm):
     # The tests' images are 3 mm with 6 mm FLAIR slices: half a slice is the issue's bar.
     assert _target_error_mm(result.transform, motion, reference) < 1.5
     assert result.metric_after <= result.metric_before + 1e-3
-    assert result.initialisation == ("header" if degrees == 0 else "moments")
+    assert result.initialisation in ("header", "moments")  # the start whose end was better
+
+
+def test_runs_repeat_exactly(_single_bids):
+    """Random metric sampling with a fixed seed (0 would mean the wall clock to SimpleITK)."""
+    anat = _single_bids / "sub-01" / "anat"
+    reference = load_3d(anat / "sub-01_T1w.nii.gz")
+    moving, _ = _moved(nib.as_closest_canonical(nib.load(anat / "sub-01_T2w.nii.gz")), 10, 10)
+    first, second = coregister(moving, reference), coregister(moving, reference)
+    # threads may add in another order (1e-6); a clock seed moved results by 1e-2 and more
+    assert np.allclose(first.transform.GetParameters(), second.transform.GetParameters(), atol=1e-4)
 
 
 def test_resampling_lands_on_the_reference_grid(_single_bids):

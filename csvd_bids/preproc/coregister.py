@@ -18,12 +18,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from csvd_bids.preproc.images import new_like, sitk_to_array, to_sitk
-from csvd_bids.preproc.registration import downsample, mattes_registration
+from csvd_bids.preproc.registration import (
+    SAMPLING_SEED,
+    downsample,
+    mattes_registration,
+    set_random_sampling,
+)
 
 REGISTRATION_SPACING_MM = 2.0
 METHOD = (
-    "rigid (6 dof), Mattes mutual information, header or moments initialisation, "
-    "3 levels, SimpleITK"
+    "rigid (6 dof), Mattes mutual information, optimised from the header and from the moments "
+    "alignment (the better kept), 3 levels, SimpleITK"
 )
 
 
@@ -46,15 +51,14 @@ class Coregistration:
 def _metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int) -> float:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, seed)
+    set_random_sampling(method, 0.2, seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetInitialTransform(transform, inPlace=False)
     return float(method.MetricEvaluate(fixed, moving))
 
 
 def coregister(
-    moving: nib.Nifti1Image, reference: nib.Nifti1Image, seed: int = 0
+    moving: nib.Nifti1Image, reference: nib.Nifti1Image, seed: int = SAMPLING_SEED
 ) -> Coregistration:
     fixed = downsample(to_sitk(reference), REGISTRATION_SPACING_MM)
     mov = downsample(to_sitk(moving), REGISTRATION_SPACING_MM)
@@ -70,14 +74,18 @@ def coregister(
         )
     )
     before = _metric(fixed, mov, header, seed)
-    start, name = (
-        (moments, "moments") if _metric(fixed, mov, moments, seed) < before else (header, "header")
-    )
-    transform = sitk.Euler3DTransform(start)
-    method = mattes_registration(0.1, seed)
-    method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(fixed, mov)
-    after = _metric(fixed, mov, transform, seed)
+    # Optimised from both starts, the better end kept: from a single start, large
+    # misalignments (20 degrees, 20 mm) of thick-slice images ended in a wrong optimum 5 mm
+    # off in some runs.
+    ends = {}
+    for name, start in (("header", header), ("moments", moments)):
+        transform = sitk.Euler3DTransform(start)
+        method = mattes_registration(0.1, seed)
+        method.SetInitialTransform(transform, inPlace=True)
+        method.Execute(fixed, mov)
+        ends[name] = (transform, _metric(fixed, mov, transform, seed))
+    name = min(ends, key=lambda n: ends[n][1])
+    transform, after = ends[name]
     if after > before:  # never leave an image worse aligned than its header put it
         return Coregistration(header, "header", before, before)
     return Coregistration(transform, name, before, after)

@@ -39,7 +39,7 @@ from csvd_bids.preproc.coregister import (
     resample_with,
 )
 from csvd_bids.preproc.images import check_input_image, new_like, sitk_to_array, to_sitk
-from csvd_bids.preproc.registration import downsample
+from csvd_bids.preproc.registration import downsample, set_random_sampling
 
 B0_MAX = 50.0  # s/mm2: volumes at or below this are b0 (scanners write b=5 or 10 for "b0")
 SHELL_TOLERANCE = 0.10  # the highest shell: b within 10 % of the largest b-value
@@ -181,8 +181,7 @@ def _mattes(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) ->
     """Mattes MI as :mod:`csvd_bids.preproc.coregister` measures it (lower is better)."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(0.2, 0)
+    set_random_sampling(method, 0.2)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetInitialTransform(transform, inPlace=False)
     return float(method.MetricEvaluate(fixed, moving))

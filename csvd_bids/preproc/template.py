@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from csvd_bids.preproc.images import new_like, sitk_to_array, to_sitk
-from csvd_bids.preproc.registration import downsample, mattes_registration
+from csvd_bids.preproc.registration import SAMPLING_SEED, downsample, mattes_registration
 
 TEMPLATE_NAME = "MNI152NLin2009aSym"
 _TEMPLATE_DIR = Path(nilearn.__file__).parent / "datasets" / "data"
@@ -119,7 +119,7 @@ def _masked(subject: nib.Nifti1Image, brain_mask: np.ndarray) -> nib.Nifti1Image
 
 
 def register_template(
-    subject: nib.Nifti1Image, brain_mask: np.ndarray | None = None, seed: int = 0
+    subject: nib.Nifti1Image, brain_mask: np.ndarray | None = None, seed: int = SAMPLING_SEED
 ) -> tuple[sitk.AffineTransform, float]:
     """Affine transform mapping subject points to template points, and the final MI cost.
 
