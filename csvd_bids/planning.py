@@ -83,7 +83,7 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
         "markers": marker_statuses(list(files), selected_markers, unusable),
         "unusable": unusable,
     }
-    if "dwi" in files:
+    if "dwi" in files and "rssi" in selected_markers:  # only RSSI needs the DWI processed
         plan["dwi_bval"] = str(inputs.bval)
     return plan
 

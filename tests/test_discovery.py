@@ -245,6 +245,7 @@ def test_dwi_with_b_values_is_planned(tmp_path):
     )
     plan = make_plan(_one(root), ALL_MARKERS)
     assert plan["dwi_bval"].endswith("sub-01_dwi.bval") and plan["unusable"] == {}
+    assert "dwi_bval" not in make_plan(_one(root), ("wmh",))  # no RSSI: no DWI processing
 
 
 # --- several files for one modality ---
