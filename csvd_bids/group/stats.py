@@ -61,28 +61,22 @@ def _design(
 
 
 def _coefficients(fit, names: list[str]) -> pd.DataFrame:
-    ci = np.asarray(fit.conf_int())
+    """Odds ratios with 95 % CIs and Wald p of the covariates (the ordinal model's
+    thresholds are left out)."""
+    table = pd.DataFrame(
+        {
+            "term": fit.model.exog_names,
+            "coefficient": np.asarray(fit.params),
+            "ci_low": np.asarray(fit.conf_int())[:, 0],
+            "ci_high": np.asarray(fit.conf_int())[:, 1],
+            "p_value": np.asarray(fit.pvalues),
+        }
+    )
+    table = table[table["term"].isin(names)].reset_index(drop=True)
     with np.errstate(over="ignore"):  # a separated covariate's odds ratio is inf, not an error
-        return _coefficient_rows(fit, names, ci)
-
-
-def _coefficient_rows(fit, names: list[str], ci: np.ndarray) -> pd.DataFrame:
-    params, pvalues = np.asarray(fit.params), np.asarray(fit.pvalues)
-    rows = []
-    for i, name in enumerate(fit.model.exog_names):
-        if name not in names:  # the ordinal model's thresholds
-            continue
-        rows.append(
-            {
-                "term": name,
-                "coefficient": params[i],
-                "odds_ratio": float(np.exp(params[i])),
-                "ci_low": float(np.exp(ci[i, 0])),
-                "ci_high": float(np.exp(ci[i, 1])),
-                "p_value": float(pvalues[i]),
-            }
-        )
-    return pd.DataFrame(rows)
+        table.insert(2, "odds_ratio", np.exp(table["coefficient"]))
+        table[["ci_low", "ci_high"]] = np.exp(table[["ci_low", "ci_high"]])
+    return table
 
 
 def _fit(model, notes: list[str], method: str = "newton"):

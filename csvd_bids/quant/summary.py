@@ -11,6 +11,7 @@ import pandas as pd
 from csvd_bids.bids.discovery import MODALITIES, SUFFIXES
 from csvd_bids.labels import BY_LABEL, MARKER_LABELS
 from csvd_bids.markers import REGISTRY
+from csvd_bids.preproc.atlas import LOBES
 from csvd_bids.quant.ratings import RATING_COLUMNS, RULES
 from csvd_bids.quant.scores import SCORE_RANGES, SCORE_TITLES, SCORES, compute_scores
 
@@ -70,6 +71,13 @@ def summary_row(
     return row
 
 
+def _score_description(name: str) -> str:
+    terms = "; ".join(c.name for c in SCORES.get(name, ()))
+    if name == "caa_svd_score":
+        return "CAA-SVD score (0-6): n/a, cortical superficial siderosis is not segmented"
+    return f"{SCORE_TITLES[name]} (0-{SCORE_RANGES[name]}), one point per term: {terms}"
+
+
 _RATING_DESCRIPTIONS = {
     "WMH_icv_fraction": ("WMH volume / intracranial volume (n/a when not assessed)", None),
     "fazekas_pv": (f"Estimated periventricular Fazekas grade: {RULES['fazekas_pv']}", None),
@@ -86,14 +94,18 @@ _RATING_DESCRIPTIONS = {
         f"PVS_{r}_grade": (f"Estimated {r}-PVS grade (Potter): {RULES['pvs_grade']}", None)
         for r in ("BG", "CSO")
     },
+    **{
+        f"CMB_lobar_{lobe}_count": (
+            f"MARS: microbleeds in the {lobe} lobe (n/a when not assessed)",
+            None,
+        )
+        for lobe in (*LOBES.values(), "unknown")
+    },
+    **{name: (_score_description(name), None) for name in SCORE_RANGES},
+    **{
+        f"{name}_reason": (f"Why {name} is n/a (n/a when it is not)", None) for name in SCORE_RANGES
+    },
 }
-
-
-def _score_description(name: str) -> str:
-    terms = "; ".join(c.name for c in SCORES.get(name, ()))
-    if name == "caa_svd_score":
-        return "CAA-SVD score (0-6): n/a, cortical superficial siderosis is not segmented"
-    return f"{SCORE_TITLES[name]} (0-{SCORE_RANGES[name]}), one point per term: {terms}"
 
 
 _LESION_DESCRIPTIONS = {
@@ -150,16 +162,6 @@ def describe_summary_column(column: str) -> dict:
         return _entry(*fixed[column])
     if column in _RATING_DESCRIPTIONS:
         return _entry(*_RATING_DESCRIPTIONS[column])
-    if column.startswith("CMB_lobar_") and column.endswith("_count") and column.count("_") == 3:
-        lobe = column.split("_")[2]
-        return _entry(f"MARS: microbleeds in the {lobe} lobe (n/a when not assessed)", None)
-    score, _, reason = column.partition("_score")
-    if reason in ("", "_reason", "_without_css", "_without_css_reason"):
-        name = f"{score}_score" + reason.replace("_reason", "")
-        if name in SCORE_RANGES:
-            if reason.endswith("_reason"):
-                return _entry(f"Why {name} is n/a (n/a when it is not)", None)
-            return _entry(_score_description(name), None)
     if column.startswith("source_"):
         return _entry(f"BIDS URI of the {column[7:]} image used (n/a: none found)", None)
     label, _, rest = column.partition("_")
