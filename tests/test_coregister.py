@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from csvd_bids.preproc.coregister import coregister, resample_with
@@ -49,14 +50,28 @@ def test_recovers_rigid_misalignment(_single_bids, degrees, mm):
     assert result.initialisation in ("header", "moments")  # the start whose end was better
 
 
-def test_runs_repeat_exactly(_single_bids):
-    """Random metric sampling with a fixed seed (0 would mean the wall clock to SimpleITK)."""
+@pytest.fixture
+def itk_threads():
+    """Set SimpleITK's thread count for one test, then restore it (it is process-wide)."""
+    default = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    yield sitk.ProcessObject.SetGlobalDefaultNumberOfThreads
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(default)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_runs_repeat(_single_bids, itk_threads, threads):
+    """A fixed sampling seed (0 would mean the wall clock to SimpleITK): exact with one thread;
+    with two, ITK sums the metric in a varying order, and the tie rule keeps the same end."""
+    itk_threads(threads)
     anat = _single_bids / "sub-01" / "anat"
     reference = load_3d(anat / "sub-01_T1w.nii.gz")
     moving, _ = _moved(nib.as_closest_canonical(nib.load(anat / "sub-01_T2w.nii.gz")), 10, 10)
-    first, second = coregister(moving, reference), coregister(moving, reference)
-    # threads may add in another order (1e-6); a clock seed moved results by 1e-2 and more
-    assert np.allclose(first.transform.GetParameters(), second.transform.GetParameters(), atol=1e-4)
+    runs = [np.array(coregister(moving, reference).transform.GetParameters()) for _ in range(3)]
+    if threads == 1:
+        assert all(np.array_equal(runs[0], run) for run in runs[1:])
+    else:  # radians, then mm; before the tie rule two runs ended 1 mm apart
+        assert all(np.allclose(runs[0][:3], run[:3], atol=1e-4) for run in runs[1:])
+        assert all(np.allclose(runs[0][3:], run[3:], atol=1e-2) for run in runs[1:])
 
 
 def test_resampling_lands_on_the_reference_grid(_single_bids):
