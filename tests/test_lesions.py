@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import (
     LESION_COLUMNS,
     label_lesions,
@@ -60,6 +61,7 @@ def test_documented_columns():
         "lesion_id",
         "marker",
         "region",
+        "lobe",
         "volume_mm3",
         "max_diameter_mm",
         "centroid_x_mm",
@@ -169,6 +171,20 @@ def test_region_is_the_lowest_index_touched(three_lesions):
     unnamed = lesion_table(three_lesions, AFFINE, "wmh", regions=regions, region_names={2: "deep"})
     assert unnamed["region"].tolist() == ["n/a", "n/a", "deep"]
     assert (lesion_table(three_lesions, AFFINE, "wmh", regions=regions)["region"] == "n/a").all()
+
+
+def test_lobe_is_where_most_lobar_voxels_lie():
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[2:6, 2, 2] = True  # 1 frontal cortex, 2 parietal juxtacortical WM, 1 deep WM
+    mask[10:12, 10, 2] = True  # 1 frontal, 1 parietal: a tie goes to the first lobe listed
+    mask[20, 10, 2] = True  # deep WM only
+    anatomy = np.zeros(SHAPE, dtype=np.int16)
+    anatomy[2, 2, 2] = anatomy[10, 10, 2] = REGION_INDEX["cortex_frontal"]
+    anatomy[3:5, 2, 2] = anatomy[11, 10, 2] = REGION_INDEX["juxtacortical_wm_parietal"]
+    anatomy[5, 2, 2] = anatomy[20, 10, 2] = REGION_INDEX["deep_wm"]
+    table = lesion_table(mask, AFFINE, "CMB", anatomy=anatomy)
+    assert table["lobe"].tolist() == ["parietal", "frontal", "n/a"]
+    assert (lesion_table(mask, AFFINE, "CMB")["lobe"] == "n/a").all()  # no region map
 
 
 def test_mean_intensities(three_lesions):

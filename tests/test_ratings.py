@@ -84,11 +84,10 @@ def _regions() -> np.ndarray:
 
 
 def _table(mask: np.ndarray, marker: str, names: dict[int, str], regions) -> pd.DataFrame:
-    return lesion_table(mask, AFFINE, marker, regions, names)
+    return lesion_table(mask, AFFINE, marker, regions, names, anatomy=_regions())
 
 
 def test_rate_session_on_drawn_lesions():
-    regions = _regions()
     wmh = np.zeros(SHAPE, dtype=bool)
     wmh[33:41, 15:45, 15:25] = True  # 8 mm halo: PV grade 2
     wmh[5:20, 5:10, 8:12] = True  # 15 mm deep lesion: deep grade 2
@@ -105,7 +104,7 @@ def test_rate_session_on_drawn_lesions():
     ratings = rate_session(
         {"WMH": wmh, "CMB": cmb, "PVS": pvs},
         {"WMH": wmh_table, "CMB": cmb_table, "PVS": pvs_table},
-        regions,
+        _ventricles(),
         np.ones(SHAPE, dtype=bool),
         (1.0, 1.0, 1.0),
         icv_mm3=1.0e6,
@@ -119,7 +118,7 @@ def test_rate_session_on_drawn_lesions():
 
 
 def test_rate_session_leaves_unassessed_markers_empty():
-    ratings = rate_session({}, {}, _regions(), np.ones(SHAPE, bool), (1.0,) * 3, 1.0e6)
+    ratings = rate_session({}, {}, _ventricles(), np.ones(SHAPE, bool), (1.0,) * 3, 1.0e6)
     assert all(value is None for value in ratings.values())
 
 

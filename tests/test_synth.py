@@ -162,8 +162,8 @@ def test_truth_masks_match_tables_and_stay_in_brain(dataset):
     for sub, ses, _ in _sessions():
         brain = _load(_truth(dataset, sub, ses, "desc-brain_mask.nii.gz")) > 0
         table = pd.read_csv(_truth(dataset, sub, ses, "desc-lesions_stats.tsv"), sep="\t")
-        assert list(table.columns[:9]) == [
-            "lesion_id", "marker", "region", "volume_mm3", "max_diameter_mm",
+        assert list(table.columns[:10]) == [
+            "lesion_id", "marker", "region", "lobe", "volume_mm3", "max_diameter_mm",
             "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "n_voxels",
         ]  # fmt: skip
         dseg = _load(_truth(dataset, sub, ses, "seg-csvd_dseg.nii.gz"))

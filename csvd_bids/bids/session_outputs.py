@@ -21,7 +21,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.planning import plan_prefix
 from csvd_bids.preproc.atlas import ATLAS_CITATION
 from csvd_bids.preproc.images import voxel_volume_mm3
-from csvd_bids.preproc.regions import REGION_LABELS
+from csvd_bids.preproc.regions import REGION_INDEX, REGION_LABELS
 from csvd_bids.preproc.template import TEMPLATE_NAME, load_template
 from csvd_bids.quant.qc import (
     brain_coverage,
@@ -225,7 +225,7 @@ def write_session_outputs(
     ratings = rate_session(
         masks,
         tables,
-        np.asanyarray(nib.load(anatomy.regions).dataobj).astype(np.int16),
+        np.asanyarray(nib.load(anatomy.regions).dataobj) == REGION_INDEX["lateral_ventricles"],
         brain_voxels,
         brain.header.get_zooms()[:3],
         anatomy.volumes["intracranial"],

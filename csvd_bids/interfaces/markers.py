@@ -77,6 +77,7 @@ class DetectMarker(SimpleInterface):
             detection.regions,
             detection.region_names,
             intensities={m: session.data(m) for m in images},
+            anatomy=session.regions,
         )
         outputs = {
             "score": (detection.score.astype(np.float32), "score.nii.gz"),

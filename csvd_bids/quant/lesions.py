@@ -15,11 +15,22 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
+from csvd_bids.preproc.atlas import LOBES
+from csvd_bids.preproc.regions import REGION_LABELS
+
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+# lobe name -> lobe number, and region index -> lobe number for the cortex and juxtacortical
+# WM of each lobe (the region names end with the lobe); 0: not lobar
+_LOBE_NAMES = ("n/a", *LOBES.values())
+_LOBE_OF_REGION = np.zeros(max(REGION_LABELS) + 1, dtype=np.intp)
+for _index, _name in REGION_LABELS.items():
+    if _name.startswith(("cortex_", "juxtacortical_wm_")):
+        _LOBE_OF_REGION[_index] = _LOBE_NAMES.index(_name.rsplit("_", 1)[1])
 LESION_COLUMNS = [
     "lesion_id",
     "marker",
     "region",
+    "lobe",
     "volume_mm3",
     "max_diameter_mm",
     "centroid_x_mm",
@@ -51,6 +62,15 @@ def max_diameter_mm(points_mm: np.ndarray, voxel_edge_mm: float) -> float:
     return span + voxel_edge_mm
 
 
+def lobe_of(regions_of_voxels: np.ndarray) -> str:
+    """The lobe most of a lesion's lobar voxels (cortex or juxtacortical WM) lie in; ties go
+    to the lobe listed first in LOBES; "n/a" when none is lobar. ``regions_of_voxels``: the
+    REGION_LABELS indices of the lesion's voxels."""
+    lobes = _LOBE_OF_REGION[regions_of_voxels.astype(np.intp)]
+    counts = np.bincount(lobes[lobes > 0], minlength=len(_LOBE_NAMES))
+    return _LOBE_NAMES[int(np.argmax(counts))] if counts.any() else "n/a"
+
+
 def lesion_table(
     mask: np.ndarray,
     affine: np.ndarray,
@@ -58,8 +78,12 @@ def lesion_table(
     regions: np.ndarray | None = None,
     region_names: dict[int, str] | None = None,
     intensities: dict[str, np.ndarray] | None = None,
+    anatomy: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per lesion: LESION_COLUMNS, then ``mean_<modality>`` per intensity image."""
+    """One row per lesion: LESION_COLUMNS, then ``mean_<modality>`` per intensity image.
+
+    ``regions`` / ``region_names``: the marker's own location classes (first touched wins);
+    ``anatomy``: the session's REGION_LABELS map, which gives the lobe column."""
     labels, n = label_lesions(mask)
     intensities = intensities or {}
     columns = LESION_COLUMNS + [f"mean_{name}" for name in intensities]
@@ -82,6 +106,7 @@ def lesion_table(
             "lesion_id": index,
             "marker": marker,
             "region": region,
+            "lobe": lobe_of(anatomy[box][local]) if anatomy is not None else "n/a",
             "volume_mm3": round(len(ijk) * voxel_mm3, 3),
             "max_diameter_mm": round(max_diameter_mm(xyz, voxel_edge), 3),
             "centroid_x_mm": round(float(centroid[0]), 2),

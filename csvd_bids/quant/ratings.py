@@ -17,7 +17,7 @@ cross each axial slice are counted per hemisphere (left / right of the brain mas
 the largest such count gives the grade: 0 none, 1 = 1-10, 2 = 11-20, 3 = 21-40, 4 = > 40.
 The region's 3D count is reported beside it.
 MARS: microbleed counts per region (lobar by lobe, deep, infratentorial) come from the
-lesion table.
+lesion table (region and lobe columns; a lobar microbleed without a lobe counts as unknown).
 """
 
 from __future__ import annotations
@@ -26,19 +26,13 @@ import numpy as np
 import pandas as pd
 
 from csvd_bids.preproc.atlas import LOBES
-from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
+from csvd_bids.preproc.regions import distance_mm
 from csvd_bids.quant.lesions import label_lesions
 
 PV_EXTENT_MM = (5.0, 10.0)  # upper bounds of Fazekas PV grades 1 and 2
 PV_EXTENT_PERCENTILE = 99.0
 DEEP_DIAMETER_MM = (10.0, 20.0)  # lower bounds of Fazekas deep grades 2 and 3
 PVS_GRADE_BOUNDS = (10, 20, 40)  # upper bounds of PVS grades 1, 2 and 3
-# cortex and juxtacortical WM of each lobe (region names end with the lobe)
-LOBE_OF_REGION = {
-    REGION_INDEX[f"{kind}_{lobe}"]: lobe
-    for lobe in LOBES.values()
-    for kind in ("cortex", "juxtacortical_wm")
-}
 RATING_COLUMNS = (
     "WMH_icv_fraction",
     "fazekas_pv",
@@ -63,7 +57,12 @@ def fazekas_periventricular(pv_lesions: np.ndarray, ventricles: np.ndarray, zoom
     if not ventricles.any():
         raise ValueError("no lateral ventricles in the region map: cannot measure WMH extent")
     extent = float(np.percentile(distance_mm(ventricles, zooms)[pv_lesions], PV_EXTENT_PERCENTILE))
-    return 1 + int(np.searchsorted(PV_EXTENT_MM, extent, side="left"))
+    return fazekas_pv_grade(extent)
+
+
+def fazekas_pv_grade(extent_mm: float) -> int:
+    """Grade 1-3 of periventricular WMH reaching ``extent_mm`` from the ventricles."""
+    return 1 + int(np.searchsorted(PV_EXTENT_MM, extent_mm, side="left"))
 
 
 def fazekas_deep(deep_diameters_mm: list[float] | np.ndarray) -> int:
@@ -101,16 +100,10 @@ def midline_index(brain: np.ndarray) -> float:
     return float(np.argwhere(brain)[:, 0].mean())
 
 
-def _lobe_of(component: np.ndarray, regions: np.ndarray) -> str:
-    """The lobe most of a lesion's voxels lie in (cortex or juxtacortical WM), or 'unknown'."""
-    lobes = [LOBE_OF_REGION[r] for r in regions[component].tolist() if r in LOBE_OF_REGION]
-    return max(set(lobes), key=lobes.count) if lobes else "unknown"
-
-
 def rate_session(
     masks: dict[str, np.ndarray],
     tables: dict[str, pd.DataFrame],
-    regions: np.ndarray,
+    ventricles: np.ndarray,
     brain: np.ndarray,
     zooms,
     icv_mm3: float,
@@ -118,14 +111,13 @@ def rate_session(
     """The rating columns of a session's summary; None where the marker was not assessed.
 
     ``masks`` and ``tables`` (one lesion table per marker label, rows in label order) hold only
-    the assessed markers; ``regions`` is the REGION_LABELS map on the same grid.
+    the assessed markers; ``ventricles``: the lateral ventricles' mask on the same grid.
     """
     row: dict = dict.fromkeys(RATING_COLUMNS)
     if "WMH" in masks:
         wmh, table = masks["WMH"], tables["WMH"]
         labels, _ = label_lesions(wmh)
         pv_ids = table.index[table["region"] == "periventricular"].to_numpy() + 1
-        ventricles = regions == REGION_INDEX["lateral_ventricles"]
         row["WMH_icv_fraction"] = round(float(table["volume_mm3"].sum()) / icv_mm3, 6)
         row["fazekas_pv"] = fazekas_periventricular(np.isin(labels, pv_ids), ventricles, zooms)
         deep = table.loc[table["region"] == "deep", "max_diameter_mm"]
@@ -139,9 +131,9 @@ def rate_session(
             row[f"PVS_{region}_max_slice_count"] = count
             row[f"PVS_{region}_grade"] = pvs_grade(count)
     if "CMB" in masks:
-        labels, _ = label_lesions(masks["CMB"])
-        lobar = tables["CMB"].index[tables["CMB"]["region"] == "lobar"].to_numpy() + 1
-        found = [_lobe_of(labels == i, regions) for i in lobar]
+        cmb = tables["CMB"]
+        lobar = cmb.loc[cmb["region"] == "lobar", "lobe"]  # n/a reads back from a TSV as NaN
+        lobes = lobar.where(lobar.isin(list(LOBES.values())), "unknown").tolist()
         for lobe in (*LOBES.values(), "unknown"):
-            row[f"CMB_lobar_{lobe}_count"] = found.count(lobe)
+            row[f"CMB_lobar_{lobe}_count"] = lobes.count(lobe)
     return row

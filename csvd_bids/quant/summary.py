@@ -40,35 +40,46 @@ def summary_row(
         "lateral_ventricles_volume_mm3": round(volumes["regions"]["lateral_ventricles"], 1),
         "qc_warnings": "; ".join(qc_warnings) or NA,
     }
-    for marker in MARKER_LABELS:
-        status = plan["markers"][marker.key]
-        assessed = status["assessed"]
-        row[f"{marker.label}_status"] = "assessed" if assessed else "not assessed"
-        row[f"{marker.label}_reason"] = status["reason"] or NA
-        mine = lesions[lesions["marker"] == marker.label] if not lesions.empty else lesions
-        groups = [("", mine)] + [
-            (f"_{region}", mine[mine["region"] == region] if len(mine) else mine)
-            for region in REGISTRY[marker.key].regions
-        ]
-        for suffix, part in groups:
-            row[f"{marker.label}{suffix}_count"] = len(part) if assessed else NA
-            row[f"{marker.label}{suffix}_volume_mm3"] = (
-                round(float(part["volume_mm3"].sum()), 3)
-                if assessed and len(part)
-                else (0.0 if assessed else NA)
-            )
-    ratings = ratings or dict.fromkeys(RATING_COLUMNS)
-    row.update({k: NA if v is None else v for k, v in ratings.items()})
     statuses = {
         m.label: (plan["markers"][m.key]["assessed"], plan["markers"][m.key]["reason"])
         for m in MARKER_LABELS
     }
-    figures = {k: v for k, v in {**row, **ratings}.items() if v is not None}
-    for name, value in compute_scores(figures, statuses).items():
+    for label, (assessed, reason) in statuses.items():
+        row[f"{label}_status"] = "assessed" if assessed else "not assessed"
+        row[f"{label}_reason"] = reason or NA
+        row.update(
+            {k: NA if v is None else v for k, v in marker_counts(label, assessed, lesions).items()}
+        )
+    ratings = ratings or dict.fromkeys(RATING_COLUMNS)
+    row.update({k: NA if v is None else v for k, v in ratings.items()})
+    for name, value in session_scores(row, ratings, statuses).items():
         row[name] = NA if value is None or value == "" else value
     for modality in MODALITIES:
         row[f"source_{modality}"] = sources.get(modality, NA)
     return row
+
+
+def marker_counts(label: str, assessed: bool, lesions: pd.DataFrame) -> dict:
+    """``<label>[_<region>]_count`` and ``_volume_mm3`` of one marker (None: not assessed)
+    from the session's lesion table (all markers; columns marker, region, volume_mm3)."""
+    mine = lesions[lesions["marker"] == label] if not lesions.empty else lesions
+    groups = [("", mine)] + [
+        (f"_{region}", mine[mine["region"] == region] if len(mine) else mine)
+        for region in REGISTRY[BY_LABEL[label].key].regions
+    ]
+    out: dict = {}
+    for suffix, part in groups:
+        out[f"{label}{suffix}_count"] = len(part) if assessed else None
+        volume = round(float(part["volume_mm3"].sum()), 3) if len(part) else 0.0
+        out[f"{label}{suffix}_volume_mm3"] = volume if assessed else None
+    return out
+
+
+def session_scores(counts: dict, ratings: dict, statuses: dict[str, tuple[bool, str]]) -> dict:
+    """The total scores (csvd_bids.quant.scores) from a session's counts and ratings; n/a
+    figures (None or "n/a") are left out, so a score that needs them is n/a with its reason."""
+    figures = {k: v for k, v in {**counts, **ratings}.items() if v is not None and v != NA}
+    return compute_scores(figures, statuses)
 
 
 def _score_description(name: str) -> str:
@@ -113,6 +124,11 @@ _LESION_DESCRIPTIONS = {
     "marker": ("Marker label (WMH, CMB, PVS, LAC, RSSI); see seg-csvd_dseg.tsv", None),
     "region": (
         "Region of the lesion: the lowest-numbered region of its marker that it touches",
+        None,
+    ),
+    "lobe": (
+        "Lobe most of the lesion's cortical and juxtacortical voxels lie in (seg-regions); "
+        "n/a when it touches none",
         None,
     ),
     "volume_mm3": ("Lesion volume", "mm^3"),

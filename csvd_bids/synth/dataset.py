@@ -28,6 +28,7 @@ from . import contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
 from .participants import draw_load, draw_participant
+from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
 from .regions import make_regions
 from .truth import STATS_COLUMNS, STATS_SIDECAR, region_truth, regions_tsv_text, session_truth
 
@@ -89,6 +90,9 @@ def _write_session(
     writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", structures, anat.affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", STATS_SIDECAR)
+    ratings = planted_ratings(anat, lesions, s)
+    writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
+    writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
     for modality, transform in motions.items():
         writer.write_transform(
             out / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt", transform

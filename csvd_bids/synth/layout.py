@@ -106,6 +106,9 @@ The ground truth is in `derivatives/groundtruth`, per session on that session's 
   lesions changed; `<prefix>_space-T1w_seg-csvd_dseg.nii.gz`: the same as one label map
   (indices in `seg-csvd_dseg.tsv`); `<prefix>_space-T1w_desc-lesions_stats.tsv`: one row per
   lesion (described in the `.json` beside it).
+- `<prefix>_desc-ratings_stats.tsv`: the counts, visual-rating estimates (Fazekas, PVS
+  grades, microbleeds by lobe) and total scores the session was planted with, measured on
+  the planted lesions themselves (rules in the csvd_bids.synth.planted docstring).
 - `<prefix>_space-T1w_desc-brain_mask.nii.gz`: the true brain mask (uint8 0/1).
 - `<prefix>_space-T1w_seg-regions_dseg.nii.gz`: true anatomical structures (uint8, indices
   and names in `seg-regions_dseg.tsv`: 1 lateral ventricles, 5 basal ganglia, 6 thalamus,

@@ -27,7 +27,7 @@ from .lesions import Lesion
 from .measure import component_stats, label_components
 from .regions import PV_DISTANCE_MM
 
-STATS_COLUMNS = (*LESION_COLUMNS, "lobe", "planted_diameter_mm", "onset_session")
+STATS_COLUMNS = (*LESION_COLUMNS, "planted_diameter_mm", "onset_session")
 
 
 # atlas structure name -> region name of the pipeline's region map
