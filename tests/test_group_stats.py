@@ -78,6 +78,16 @@ def test_perfect_separation_and_too_few_subjects_warn_instead_of_crashing():
     assert any("3 level(s)" in w for w in logistic_regression(three, "group", CLINICAL).warnings)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_one_or_two_subjects_give_warnings_not_a_crash(n):
+    """Every covariate of a single subject is constant: no design matrix at all."""
+    models, described, notes = analyse(_cohort(n, seed=8), None, None)
+    assert all(model.table.empty for model in models)
+    assert any("constant" in w or "too few" in w or "nothing to model" in w
+               for model in models for w in model.warnings)  # fmt: skip
+    assert not described.empty
+
+
 def test_descriptives_by_group():
     table = _cohort(60, seed=5)
     described = describe_by_group(table, "group", ["age", "sex"])

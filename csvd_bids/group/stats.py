@@ -56,6 +56,8 @@ def _design(
     for c in constant:
         notes.append(f"covariate {c!r} is constant: left out")
     kept = [c for c in present if c not in constant]
+    if not kept:  # pandas cannot make dummies of no column (e.g. one subject)
+        return complete[outcome], pd.DataFrame(index=complete.index)
     x = pd.get_dummies(complete[kept], drop_first=True, dtype=float)
     return complete[outcome], x.astype(float)
 
