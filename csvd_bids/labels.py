@@ -18,6 +18,10 @@ class MarkerLabel:
     index: int  # value in the seg-csvd dseg
     name: str  # human-readable name
 
+    @property
+    def plural(self) -> str:
+        return self.name[:-1] + "ies" if self.name.endswith("y") else self.name + "s"
+
 
 MARKER_LABELS: tuple[MarkerLabel, ...] = (
     MarkerLabel("wmh", "WMH", 1, "white matter hyperintensity"),
