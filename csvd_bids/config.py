@@ -13,6 +13,7 @@ from pathlib import Path
 from csvd_bids.labels import MARKER_LABELS
 
 ALL_MARKERS: tuple[str, ...] = tuple(m.key for m in MARKER_LABELS)
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")  # torch devices of model inference
 
 
 @dataclass
@@ -36,6 +37,10 @@ class RunConfig:
     skip_validation: bool = False
     group_outcome: str | None = None  # None: participants.tsv's two-level "group" column
     group_covariates: tuple[str, ...] = ()  # (): csvd_bids.group.stats.DEFAULT_COVARIATES
+    models_dir: Path | None = None  # model bundles that replace markers' detectors
+    device: str = "auto"  # torch device of model inference: auto, cpu, cuda
+    tta: bool = False  # left-right flip test-time augmentation of model inference
+    reports_only: bool = False  # rebuild the HTML reports from existing outputs, run nothing
     verbosity: int = 0
 
     def to_json(self) -> str:

@@ -47,8 +47,11 @@ def plan_prefix(plan: dict) -> str:
     return session_prefix(plan["subject"], plan["session"])
 
 
-def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
-    """Check the session's images and describe what will run; raises InputImageError."""
+def make_plan(
+    inputs: SessionInputs, selected_markers: tuple[str, ...], bundles: dict | None = None
+) -> dict:
+    """Check the session's images and describe what will run; raises InputImageError.
+    ``bundles``: marker key -> model bundle that replaces the marker's detector."""
     if inputs.reference is None:
         raise InputImageError(
             inputs.prefix, "neither a T1w nor a FLAIR image: nothing to use as the reference space"
@@ -83,13 +86,53 @@ def make_plan(inputs: SessionInputs, selected_markers: tuple[str, ...]) -> dict:
         "markers": marker_statuses(list(files), selected_markers, unusable),
         "unusable": unusable,
     }
+    for key, bundle in (bundles or {}).items():
+        if key in plan["markers"] and plan["markers"][key]["assessed"]:
+            plan["markers"][key].update(model_status(bundle, set(files)))
     if "dwi" in files and "rssi" in selected_markers:  # only RSSI needs the DWI processed
         plan["dwi_bval"] = str(inputs.bval)
     return plan
 
 
+def model_status(bundle, available: set[str]) -> dict:
+    """The marker's plan entries when a bundle replaces its detector: the bundle, its channels
+    and method, or "not assessed" when the session lacks a modality the model needs."""
+    from csvd_bids.models.detect import missing_channels
+
+    missing = missing_channels(bundle, available)
+    if missing:
+        return {
+            "assessed": False,
+            "reason": f"model {bundle.metadata['name']} needs {', '.join(missing)}",
+        }
+    return {
+        "model": str(bundle.path),
+        "model_sha256": bundle.metadata["weights_sha256"],
+        "channels": list(bundle.inputs),
+        "method": bundle.description,
+    }
+
+
+def load_models(config: RunConfig) -> dict:
+    """marker key -> bundle from --models-dir, each checked against its marker; {} without."""
+    if config.models_dir is None:
+        return {}
+    from csvd_bids.markers import REGISTRY
+    from csvd_bids.models.bundle import find_bundles
+    from csvd_bids.models.detect import check_bundle_supported
+    from csvd_bids.models.inference import check_device
+
+    check_device(config.device)
+    bundles = find_bundles(config.models_dir)
+    for key, bundle in bundles.items():
+        check_bundle_supported(bundle, REGISTRY[key])
+        LOGGER.info("%s: model bundle %s replaces the detector", key, bundle.path)
+    return bundles
+
+
 def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, str]]:
     """(plans of usable sessions, {session prefix: why it was rejected})."""
+    bundles = load_models(config)
     layout = load_layout(config.bids_dir, config.bids_database_dir)
     sessions = discover_sessions(
         layout, config.participant_labels, config.session_labels, config.bids_filters
@@ -97,7 +140,7 @@ def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, str]]:
     plans, rejected = [], {}
     for inputs in sessions:
         try:
-            plans.append(make_plan(inputs, config.markers))
+            plans.append(make_plan(inputs, config.markers, bundles))
         except InputImageError as exc:
             rejected[inputs.prefix] = str(exc)
             LOGGER.error("%s: %s", inputs.prefix, exc)

@@ -169,7 +169,8 @@ def write_session_outputs(
             "Sources": inputs,
             "SpatialReference": spatial_reference,
             "Manual": False,
-            "Method": spec.method,
+            # a model bundle's description when one replaced the detector
+            "Method": plan["markers"][key].get("method", spec.method),
         }
         _write_image_with_sidecar(
             out("probseg", ".nii.gz", space=space, label=label),

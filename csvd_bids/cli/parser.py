@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from csvd_bids import __version__
-from csvd_bids.config import ALL_MARKERS, RunConfig
+from csvd_bids.config import ALL_MARKERS, DEVICES, RunConfig
 from csvd_bids.errors import ExitCode, NoInputError, UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -187,6 +187,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the workflow graph (SVG) into the work directory",
     )
     perf.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="folder of MONAI model bundles; a bundle replaces its marker's detector",
+    )
+    perf.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where model bundles run: auto (CUDA when available), cpu or cuda",
+    )
+    perf.add_argument(
+        "--tta",
+        action="store_true",
+        help="model bundles: average with the left-right mirrored prediction",
+    )
+    perf.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="only rebuild the HTML reports (sessions and/or group) from existing outputs",
+    )
+    perf.add_argument(
         "--notrack",
         action="store_true",
         help="accepted for compatibility: csvd-bids never sends usage data",
@@ -268,4 +290,8 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         verbosity=opts.verbosity,
         group_outcome=opts.group_outcome,
         group_covariates=tuple(opts.group_covariates),
+        models_dir=opts.models_dir.expanduser().absolute() if opts.models_dir else None,
+        device=opts.device,
+        tta=opts.tta,
+        reports_only=opts.reports_only,
     )

@@ -53,7 +53,7 @@ def check_inputs(config: RunConfig) -> None:
         raise UsageError(
             f"{config.work_dir}: the work dir (-w) must not be inside bids_dir ({config.bids_dir})"
         )
-    if "participant" in config.analysis_levels:
+    if "participant" in config.analysis_levels and not config.reports_only:
         if config.skip_validation:
             LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
         else:
@@ -62,7 +62,8 @@ def check_inputs(config: RunConfig) -> None:
 
 def run_participant_level(config: RunConfig) -> ExitCode:
     from csvd_bids.bids.derivatives import init_output_dir
-    from csvd_bids.planning import plan_sessions
+    from csvd_bids.planning import plan_prefix, plan_sessions
+    from csvd_bids.reports.build import build_session_reports
     from csvd_bids.workflows.base import init_csvd_wf
     from csvd_bids.workflows.execute import configure_nipype, run_graph
 
@@ -77,6 +78,7 @@ def run_participant_level(config: RunConfig) -> ExitCode:
             failures = run_graph(init_csvd_wf(plans, config), config, crash_dir)
         finally:
             init_output_dir(config.output_dir, config.bids_dir)
+        build_session_reports(config.output_dir, prefixes={plan_prefix(p) for p in plans})
 
     return report_sessions(plans, rejected, failures, config.output_dir)
 
@@ -111,6 +113,28 @@ def report_sessions(
     return ExitCode.SESSION_FAILED if failed else ExitCode.OK
 
 
+def run_group(config: RunConfig) -> None:
+    from csvd_bids.group.aggregate import run_group_level
+    from csvd_bids.reports.build import build_group_report
+
+    run_group_level(
+        config.output_dir, config.bids_dir, config.group_outcome, config.group_covariates or None
+    )
+    build_group_report(config.output_dir)
+
+
+def rebuild_reports(config: RunConfig) -> None:
+    """--reports-only: the HTML reports from the outputs already there; nothing is run."""
+    from csvd_bids.reports.build import build_group_report, build_session_reports
+
+    if "participant" in config.analysis_levels:
+        build_session_reports(
+            config.output_dir, config.participant_labels, config.session_labels, required=True
+        )
+    if "group" in config.analysis_levels:
+        build_group_report(config.output_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(argv)
@@ -124,17 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         _ensure_writable(config.output_dir, "output directory")
         _ensure_writable(config.work_dir, "work directory")
         configure_environment(config.work_dir)
-        if "participant" in config.analysis_levels:
-            code = run_participant_level(config)
-        if "group" in config.analysis_levels:
-            from csvd_bids.group.aggregate import run_group_level
-
-            run_group_level(
-                config.output_dir,
-                config.bids_dir,
-                config.group_outcome,
-                config.group_covariates or None,
-            )
+        if config.reports_only:
+            rebuild_reports(config)
+        else:
+            if "participant" in config.analysis_levels:
+                code = run_participant_level(config)
+            if "group" in config.analysis_levels:
+                run_group(config)
     except CsvdBidsError as exc:
         LOGGER.error("%s", exc)
         return int(exc.exit_code)

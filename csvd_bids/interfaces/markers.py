@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -11,10 +12,12 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
 from csvd_bids.bids.discovery import ANAT_MODALITIES
+from csvd_bids.config import DEVICES
 from csvd_bids.markers import REGISTRY, SessionImages
 from csvd_bids.markers.base import DWI_IMAGES, image_fields
 from csvd_bids.preproc.images import new_like
@@ -36,6 +39,12 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
     csf = File(exists=True, mandatory=True)
     ventricles = File(exists=True, mandatory=True)
     regions = File(exists=True, desc="region map (preproc.regions.REGION_LABELS)")
+    bundle = traits.Str(desc="model bundle folder; when set, it replaces the detector")
+    bundle_sha256 = traits.Str(desc="the bundle's weights checksum (part of the cache key)")
+    tta = traits.Bool(False, usedefault=True, desc="left-right flip test-time augmentation")
+    # where and how fast a model runs does not change what it finds: not part of the cache key
+    device = traits.Enum(*DEVICES, usedefault=True, nohash=True)
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
 class _DetectOutputSpec(TraitedSpec):
@@ -68,7 +77,21 @@ class DetectMarker(SimpleInterface):
             priors={name: _array(name) for name in ("wm", "gm", "csf", "ventricles")},
             regions=_array("regions").astype(np.uint8) if self.inputs.regions else None,
         )
-        detection = spec.detect(session)
+        if isdefined(self.inputs.bundle) and self.inputs.bundle:
+            from csvd_bids.models.bundle import load_bundle
+            from csvd_bids.models.detect import detect_with_bundle
+
+            bundle = load_bundle(Path(self.inputs.bundle))
+            detection = detect_with_bundle(
+                bundle,
+                spec,
+                session,
+                self.inputs.device,
+                self.inputs.tta,
+                self.inputs.num_threads,
+            )
+        else:
+            detection = spec.detect(session)
         reference = session.reference
         table = lesion_table(
             detection.mask,

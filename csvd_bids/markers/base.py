@@ -50,6 +50,10 @@ class Detection:
     region_names: dict[int, str] = field(default_factory=dict)
 
 
+# (session, lesion mask) -> (region map or None, region names)
+Locator = Callable[[SessionImages, np.ndarray], tuple[np.ndarray | None, dict[int, str]]]
+
+
 @dataclass(frozen=True)
 class MarkerSpec:
     key: str
@@ -58,6 +62,11 @@ class MarkerSpec:
     detect: Callable[[SessionImages], Detection] | None = None
     method: str = ""  # one sentence for sidecars and reports
     regions: tuple[str, ...] = ()  # region names its lesion table and summary report
+    # Region map and names for any mask of this marker (a model's): as the detector names its
+    # own lesions. None: model bundles are not supported for the marker.
+    locate: (
+        Callable[[SessionImages, np.ndarray], tuple[np.ndarray | None, dict[int, str]]] | None
+    ) = None
 
     @property
     def label(self) -> MarkerLabel:

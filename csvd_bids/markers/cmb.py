@@ -392,6 +392,13 @@ def _reference_tissue(wm: np.ndarray | None, away: np.ndarray, params: CMBParams
     return away
 
 
+def locate_cmb(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray | None, dict]:
+    """MARS regions (lobar, deep, infratentorial) when the session has a region map."""
+    if session.regions is None:
+        return None, {}
+    return mars_regions(session.regions, np.asarray(session.brain_mask, dtype=bool))
+
+
 def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     """Microbleeds of one session (needs "swi"; uses "t1w", the WM prior and the region map
     when present); see the module docstring for the method."""

@@ -361,6 +361,12 @@ def _grow_rim(
     return np.isin(grown, keep[keep > 0])
 
 
+def locate_lacunes(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Deep or lobar: each lesion in the region holding most of it (as the detector)."""
+    regions = session.regions if session.regions is not None else _fallback_regions(session)
+    return _majority_regions(mask, lacune_region_map(regions)), {1: "deep", 2: "lobar"}
+
+
 def _majority_regions(mask: np.ndarray, place: np.ndarray) -> np.ndarray:
     """The lacune region map with each lesion painted in its majority region (deep or lobar),
     so that a lesion is named by where most of it lies, not by one voxel of it. A lesion whose

@@ -305,6 +305,11 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     return maps
 
 
+def locate_pvs(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """BG and CSO (the detector's own region map)."""
+    return pvs_regions(_regions(session), session.reference.affine), dict(REGION_NAMES)
+
+
 def detect_pvs(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
     """Enlarged perivascular spaces of one session (see the module docstring)."""
     shape = session.brain_mask.shape

@@ -8,9 +8,14 @@ as zero), through the same interface.
 from __future__ import annotations
 
 from csvd_bids.markers.base import MarkerSpec, register
-from csvd_bids.markers.cmb import CMB_METHOD, CMB_REGIONS, detect_cmb
-from csvd_bids.markers.lacunes import LACUNE_METHOD, LACUNE_REGIONS, detect_lacunes
-from csvd_bids.markers.pvs import PVS_METHOD, PVS_REGIONS, detect_pvs
+from csvd_bids.markers.cmb import CMB_METHOD, CMB_REGIONS, detect_cmb, locate_cmb
+from csvd_bids.markers.lacunes import (
+    LACUNE_METHOD,
+    LACUNE_REGIONS,
+    detect_lacunes,
+    locate_lacunes,
+)
+from csvd_bids.markers.pvs import PVS_METHOD, PVS_REGIONS, detect_pvs, locate_pvs
 
 register(
     MarkerSpec(
@@ -18,6 +23,7 @@ register(
         required=("swi",),
         optional=("t1w",),
         detect=detect_cmb,
+        locate=locate_cmb,
         method=CMB_METHOD,
         regions=CMB_REGIONS,
     )
@@ -28,6 +34,7 @@ register(
         required=("t2w",),
         optional=("t1w", "flair"),
         detect=detect_pvs,
+        locate=locate_pvs,
         method=PVS_METHOD,
         regions=PVS_REGIONS,
     )
@@ -38,6 +45,7 @@ register(
         required=("flair",),
         optional=("t1w", "t2w"),
         detect=detect_lacunes,
+        locate=locate_lacunes,
         method=LACUNE_METHOD,
         regions=LACUNE_REGIONS,
     )

@@ -280,12 +280,23 @@ def _segment(
     return mask, score, dist_ventricles
 
 
+def locate_wmh(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    """1 periventricular (within 10 mm of the lateral ventricles), 2 deep."""
+    if session.regions is not None:
+        ventricles = session.regions == VENTRICLES
+    else:
+        ventricles = session.brain_mask & (session.priors["ventricles"] >= 0.5)
+    near = distance_mm(ventricles, session.zooms) <= PERIVENTRICULAR_MM
+    return np.where(near, 1, 2).astype(np.uint8), {1: "periventricular", 2: "deep"}
+
+
 register(
     MarkerSpec(
         "wmh",
         required=("flair",),
         optional=("t1w",),
         detect=detect_wmh,
+        locate=locate_wmh,
         regions=("periventricular", "deep"),
         method="FLAIR hyperintensity inside the subject's white matter (region map), relative "
         "to normal-appearing white matter and cortex, with hysteresis lesion growth (seeds: "

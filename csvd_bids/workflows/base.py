@@ -45,8 +45,10 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
         wf.connect(preproc_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
 
     for key in markers:
+        status = plan["markers"][key]
         used = tuple(f for m in REGISTRY[key].modalities(plan["files"]) for f in image_fields(m))
-        marker_wf = init_marker_wf(marker=key, modalities=used)
+        used = tuple(dict.fromkeys([*used, *status.get("channels", ())]))
+        marker_wf = init_marker_wf(marker=key, modalities=used, model=status, config=config)
         for field in (*used, *MARKER_INPUTS):
             wf.connect(preproc_wf, f"outputnode.{field}", marker_wf, f"inputnode.{field}")
         for kind in ("score", "mask", "lesions"):

@@ -1,0 +1,63 @@
+"""A marker's detection by a model bundle instead of its unsupervised detector.
+
+The probability map is the score; the mask is the probability at or above the bundle's
+threshold inside the brain, without lesions under the bundle's minimum volume, and with the
+marker's size rule (``csvd_bids.markers.size_rules``) applied as for the detector; regions are
+named by the marker's own ``locate``, so tables and summaries do not depend on the method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages
+from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule
+from csvd_bids.models.bundle import Bundle, BundleError
+from csvd_bids.models.inference import predict
+from csvd_bids.quant.lesions import remove_small_lesions
+
+
+def _modality(channel: str) -> str:
+    """The modality key an input channel comes from (the DWI gives dwi_b0, _trace, _adc)."""
+    return "dwi" if channel.startswith("dwi_") else channel
+
+
+def check_bundle_supported(bundle: Bundle, spec: MarkerSpec) -> None:
+    """Refuse a bundle for a marker whose lesions cannot be located without its detector."""
+    if spec.locate is None:
+        raise BundleError(
+            bundle.path, f"models for {spec.key} are not supported by this version of csvd-bids"
+        )
+
+
+def missing_channels(bundle: Bundle, available: set[str]) -> list[str]:
+    """The bundle's input channels whose modality the session does not have."""
+    return [c for c in bundle.inputs if _modality(c) not in available]
+
+
+def detect_with_bundle(
+    bundle: Bundle,
+    spec: MarkerSpec,
+    session: SessionImages,
+    device: str = "auto",
+    tta: bool = False,
+    threads: int = 1,
+) -> Detection:
+    torch.set_num_threads(max(1, int(threads)))
+    missing = [c for c in bundle.inputs if c not in session.images]
+    if missing:
+        raise BundleError(bundle.path, f"needs {', '.join(missing)}, which the session lacks")
+    channels = np.stack([session.data(c) for c in bundle.inputs])
+    brain = np.asarray(session.brain_mask, dtype=bool)
+    probability = predict(
+        bundle, bundle.build_network(), channels, brain, session.zooms, device, tta
+    )
+    mask = brain & (probability >= float(bundle.metadata["threshold"]))
+    affine = session.reference.affine
+    voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
+    mask = remove_small_lesions(mask, voxel_mm3, float(bundle.metadata["min_lesion_mm3"]))
+    if spec.key in SIZE_RULES:
+        mask = apply_size_rule(mask, affine, spec.key)
+    regions, names = spec.locate(session, mask)
+    return Detection(score=probability, mask=mask, regions=regions, region_names=names)

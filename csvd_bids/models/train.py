@@ -1,0 +1,283 @@
+"""Training a marker's segmentation model and writing it as a bundle (``csvd-bids-train``).
+
+Training pairs are what inference will see: the preprocessed images of a csvd-bids output
+folder (``*_desc-preproc_<SUFFIX>``, the DWI's ``desc-{b0,trace,adc}_dwi``, on each session's
+reference grid, normalised as the bundle declares) and reference masks
+``*_label-<MARKER>_mask.nii.gz`` from a derivatives folder (a lab's manual masks, or the
+generator's ``derivatives/groundtruth``), resampled to the reference grid (nearest
+neighbour) when they are on another. ``--synthetic N`` makes such a pair of folders first: a
+synthetic dataset and its participant-level preprocessing.
+
+Domain randomisation, in the manner of SynthSeg, with MONAI transforms on every patch: random
+affine deformation (rotation, scaling), left-right flip, bias field, gamma contrast, intensity
+scaling and shift, Gaussian noise and Gaussian blur (resolution). Loss: Dice + cross-entropy.
+Every epoch: a checkpoint (network, optimiser, epoch, best figure), and validation on the
+held-out sessions with the inference code and the evaluation command's metrics
+(``csvd_bids.evaluate.compare_masks``); the bundle keeps the best validation Dice.
+Deterministic: every epoch reseeds from ``seed + epoch`` (``monai.utils.set_determinism``),
+so a resumed run continues as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from nibabel.processing import resample_from_to
+
+from csvd_bids.bids.discovery import SUFFIXES
+from csvd_bids.errors import NoInputError
+from csvd_bids.labels import BY_KEY
+from csvd_bids.models.bundle import Bundle, write_bundle
+from csvd_bids.models.inference import normalise, predict, resolve_device
+
+LOGGER = logging.getLogger("csvd_bids.train")
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainSettings:
+    marker: str
+    inputs: tuple[str, ...]
+    patch_size: tuple[int, int, int] = (64, 64, 64)
+    epochs: int = 10
+    iterations: int = 50  # patch batches per epoch
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    threshold: float = 0.5
+    min_lesion_mm3: float = 5.0
+    validation_fraction: float = 0.25
+    seed: int = 0
+    device: str = "auto"
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+
+@dataclass
+class Session:
+    name: str
+    image: np.ndarray  # (C, X, Y, Z) float32, normalised
+    label: np.ndarray  # (1, X, Y, Z) float32 0/1
+    brain: np.ndarray  # bool
+    zooms: tuple[float, float, float]
+
+
+def _channel_file(anat: Path, prefix: str, channel: str) -> Path | None:
+    if channel.startswith("dwi_"):
+        pattern = f"{prefix}_space-*_desc-{channel[4:]}_dwi.nii.gz"
+        folder = anat.parent / "dwi"
+    else:
+        pattern = f"{prefix}_*space-*_desc-preproc_{SUFFIXES[channel]}.nii.gz"
+        folder = anat
+    return next(iter(sorted(folder.glob(pattern))), None)
+
+
+def load_sessions(outputs: Path, labels: Path, settings: TrainSettings) -> list[Session]:
+    """Every session of ``outputs`` with all input channels and a reference mask in ``labels``."""
+    label = BY_KEY[settings.marker].label
+    sessions = []
+    for summary in sorted(outputs.glob("sub-*/**/anat/*_desc-summary_stats.tsv")):
+        anat = summary.parent
+        prefix = summary.name.removesuffix("_desc-summary_stats.tsv")
+        relative = anat.relative_to(outputs)
+        masks = sorted((labels / relative).glob(f"{prefix}_*label-{label}_mask.nii.gz"))
+        files = [_channel_file(anat, prefix, c) for c in settings.inputs]
+        brain_file = next(iter(anat.glob(f"{prefix}_space-*_desc-brain_mask.nii.gz")), None)
+        if not masks or None in files or brain_file is None:
+            LOGGER.info("%s: skipped (no reference mask or a missing input)", prefix)
+            continue
+        reference = nib.load(files[0])
+        mask_img = nib.load(masks[0])
+        if mask_img.shape[:3] != reference.shape[:3] or not np.allclose(
+            mask_img.affine, reference.affine, atol=1e-3
+        ):
+            mask_img = resample_from_to(mask_img, (reference.shape[:3], reference.affine), order=0)
+        brain = np.asanyarray(nib.load(brain_file).dataobj) > 0
+        raw = np.stack([np.asanyarray(nib.load(f).dataobj, dtype=np.float32) for f in files])
+        sessions.append(
+            Session(
+                prefix,
+                normalise(raw, brain),
+                (np.asanyarray(mask_img.dataobj) > 0).astype(np.float32)[None],
+                brain,
+                tuple(float(z) for z in reference.header.get_zooms()[:3]),
+            )
+        )
+    if len(sessions) < 2:
+        raise NoInputError(
+            f"{outputs} with {labels}: {len(sessions)} session(s) with every input "
+            f"({', '.join(settings.inputs)}) and a {label} mask; training needs at least 2"
+        )
+    return sessions
+
+
+def _transforms(patch: tuple[int, int, int]):
+    from monai import transforms as T
+
+    keys = ("image", "label")
+    return T.Compose(
+        [
+            T.SpatialPadd(keys, spatial_size=patch),
+            T.RandCropByPosNegLabeld(
+                keys, label_key="label", spatial_size=patch, pos=2, neg=1, num_samples=2
+            ),
+            T.RandAffined(
+                keys,
+                prob=0.5,
+                rotate_range=(0.2, 0.2, 0.2),
+                scale_range=(0.15, 0.15, 0.15),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            T.RandFlipd(keys, prob=0.5, spatial_axis=0),
+            T.RandBiasFieldd("image", prob=0.3, coeff_range=(0.0, 0.2)),
+            T.RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+            T.RandScaleIntensityd("image", factors=0.15, prob=0.5),
+            T.RandShiftIntensityd("image", offsets=0.2, prob=0.5),
+            T.RandGaussianNoised("image", prob=0.3, std=0.1),
+            T.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.5, 1.2)),
+        ]
+    )
+
+
+def network_def(settings: TrainSettings) -> dict:
+    return {
+        "_target_": "UNet",
+        "spatial_dims": 3,
+        "in_channels": len(settings.inputs),
+        "out_channels": 1,
+        "channels": list(settings.channels),
+        "strides": [2] * (len(settings.channels) - 1),
+        "num_res_units": 2,
+        "norm": "INSTANCE",
+    }
+
+
+def _validate(bundle_like: Bundle, network, sessions: list[Session], device: str) -> float:
+    from csvd_bids.evaluate import compare_masks
+
+    network.eval()
+    dice = []
+    for s in sessions:
+        probability = predict(bundle_like, network, s.image, s.brain, s.zooms, device)
+        found = probability >= bundle_like.metadata["threshold"]
+        dice.append(compare_masks(s.label[0] > 0, found, s.zooms).dice)
+    network.train()
+    return float(np.mean(dice))
+
+
+def train(
+    settings: TrainSettings, outputs: Path, labels: Path, bundle_dir: Path, resume: bool = False
+) -> Bundle:
+    """Train, checkpointing into ``bundle_dir/checkpoints``; returns the written bundle."""
+    from monai.data import DataLoader, Dataset
+    from monai.losses import DiceCELoss
+    from monai.utils import set_determinism
+
+    from csvd_bids.models.bundle import make_network
+
+    sessions = load_sessions(outputs, labels, settings)
+    n_val = max(1, int(round(settings.validation_fraction * len(sessions))))
+    validation, training = sessions[:n_val], sessions[n_val:]
+    device = resolve_device(settings.device)
+    definition = network_def(settings)
+    set_determinism(seed=settings.seed)
+    network = make_network(definition, bundle_dir).to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    loss_function = DiceCELoss(sigmoid=True)
+    checkpoints = bundle_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    start, best, history = 0, -1.0, []
+    if resume and (checkpoints / CHECKPOINT).is_file():
+        state = torch.load(checkpoints / CHECKPOINT, map_location=device, weights_only=True)
+        network.load_state_dict(state["network"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, best = int(state["epoch"]), float(state["best"])
+        history = json.loads((checkpoints / "history.json").read_text())
+        LOGGER.info("resumed after epoch %d (best validation Dice %.3f)", start, best)
+    metadata = _metadata(settings, training, validation, definition)
+    probe = Bundle(bundle_dir, {**metadata, "weights_sha256": ""}, definition)
+    items = [{"image": s.image, "label": s.label} for s in training]
+    for epoch in range(start, settings.epochs):
+        set_determinism(seed=settings.seed + epoch)
+        loader = DataLoader(
+            Dataset(items * settings.iterations, _transforms(settings.patch_size)),
+            batch_size=settings.batch_size,
+            shuffle=True,
+            num_workers=0,
+        )
+        began, losses, patches = time.perf_counter(), [], 0
+        for step, batch in enumerate(loader):
+            if step >= settings.iterations:
+                break
+            image, label = batch["image"].to(device), batch["label"].to(device)
+            optimiser.zero_grad()
+            loss = loss_function(network(image), label)
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.detach().item())
+            patches += image.shape[0]
+        seconds = time.perf_counter() - began
+        dice = _validate(probe, network, validation, settings.device)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "validation_dice": dice,
+                "patches_per_second": patches / seconds,
+            }
+        )
+        LOGGER.info("epoch %d: %s", epoch + 1, history[-1])
+        if dice > best:
+            best = dice
+            torch.save(network.state_dict(), checkpoints / "best.pt")
+        torch.save(
+            {
+                "network": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "epoch": epoch + 1,
+                "best": best,
+            },
+            checkpoints / CHECKPOINT,
+        )
+        (checkpoints / "history.json").write_text(json.dumps(history, indent=2))
+    weights = torch.load(checkpoints / "best.pt", map_location="cpu", weights_only=True)
+    metadata["evaluation"] = {
+        "validation_dice_best": best,
+        "validation_sessions": [s.name for s in validation],
+        "history": history,
+    }
+    return write_bundle(bundle_dir, definition, weights, metadata)
+
+
+def _metadata(settings: TrainSettings, training, validation, definition) -> dict:
+    from csvd_bids import __version__
+
+    zooms = np.median([s.zooms for s in training], axis=0)
+    label = BY_KEY[settings.marker]
+    return {
+        "name": f"csvd-bids-{settings.marker}-unet",
+        "version": __version__,
+        "marker": settings.marker,
+        "description": f"3D UNet ({definition['channels']}) segmenting {label.plural}",
+        "inputs": list(settings.inputs),
+        "spacing_mm": [float(z) for z in zooms],
+        "patch_size": list(settings.patch_size),
+        "normalisation": "zscore_brain",
+        "threshold": settings.threshold,
+        "min_lesion_mm3": settings.min_lesion_mm3,
+        "training": {
+            "sessions": [s.name for s in training],
+            "settings": {k: v for k, v in asdict(settings).items() if k != "command"},
+            "command": settings.command,
+            "monai_version": __import__("monai").__version__,
+            "torch_version": torch.__version__,
+        },
+    }

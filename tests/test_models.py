@@ -1,0 +1,216 @@
+"""Model bundles: training (determinism, resume), safe loading, inference, and the pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from csvd_bids.cli.run import main
+from csvd_bids.errors import ExitCode, UsageError
+from csvd_bids.interfaces.markers import DetectMarker
+from csvd_bids.markers import REGISTRY
+from csvd_bids.models.bundle import (
+    INFERENCE,
+    METADATA,
+    WEIGHTS,
+    Bundle,
+    BundleError,
+    find_bundles,
+    load_bundle,
+    sha256,
+)
+from csvd_bids.models.cli import main as train_main
+from csvd_bids.models.detect import check_bundle_supported
+from csvd_bids.models.inference import predict, resolve_device
+from csvd_bids.planning import model_status
+
+TINY = ["--patch", "32", "32", "32", "--channels", "8", "16", "--iterations", "2"]
+
+
+def _train(demo_run, bundle: Path, *extra: str) -> int:
+    labels = demo_run["bids"] / "derivatives" / "groundtruth"
+    args = ["wmh", str(bundle), "--outputs", str(demo_run["out"]), "--labels", str(labels)]
+    return train_main([*args, *TINY, "--device", "cpu", *extra])
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(demo_run, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "wmh"
+    assert _train(demo_run, folder, "--epochs", "2") == 0
+    return folder
+
+
+def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(bundle_dir, tmp_path / "bundle"))
+
+
+def test_training_writes_a_checked_bundle(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    metadata = json.loads((bundle_dir / METADATA).read_text())
+    assert metadata["weights_sha256"] == sha256(bundle_dir / WEIGHTS)
+    assert bundle.inputs == ("flair", "t1w") and bundle.marker == "wmh"
+    assert len(metadata["evaluation"]["history"]) == 2
+    assert metadata["training"]["command"] and metadata["spacing_mm"] == [3.0, 3.0, 3.0]
+    assert "UNet" in bundle.description and metadata["weights_sha256"][:12] in bundle.description
+
+
+def test_resumed_training_equals_an_uninterrupted_one(demo_run, bundle_dir, tmp_path):
+    """Fixed seeds, reseeded every epoch: 1 epoch + resume to 2 gives the same weights."""
+    resumed = tmp_path / "resumed"
+    assert _train(demo_run, resumed, "--epochs", "1") == 0
+    assert _train(demo_run, resumed, "--epochs", "2", "--resume") == 0
+    straight = torch.load(bundle_dir / "checkpoints" / "checkpoint.pt", weights_only=True)
+    again = torch.load(resumed / "checkpoints" / "checkpoint.pt", weights_only=True)
+    assert again["epoch"] == straight["epoch"] == 2
+    for name, tensor in straight["network"].items():
+        assert torch.allclose(tensor, again["network"][name], atol=1e-6), name
+
+
+def test_training_without_usable_sessions_is_no_input(demo_run, tmp_path):
+    code = train_main(
+        [
+            "wmh",
+            str(tmp_path / "b"),
+            "--outputs",
+            str(demo_run["out"]),
+            "--labels",
+            str(tmp_path),
+            *TINY,
+        ]  # fmt: skip
+    )
+    assert code == ExitCode.NO_INPUT
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: (b / WEIGHTS).unlink(), "models/model.pt is missing"),
+        (lambda b: (b / WEIGHTS).write_bytes((b / WEIGHTS).read_bytes()[:-8]), "SHA-256"),
+        (lambda b: (b / METADATA).write_text("{not json"), "not readable JSON"),
+        (lambda b: _edit(b, INFERENCE, {"network_def": {"_target_": "os.system"}}), "allowed"),
+        (lambda b: _edit(b, METADATA, {"inputs": ["flair"]}), "lists 1 input"),
+        (lambda b: _edit(b, METADATA, {"spacing_mm": [1, 1]}), "three positive"),
+        (lambda b: _edit(b, METADATA, {"marker": "css"}), "marker 'css'"),
+    ],
+)
+def test_damaged_bundles_are_refused_with_the_file_named(bundle_dir, tmp_path, damage, message):
+    bundle = _copy(bundle_dir, tmp_path)
+    damage(bundle)
+    with pytest.raises(BundleError, match=message) as caught:
+        load_bundle(bundle)
+    assert str(bundle) in str(caught.value) and caught.value.exit_code == ExitCode.INPUT_DATA
+
+
+def _edit(bundle: Path, name: Path, changes: dict) -> None:
+    content = json.loads((bundle / name).read_text())
+    if "network_def" in changes:
+        content["network_def"] = changes["network_def"]
+    else:
+        content.update(changes)
+    (bundle / name).write_text(json.dumps(content))
+
+
+def test_pickled_code_in_the_weights_is_refused(bundle_dir, tmp_path):
+    """weights_only loading: a file that would run code on unpickling never loads."""
+    bundle = _copy(bundle_dir, tmp_path)
+    torch.save({"weight": torch.zeros(1), "payload": print}, bundle / WEIGHTS)
+    _edit(bundle, METADATA, {"weights_sha256": sha256(bundle / WEIGHTS)})
+    with pytest.raises(BundleError, match="not a safely loadable state dict"):
+        load_bundle(bundle)
+
+
+def test_bundle_rules_per_marker_and_session(bundle_dir, tmp_path):
+    bundle = load_bundle(bundle_dir)
+    rssi = Bundle(bundle.path, {**bundle.metadata, "marker": "rssi"}, bundle.network_def)
+    with pytest.raises(BundleError, match="not supported"):
+        check_bundle_supported(rssi, REGISTRY["rssi"])
+    lacking = model_status(bundle, {"flair", "t2w"})
+    assert lacking["assessed"] is False and "needs t1w" in lacking["reason"]
+    assert model_status(bundle, {"flair", "t1w"})["model"] == str(bundle_dir)
+    second = tmp_path / "models"
+    shutil.copytree(bundle_dir, second / "a")
+    shutil.copytree(bundle_dir, second / "b")
+    with pytest.raises(BundleError, match="a second bundle for wmh"):
+        find_bundles(second)
+
+
+def test_inference_resamples_to_the_bundle_spacing_and_back(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    rng = np.random.default_rng(0)
+    channels = rng.normal(size=(2, 30, 36, 28)).astype(np.float32)
+    brain = np.zeros(channels.shape[1:], dtype=bool)
+    brain[4:-4, 4:-4, 4:-4] = True
+    network = bundle.build_network()
+    out = predict(bundle, network, channels, brain, (1.5, 1.5, 1.5), device="cpu")
+    assert out.shape == brain.shape and out.dtype == np.float32
+    assert (out[~brain] == 0).all() and out.min() >= 0 and out.max() <= 1
+    tta = predict(bundle, network, channels, brain, (1.5, 1.5, 1.5), device="cpu", tta=True)
+    assert tta.shape == out.shape and not np.array_equal(tta, out)
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(UsageError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_device_and_threads_do_not_change_the_cache_key():
+    hashes = set()
+    for device, threads in (("cpu", 1), ("auto", 4)):
+        node = DetectMarker(marker="wmh", bundle="/models/wmh", bundle_sha256="ab")
+        node.inputs.device, node.inputs.num_threads = device, threads
+        hashes.add(node.inputs.get_hashval()[1])
+    assert len(hashes) == 1
+    other = DetectMarker(marker="wmh", bundle="/models/wmh", bundle_sha256="cd")
+    assert other.inputs.get_hashval()[1] not in hashes  # new weights, new results
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: the GPU path is not run")
+def test_gpu_matches_cpu(bundle_dir):
+    """float16 autocast on the GPU against float32 on the CPU: probabilities within 0.02."""
+    bundle = load_bundle(bundle_dir)
+    rng = np.random.default_rng(1)
+    channels = rng.normal(size=(2, 40, 40, 40)).astype(np.float32)
+    brain = np.ones(channels.shape[1:], dtype=bool)
+    cpu = predict(bundle, bundle.build_network(), channels, brain, (3.0, 3.0, 3.0), "cpu")
+    gpu = predict(bundle, bundle.build_network(), channels, brain, (3.0, 3.0, 3.0), "cuda")
+    assert np.abs(cpu - gpu).max() < 0.02
+
+
+def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(bundle_dir, models / "wmh")
+    out = tmp_path / "out"
+    args = [str(demo_run["bids"]), str(out), "participant", "-w", str(tmp_path / "work"),
+            "--participant-label", "01", "--session-label", "1", "--markers", "wmh",
+            "--skip-bids-validation", "--models-dir", str(models), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    anat = out / "sub-01" / "ses-1" / "anat"
+    sidecar = json.loads((anat / "sub-01_ses-1_space-T1w_label-WMH_mask.json").read_text())
+    assert sidecar["Method"].startswith("MONAI model bundle csvd-bids-wmh-unet")
+    probability = nib.load(anat / "sub-01_ses-1_space-T1w_label-WMH_probseg.nii.gz")
+    mask = nib.load(anat / "sub-01_ses-1_space-T1w_label-WMH_mask.nii.gz")
+    threshold = load_bundle(bundle_dir).metadata["threshold"]
+    # the mask is the thresholded probability, less what the size rules removed
+    assert not (
+        np.asanyarray(mask.dataobj) > (np.asanyarray(probability.dataobj) >= threshold)
+    ).any()
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(demo_run, bundle_dir, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    models = tmp_path / "models"
+    shutil.copytree(bundle_dir, models / "wmh")
+    args = [str(demo_run["bids"]), str(tmp_path / "out"), "participant", "-w",
+            str(tmp_path / "work"), "--skip-bids-validation", "--models-dir", str(models),
+            "--device", "cuda"]  # fmt: skip
+    assert main(args) == ExitCode.USAGE
