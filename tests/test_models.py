@@ -87,6 +87,12 @@ def test_training_without_usable_sessions_is_no_input(demo_run, tmp_path):
     assert code == ExitCode.NO_INPUT
 
 
+def test_each_outputs_folder_needs_its_labels(demo_run, tmp_path):
+    out = str(demo_run["out"])
+    code = train_main(["wmh", str(tmp_path / "b"), "--outputs", out, out, "--labels", out])
+    assert code == ExitCode.USAGE
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [

@@ -32,8 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("marker", choices=sorted(BY_KEY))
     parser.add_argument("bundle_dir", type=Path, help="where the bundle is written")
     data = parser.add_argument_group("training data (one of)")
-    data.add_argument("--outputs", type=Path, help="csvd-bids participant-level outputs")
-    data.add_argument("--labels", type=Path, help="derivatives folder with the reference masks")
+    data.add_argument(
+        "--outputs", type=Path, nargs="+", help="csvd-bids participant-level output folder(s)"
+    )
+    data.add_argument(
+        "--labels",
+        type=Path,
+        nargs="+",
+        help="derivatives folder(s) with the reference masks, one per --outputs folder",
+    )
     data.add_argument("--synthetic", type=int, metavar="N", help="make N synthetic subjects")
     data.add_argument("--resolution", type=float, default=1.0, help="synthetic voxel size (mm)")
     data.add_argument("-w", "--work-dir", type=Path, default=Path("work-train"))
@@ -86,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.synthetic is None and not (opts.outputs and opts.labels):
             raise UsageError("give --outputs and --labels, or --synthetic N")
+        if opts.outputs and len(opts.outputs) != len(opts.labels):
+            raise UsageError("give one --labels folder per --outputs folder")
         spec = REGISTRY[opts.marker]
         settings = TrainSettings(
             marker=opts.marker,
@@ -99,12 +108,18 @@ def main(argv: list[str] | None = None) -> int:
             seed=opts.seed,
             device=opts.device,
         )
-        outputs, labels = opts.outputs, opts.labels
+        pairs = list(zip(opts.outputs or [], opts.labels or [], strict=True))
         if opts.synthetic is not None:
-            outputs, labels = _synthetic(
-                opts.synthetic, opts.resolution, opts.seed, opts.marker, opts.work_dir.absolute()
+            pairs.append(
+                _synthetic(
+                    opts.synthetic,
+                    opts.resolution,
+                    opts.seed,
+                    opts.marker,
+                    opts.work_dir.absolute(),
+                )
             )
-        bundle = train(settings, outputs, labels, opts.bundle_dir, resume=opts.resume)
+        bundle = train(settings, pairs, opts.bundle_dir, resume=opts.resume)
     except CsvdBidsError as exc:
         print(f"csvd-bids-train: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
