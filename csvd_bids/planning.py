@@ -120,9 +120,9 @@ def load_models(config: RunConfig) -> dict:
     from csvd_bids.markers import REGISTRY
     from csvd_bids.models.bundle import find_bundles
     from csvd_bids.models.detect import check_bundle_supported
-    from csvd_bids.models.inference import check_device
+    from csvd_bids.models.inference import resolve_device
 
-    check_device(config.device)
+    resolve_device(config.device)  # refuse cuda without a GPU before anything runs
     bundles = find_bundles(config.models_dir)
     for key, bundle in bundles.items():
         check_bundle_supported(bundle, REGISTRY[key])

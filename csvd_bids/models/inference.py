@@ -37,11 +37,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_device(device: str) -> None:
-    """Refuse a device that cannot work before anything runs (exit code 64)."""
-    resolve_device(device)
-
-
 def normalise(channels: np.ndarray, brain: np.ndarray) -> np.ndarray:
     """zscore_brain: per channel, over the brain mask; 0 outside it."""
     out = np.zeros_like(channels, dtype=np.float32)
@@ -103,6 +98,3 @@ def predict(
     out = probability[0, 0].numpy().astype(np.float32)
     out[~brain] = 0.0
     return out
-
-
-__all__ = ["DEVICES", "check_device", "normalise", "predict", "resolve_device"]
