@@ -7,10 +7,10 @@ assessed markers and their detectors' own method text), so that it can be pasted
 from __future__ import annotations
 
 REFERENCES = {
-    "strive2": "Duering M, et al. Neuroimaging standards for research into small vessel "
-    "disease-advances since 2013. Lancet Neurol 2023;22:602-618.",
     "strive1": "Wardlaw JM, et al. Neuroimaging standards for research into small vessel disease "
     "and its contribution to ageing and neurodegeneration. Lancet Neurol 2013;12:822-838.",
+    "strive2": "Duering M, et al. Neuroimaging standards for research into small vessel "
+    "disease-advances since 2013. Lancet Neurol 2023;22:602-618.",
     "nipype": "Gorgolewski K, et al. Nipype: a flexible, lightweight and extensible neuroimaging "
     "data processing framework in Python. Front Neuroinform 2011;5:13.",
     "simpleitk": "Lowekamp BC, et al. The design of SimpleITK. Front Neuroinform 2013;7:45.",
@@ -58,7 +58,7 @@ def methods_paragraph(
     """(paragraph, references in the order of their numbers). ``markers``: (name, method)
     of the assessed markers; ``not_assessed``: names of the others."""
     parts = [
-        f"MRI markers of cerebral small vessel disease, as defined by STRIVE-2 "
+        f"MRI markers of cerebral small vessel disease, as defined by STRIVE and STRIVE-2 "
         f"{_cite('strive1', 'strive2')}, were measured with csvd-bids {version}, a nipype "
         f"workflow {_cite('nipype')}. The {reference} image was the reference space: it was "
         f"reoriented to RAS and corrected for intensity inhomogeneity with N4 {_cite('n4')} "
