@@ -37,6 +37,7 @@ demo: install tools
 	@echo "Demo dataset:    $(CURDIR)/$(DEMO)/bids (truth in derivatives/groundtruth)"
 	@echo "Outputs:         $(CURDIR)/$(DEMO)/derivatives"
 	@echo "Group table:     $(CURDIR)/$(DEMO)/derivatives/group_csvd.tsv"
+	@echo "Reports:         $(CURDIR)/$(DEMO)/derivatives/*.html (group_csvd.html, one per session)"
 
 test: install tools
 	PATH=$(CURDIR)/$(TOOLS)/node_modules/.bin:$$PATH $(BIN)/python -m pytest -n 2 -q tests

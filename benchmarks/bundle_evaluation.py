@@ -27,7 +27,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import SessionImages
 from csvd_bids.models.bundle import load_bundle
 from csvd_bids.models.detect import detect_with_bundle
-from csvd_bids.models.train import _channel_file
+from csvd_bids.models.train import channel_file
 from csvd_bids.reports.session import finished_sessions
 
 
@@ -35,7 +35,7 @@ def _session_images(anat: Path, prefix: str, channels: tuple[str, ...]) -> Sessi
     def one(pattern: str) -> np.ndarray:
         return np.asanyarray(nib.load(next(anat.glob(f"{prefix}_{pattern}"))).dataobj)
 
-    images = {c: nib.load(_channel_file(anat, prefix, c)) for c in channels}
+    images = {c: nib.load(channel_file(anat, prefix, c)) for c in channels}
     priors = {
         name: one(f"space-*_label-{name.upper()}_probseg.nii.gz").astype(np.float32)
         for name in ("wm", "gm", "csf")
@@ -85,7 +85,7 @@ def main() -> None:
             scratch = Path(tmp) / f"model-{index}"
             for files in finished_sessions(outputs):
                 anat = files.folder / "anat"
-                if any(_channel_file(anat, files.prefix, c) is None for c in bundle.inputs):
+                if any(channel_file(anat, files.prefix, c) is None for c in bundle.inputs):
                     print(f"{files.prefix}: skipped, lacks an input of the bundle")
                     continue
                 session = _session_images(anat, files.prefix, bundle.inputs)

@@ -72,7 +72,8 @@ class Session:
     zooms: tuple[float, float, float]
 
 
-def _channel_file(anat: Path, prefix: str, channel: str) -> Path | None:
+def channel_file(anat: Path, prefix: str, channel: str) -> Path | None:
+    """A session's preprocessed image of one input channel in csvd-bids outputs, if any."""
     if channel.startswith("dwi_"):
         pattern = f"{prefix}_space-*_desc-{channel[4:]}_dwi.nii.gz"
         folder = anat.parent / "dwi"
@@ -91,7 +92,7 @@ def load_sessions(outputs: Path, labels: Path, settings: TrainSettings) -> list[
         prefix = summary.name.removesuffix("_desc-summary_stats.tsv")
         relative = anat.relative_to(outputs)
         masks = sorted((labels / relative).glob(f"{prefix}_*label-{label}_mask.nii.gz"))
-        files = [_channel_file(anat, prefix, c) for c in settings.inputs]
+        files = [channel_file(anat, prefix, c) for c in settings.inputs]
         brain_file = next(iter(anat.glob(f"{prefix}_space-*_desc-brain_mask.nii.gz")), None)
         if not masks or None in files or brain_file is None:
             LOGGER.info("%s: skipped (no reference mask or a missing input)", prefix)
