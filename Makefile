@@ -40,7 +40,7 @@ demo: install tools
 	@echo "Reports:         $(CURDIR)/$(DEMO)/derivatives/*.html (group_csvd.html, one per session)"
 
 test: install tools
-	PATH=$(CURDIR)/$(TOOLS)/node_modules/.bin:$$PATH $(BIN)/python -m pytest -n 2 -q tests
+	PATH=$(CURDIR)/$(TOOLS)/node_modules/.bin:$$PATH $(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
 
 lint: install
 	$(BIN)/ruff check .

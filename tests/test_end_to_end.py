@@ -13,6 +13,10 @@ from bids import BIDSLayout
 from csvd_bids import __version__
 from csvd_bids.preproc.regions import REGION_LABELS
 
+# These tests read the session-scoped demo run: keeping them on one xdist worker (make test
+# uses --dist loadgroup) runs the 2 x 2 demo once instead of once per worker.
+pytestmark = pytest.mark.xdist_group("demo_run")
+
 
 def test_levels_exit_zero(demo_run):
     assert demo_run["participant"] == 0

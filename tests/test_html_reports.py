@@ -14,6 +14,10 @@ from csvd_bids import __version__
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
 
+# These tests read the session-scoped demo run: keeping them on one xdist worker (make test
+# uses --dist loadgroup) runs the 2 x 2 demo once instead of once per worker.
+pytestmark = pytest.mark.xdist_group("demo_run")
+
 SESSIONS = [f"sub-{s}_ses-{t}" for s in ("01", "02") for t in ("1", "2")]
 
 

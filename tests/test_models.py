@@ -30,6 +30,10 @@ from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
 from csvd_bids.planning import model_status
 
+# These tests read the session-scoped demo run: keeping them on one xdist worker (make test
+# uses --dist loadgroup) runs the 2 x 2 demo once instead of once per worker.
+pytestmark = pytest.mark.xdist_group("demo_run")
+
 TINY = ["--patch", "32", "32", "32", "--channels", "8", "16", "--iterations", "2"]
 
 
