@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def participant_args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
     """``bids out participant -w work --skip-bids-validation ...`` under ``tmp_path``."""
@@ -26,3 +28,14 @@ def flair_path(bids: Path, subject: str) -> Path:
 def summary_path(out: Path, subject: str) -> Path:
     """The summary TSV of a session-less subject in the outputs."""
     return out / f"sub-{subject}" / "anat" / f"sub-{subject}_desc-summary_stats.tsv"
+
+
+def assert_located_as_detected(detection, located: tuple[np.ndarray, dict[int, str]]) -> None:
+    """A model bundle's lesions are named by the marker's ``locate`` (models/detect.py): on
+    the detector's own mask it must name every lesion voxel as the detector did."""
+    regions, names = located
+    mask = detection.mask
+    assert mask.any(), "nothing detected: nothing to locate"
+    found = [names[int(i)] for i in regions[mask]]
+    expected = [detection.region_names[int(i)] for i in detection.regions[mask]]
+    assert found == expected

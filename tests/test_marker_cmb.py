@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import assert_located_as_detected
 from scipy import ndimage
 
 from csvd_bids.markers.base import SessionImages
@@ -15,6 +16,7 @@ from csvd_bids.markers.cmb import (
     _elongation,
     _hessian_blobness,
     detect_cmb,
+    locate_cmb,
 )
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import label_lesions
@@ -211,7 +213,9 @@ def test_regions_are_mars_groups():
     regions[50:] = 0  # unlabelled brain takes the nearest region
     regions[~brain] = 0
 
-    detection = detect_cmb(_session(swi, brain, regions=regions))
+    session = _session(swi, brain, regions=regions)
+    detection = detect_cmb(session)
+    assert_located_as_detected(detection, locate_cmb(session, detection.mask))
     assert detection.region_names == dict(enumerate(CMB_REGIONS, start=1))
     assert CMB_REGIONS == ("lobar", "deep", "infratentorial")
     names = {c: detection.region_names[int(detection.regions[c])] for c in (lobar, deep, infra)}

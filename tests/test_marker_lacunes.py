@@ -6,9 +6,15 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import assert_located_as_detected
 
 from csvd_bids.markers.base import SessionImages
-from csvd_bids.markers.lacunes import LACUNE_REGIONS, LacuneParams, detect_lacunes
+from csvd_bids.markers.lacunes import (
+    LACUNE_REGIONS,
+    LacuneParams,
+    detect_lacunes,
+    locate_lacunes,
+)
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.quant.lesions import label_lesions
 
@@ -123,7 +129,9 @@ def test_flair_only_and_lobar_region():
     phantom = Phantom()
     juxta = phantom.lacune((40, 69, 32), 7.0)  # in juxtacortical WM, next to the cortex
     deep = phantom.lacune((40, 18, 32), 8.0)
-    detection = detect_lacunes(phantom.session(channels=("flair",)))
+    session = phantom.session(channels=("flair",))
+    detection = detect_lacunes(session)
+    assert_located_as_detected(detection, locate_lacunes(session, detection.mask))
     assert _found(detection.mask, juxta) and _found(detection.mask, deep)
     names = detection.region_names
     labels, _ = label_lesions(detection.mask)
@@ -171,6 +179,7 @@ def test_without_atlas_regions():
     detection = detect_lacunes(session)
     assert _found(detection.mask, lacune)
     assert set(np.unique(detection.regions[detection.mask])) == {1}
+    assert_located_as_detected(detection, locate_lacunes(session, detection.mask))
 
 
 def test_flair_is_required():

@@ -13,6 +13,7 @@ from dataclasses import replace
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import assert_located_as_detected
 from scipy import ndimage
 
 from csvd_bids.markers.base import SessionImages
@@ -22,6 +23,7 @@ from csvd_bids.markers.pvs import (
     PVSParams,
     detect_pvs,
     fill_csf_pockets,
+    locate_pvs,
     reject_mimics,
 )
 from csvd_bids.preproc.regions import REGION_INDEX
@@ -103,7 +105,8 @@ def tubes():
 
 
 def test_thin_tubes_are_found_and_named(tubes):
-    _, named, detection = tubes
+    session, named, detection = tubes
+    assert_located_as_detected(detection, locate_pvs(session, detection.mask))
     for key in ("wm", "bg", "cso"):
         assert _found(detection, named[key]), key
     names = detection.region_names

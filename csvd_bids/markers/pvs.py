@@ -73,6 +73,7 @@ CORTEX = tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1))
 CSF_OR_CORTEX = (_R["lateral_ventricles"], *CORTEX, _R["other_csf"])
 PVS_REGIONS = ("BG", "CSO")
 REGION_NAMES = {1: "BG", 2: "CSO", 3: "other"}
+BOX_MARGIN = 4  # voxels around the brain's bounding box in which the detector works
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     """The detector's intermediate maps, inside the brain's bounding box (``box``)."""
     zooms = session.zooms
-    box = _crop(session.brain_mask, margin=4)
+    box = _crop(session.brain_mask, margin=BOX_MARGIN)
     brain = session.brain_mask[box]
     regions_full = _regions(session)
     regions, outer = fill_csf_pockets(regions_full[box], brain, zooms, params.pocket_max_mm3)
@@ -305,24 +306,36 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     return maps
 
 
+def pvs_region_map(session: SessionImages, params: PVSParams = PARAMS) -> np.ndarray:
+    """The detector's region map (``pvs_regions``) of the whole volume, in which CSF pockets
+    enclosed by tissue (a PVS is CSF to the tissue classes) carry the label of their tissue
+    (``fill_csf_pockets``): a PVS is named by the region that holds it."""
+    region_map = pvs_regions(_regions(session), session.reference.affine)
+    if session.brain_mask.any():
+        box = _crop(session.brain_mask, margin=BOX_MARGIN)
+        filled, _ = fill_csf_pockets(
+            _regions(session)[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
+        )
+        region_map[box] = pvs_regions(filled, affine_of_box(session.reference.affine, box))
+    return region_map
+
+
 def locate_pvs(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
-    """BG and CSO (the detector's own region map)."""
-    return pvs_regions(_regions(session), session.reference.affine), dict(REGION_NAMES)
+    """BG, CSO and other, named as the detector names them (``pvs_region_map``)."""
+    return pvs_region_map(session), dict(REGION_NAMES)
 
 
 def detect_pvs(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
     """Enlarged perivascular spaces of one session (see the module docstring)."""
     shape = session.brain_mask.shape
-    affine = session.reference.affine
     score = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
-    region_map = pvs_regions(_regions(session), affine)
     if session.brain_mask.any():
         maps = _maps(session, params)
         box = maps["box"]
         score[box] = np.where(maps["search"], maps["vessel"] * np.clip(maps["u"], 0.0, 1.0), 0.0)
         mask[box] = maps["mask"]
-        region_map[box] = pvs_regions(maps["regions"], affine_of_box(affine, box))
+    region_map = pvs_region_map(session, params)
     return Detection(score=score, mask=mask, regions=region_map, region_names=dict(REGION_NAMES))
 
 
