@@ -245,7 +245,9 @@ def test_dwi_with_b_values_is_planned(tmp_path):
     )
     plan = make_plan(_one(root), ALL_MARKERS)
     assert plan["dwi_bval"].endswith("sub-01_dwi.bval") and plan["unusable"] == {}
-    assert "dwi_bval" not in make_plan(_one(root), ("wmh",))  # no RSSI: no DWI processing
+    # processed for the markers that use it: RSSI, and WMH (infarcts are not WMH)
+    assert "dwi_bval" in make_plan(_one(root), ("wmh",))
+    assert "dwi_bval" not in make_plan(_one(root), ("cmb", "pvs", "lacunes"))
 
 
 # --- several files for one modality ---

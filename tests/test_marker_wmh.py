@@ -168,10 +168,21 @@ def test_thin_lining_needs_the_unsmoothed_pass():
     phantom = Phantom()
     shell = (distance_mm(phantom.ventricles, (1.0, 1.0, 1.0)) <= 1.0) & phantom.wm
     lining = shell & (np.indices(SHAPE)[0] > RIGHT_VENTRICLE[0])  # lateral wall, right side
-    phantom.paint(lining, 950.0, T1W["wmh"])  # a little fainter than a thick lesion
+    phantom.paint(lining, 800.0, T1W["wmh"])  # faint: 1.6 x NAWM, under 1.5 x once smoothed
     session = phantom.session()
     assert _found(detect_wmh(session).mask, lining, 0.9)
     assert not detect_wmh(session, replace(PARAMS, lining_mm=0.0)).mask.any()
+
+
+def test_faint_lesion_seeds_by_its_ratio_to_nawm():
+    """Where the cortex is much brighter than WM on FLAIR, a lesion 1.9 x NAWM lies below
+    u_seed (u = 3): it still seeds through seed_ratio."""
+    phantom = Phantom()
+    phantom.flair[phantom.cortex] = 650.0
+    phantom.paint(DEEP, 950.0, T1W["wmh"])
+    session = phantom.session()
+    assert _found(detect_wmh(session).mask, DEEP, 0.6)
+    assert not detect_wmh(session, replace(PARAMS, seed_ratio=np.inf)).mask.any()
 
 
 def test_t1w_decides_weak_flair_voxels():
@@ -254,28 +265,34 @@ def _generator_region_map(anat, r) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("seed", "wmh_ml"), [(1, 3.0), (2, 12.0)])
-def test_generated_subject(seed, wmh_ml):
-    """A generator subject at 3 mm (halo + three deep foci): Dice against the planted truth,
-    and each found lesion named as the truth names it (periventricular when a voxel lies
-    within 10 mm of the ventricles)."""
+def _generated(seed: int, wmh_ml: float, rssi: bool = False):
+    """A generator subject at 3 mm (halo + three deep foci, and an RSSI if asked for): its
+    session (T1w, FLAIR and, with an RSSI, the DWI), WMH truth, RSSI truth and anatomy."""
     rng = np.random.default_rng(seed)
     anat = make_anatomy(rng, 3.0)
     r = make_regions(anat)
     counts = {key: 0 for key in CAPS} | {"wmh_deep": 3}
-    load = LesionLoad(wmh_ml, {key: 0.0 for key in CAPS}, counts, rssi_session=None)
+    load = LesionLoad(wmh_ml, {key: 0.0 for key in CAPS}, counts, rssi_session=0 if rssi else None)
     lesions = plan_lesions(rng, anat, r, load, 1)
     images = contrasts.base_images(anat)
     contrasts.apply_lesions(images, lesions)
-    truth = np.zeros(anat.shape, bool)
+    truth = {marker: np.zeros(anat.shape, bool) for marker in ("WMH", "RSSI")}
     for lesion in lesions:
-        if lesion.marker == "WMH":
-            truth.reshape(-1)[lesion.index] = True
+        if lesion.marker in truth:
+            truth[lesion.marker].reshape(-1)[lesion.index] = True
     noise = np.random.default_rng(seed + 100)
+    names = {"t1w": "T1w", "flair": "FLAIR"} | ({"b0": "b0", "b1000": "b1000"} if rssi else {})
     arrays = {
-        key: add_rician_noise(noise, images[name], contrasts.NOISE_SIGMA[name]) * anat.brain_mask
-        for key, name in (("t1w", "T1w"), ("flair", "FLAIR"))
+        key: add_rician_noise(noise, images[name], contrasts.NOISE_SIGMA.get(name, 14.0))
+        * anat.brain_mask
+        for key, name in names.items()
     }
+    if rssi:  # the DWI as the pipeline gives it: b0, trace and ADC (1e-6 mm2/s)
+        b0, trace = arrays.pop("b0"), arrays.pop("b1000")
+        ok = (b0 > 1) & (trace > 1)
+        adc = np.zeros(anat.shape, np.float32)
+        adc[ok] = np.log(b0[ok] / trace[ok]) / contrasts.B_VALUE * 1e6
+        arrays |= {"dwi_b0": b0, "dwi_trace": trace, "dwi_adc": np.clip(adc, 0, 5000)}
     session = SessionImages(
         images={k: nib.Nifti1Image(v.astype(np.float32), anat.affine) for k, v in arrays.items()},
         brain_mask=anat.brain_mask,
@@ -287,6 +304,27 @@ def test_generated_subject(seed, wmh_ml):
         },
         regions=_generator_region_map(anat, r),
     )
+    return session, truth["WMH"], truth["RSSI"], anat
+
+
+def test_recent_infarct_is_not_wmh():
+    """An RSSI is FLAIR-hyperintense: without the DWI it is taken for WMH; with it, it is not."""
+    session, truth, infarct, _ = _generated(seed=3, wmh_ml=3.0, rssi=True)
+    assert infarct.any()
+    anatomy = {k: v for k, v in session.images.items() if not k.startswith("dwi_")}
+    flair_only = SessionImages(anatomy, session.brain_mask, session.priors, session.regions)
+    assert (detect_wmh(flair_only).mask & infarct).any()
+    detection = detect_wmh(session)
+    assert not (detection.mask & infarct).any()
+    assert _dice(detection.mask, truth) > 0.75
+
+
+@pytest.mark.parametrize(("seed", "wmh_ml"), [(1, 3.0), (2, 12.0)])
+def test_generated_subject(seed, wmh_ml):
+    """A generator subject at 3 mm (halo + three deep foci): Dice against the planted truth,
+    and each found lesion named as the truth names it (periventricular when a voxel lies
+    within 10 mm of the ventricles)."""
+    session, truth, _, anat = _generated(seed, wmh_ml)
     detection = detect_wmh(session)
     assert _dice(detection.mask, truth) > 0.75
 

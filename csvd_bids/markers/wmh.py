@@ -17,9 +17,10 @@ Neuroinformatics 2015), on the session's region map (``csvd_bids.preproc.regions
    cortex-labelled voxels where the priors allow (normal cortex, u near 1, stays below the
    thresholds), and CSF-labelled voxels that are not dark on FLAIR and lie within
    ``rescue_mm`` of the search region (an atlas ventricle overlapping a periventricular cap).
-3. Hysteresis lesion growth on the lightly smoothed FLAIR: seeds (u >= ``u_seed`` and
-   z >= ``z_seed``, at least ``min_seed_mm3`` connected, not inside the lateral ventricles,
-   whose FLAIR-bright content is choroid plexus) grow into connected voxels with
+3. Hysteresis lesion growth on the lightly smoothed FLAIR: seeds (z >= ``z_seed`` and either
+   u >= ``u_seed`` or FLAIR >= ``seed_ratio`` x the NAWM median, at least ``min_seed_mm3``
+   connected, not inside the lateral ventricles, whose FLAIR-bright content is choroid
+   plexus) grow into connected voxels with
    u >= ``u_grow`` and z >= ``z_grow``. WMH are iso- or hypointense on T1w: a voxel less than
    ``t1_min_v`` of the way from NAWM to GM on T1w (as bright as NAWM) joins only if
    u >= ``t1_strong_u`` (this stops FLAIR signal that thick slices smear into normal WM).
@@ -30,7 +31,10 @@ Neuroinformatics 2015), on the session's region map (``csvd_bids.preproc.regions
    ventricles joins the lesion when T1w calls it tissue rather than CSF (at least half-way
    from ventricular CSF to NAWM) and not NAWM (``pv_fill_v`` of the way to GM): thick-slice
    FLAIR averages such voxels with the CSF, T1w resolves them.
-6. Lesions smaller than ``min_volume_mm3`` are dropped (noise).
+6. With the DWI (trace and ADC), voxels of a recent small subcortical infarct (the RSSI
+   detector's mask, grown by one voxel) are not WMH: an acute infarct is FLAIR-hyperintense
+   too, and STRIVE keeps the two apart.
+7. Lesions smaller than ``min_volume_mm3`` are dropped (noise).
 
 The score map is a logistic of u (0.5 halfway between ``u_grow`` and ``u_seed``) in the search
 region: a belief, not a calibrated probability. Regions: a lesion is periventricular when any
@@ -46,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages, register
+from csvd_bids.markers.rssi import detect_rssi
 from csvd_bids.preproc.regions import (
     PERIVENTRICULAR_MM,
     REGION_INDEX,
@@ -82,6 +87,10 @@ class WMHParams:
     z_seed: float = 3.5
     z_grow: float = 2.0
     u_seed: float = 5.0
+    # ... or a FLAIR this many times the NAWM median: where the cortex is much brighter than
+    # WM on FLAIR, u >= u_seed would ask a lesion for over 1.7 x NAWM, and small, faint
+    # lesions (low-load subjects: held-out Dice 0.0-0.15) had no seed at all.
+    seed_ratio: float = 1.5
     u_grow: float = 2.5
     smoothing_sigma_mm: float = 0.5
     min_seed_mm3: float = 6.0  # a seed is a connected cluster at least this large (not noise)
@@ -174,6 +183,11 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
+    if all(image in session.images for image in ("dwi_trace", "dwi_adc")):
+        # step 6: a recent infarct is not WMH
+        infarct = ndimage.binary_dilation(detect_rssi(session).mask, FACES)
+        voxel_mm3 = float(np.prod(session.zooms))
+        full_mask = remove_small_lesions(full_mask & ~infarct, voxel_mm3, params.min_volume_mm3)
     pv_regions[box] = np.where(dist_ventricles <= PERIVENTRICULAR_MM, 1, 2)
     return Detection(
         score=full_score,
@@ -226,6 +240,7 @@ def _segment(
 
     z, u = contrasts(flair)
     z_raw, u_raw = contrasts(raw)
+    nawm_flair = float(np.median(flair[nawm]))
     dark = brain & (z < params.csf_z)
     ventricles = brain & (regions == VENTRICLES)
     if not ventricles.any():  # no atlas ventricles: follow the template's into dark voxels
@@ -253,7 +268,8 @@ def _segment(
 
     grow = (region | cortex_ok) & (z >= params.z_grow) & (u >= params.u_grow)
     grow &= t1_ok | (u >= params.t1_strong_u)
-    seeds = seedable & (z >= params.z_seed) & (u >= params.u_seed)
+    bright = (u >= params.u_seed) | (flair >= params.seed_ratio * nawm_flair)
+    seeds = seedable & (z >= params.z_seed) & bright
     mask = _hysteresis(grow, seeds, voxel_mm3, params.min_seed_mm3)
 
     dist_ventricles = distance_mm(ventricles, zooms)
@@ -261,7 +277,8 @@ def _segment(
         band = region & (dist_ventricles <= params.lining_mm)
         grow = band & (z_raw >= params.z_grow) & (u_raw >= params.u_grow)
         grow &= t1_ok | (u_raw >= params.t1_strong_u)
-        seeds = seedable & (z_raw >= params.z_seed) & (u_raw >= params.u_seed)
+        bright = (u_raw >= params.u_seed) | (raw >= params.seed_ratio * nawm_flair)
+        seeds = seedable & (z_raw >= params.z_seed) & bright
         mask |= _hysteresis(grow, seeds, voxel_mm3, params.min_seed_mm3)
 
     if v is not None and (ventricles & dark).any():
@@ -294,15 +311,17 @@ register(
     MarkerSpec(
         "wmh",
         required=("flair",),
-        optional=("t1w",),
+        optional=("t1w", "dwi"),
         detect=detect_wmh,
         locate=locate_wmh,
         regions=("periventricular", "deep"),
         method="FLAIR hyperintensity inside the subject's white matter (region map), relative "
         "to normal-appearing white matter and cortex, with hysteresis lesion growth (seeds: "
-        f"z >= {PARAMS.z_seed} and u >= {PARAMS.u_seed}; growth: z >= {PARAMS.z_grow} and "
+        f"z >= {PARAMS.z_seed} and u >= {PARAMS.u_seed} or FLAIR >= {PARAMS.seed_ratio} x "
+        f"NAWM; growth: z >= {PARAMS.z_grow} and "
         f"u >= {PARAMS.u_grow}), a second pass on the unsmoothed FLAIR for periventricular "
         "linings, T1w iso/hypointensity required of weak voxels and used to resolve the "
-        f"ventricle-wall partial volume; minimum {PARAMS.min_volume_mm3} mm3",
+        "ventricle-wall partial volume, recent infarcts (DWI, when present) excluded; "
+        f"minimum {PARAMS.min_volume_mm3} mm3",
     )
 )

@@ -16,10 +16,21 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from csvd_bids.config import DEVICES
 from csvd_bids.errors import CsvdBidsError, UsageError
 from csvd_bids.labels import BY_KEY
+
+if TYPE_CHECKING:  # the marker registry is imported when training starts (fast --help)
+    from csvd_bids.markers.base import MarkerSpec
+
+
+def default_inputs(spec: MarkerSpec) -> tuple[str, ...]:
+    """A model's channels when --inputs is not given: the marker's required modalities and its
+    optional anatomical ones. The WMH detector uses an optional DWI only to leave recent
+    infarcts out; a WMH model needing the DWI could not run on the many sessions without one."""
+    return (*spec.required, *(m for m in spec.optional if m != "dwi"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("-w", "--work-dir", type=Path, default=Path("work-train"))
     train = parser.add_argument_group("training")
     train.add_argument("--inputs", nargs="+", help="input channels, in order (default: the "
-                       "marker's required and optional modalities)")  # fmt: skip
+                       "marker's required and optional anatomical modalities)")  # fmt: skip
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--iterations", type=int, default=50, help="batches per epoch")
     train.add_argument("--batch-size", type=int, default=2)
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = REGISTRY[opts.marker]
         settings = TrainSettings(
             marker=opts.marker,
-            inputs=tuple(opts.inputs or (*spec.required, *spec.optional)),
+            inputs=tuple(opts.inputs or default_inputs(spec)),
             patch_size=tuple(opts.patch),
             epochs=opts.epochs,
             iterations=opts.iterations,
