@@ -6,6 +6,7 @@ without T1w or without a region map still work."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import nibabel as nib
@@ -307,7 +308,7 @@ def _generated(seed: int, wmh_ml: float, rssi: bool = False):
     return session, truth["WMH"], truth["RSSI"], anat
 
 
-def test_recent_infarct_is_not_wmh():
+def test_recent_infarct_is_not_wmh(caplog):
     """An RSSI is FLAIR-hyperintense: without the DWI it is taken for WMH; with it, it is not."""
     session, truth, infarct, _ = _generated(seed=3, wmh_ml=3.0, rssi=True)
     assert infarct.any()
@@ -317,6 +318,15 @@ def test_recent_infarct_is_not_wmh():
     detection = detect_wmh(session)
     assert not (detection.mask & infarct).any()
     assert _dice(detection.mask, truth) > 0.75
+    # a DWI the RSSI detector cannot model (here: no voxel has a WM prior >= 0.7, so there is
+    # no white matter to compare with) leaves WMH as without a DWI, with a warning
+    priors = dict(session.priors, wm=np.minimum(session.priors["wm"], 0.6))
+    with_dwi = SessionImages(session.images, session.brain_mask, priors, session.regions)
+    without = SessionImages(anatomy, session.brain_mask, priors, session.regions)
+    with caplog.at_level(logging.WARNING, logger="csvd_bids.markers.wmh"):
+        found = detect_wmh(with_dwi).mask
+    assert "recent infarcts not left out" in caplog.text
+    assert found.any() and np.array_equal(found, detect_wmh(without).mask)
 
 
 @pytest.mark.parametrize(("seed", "wmh_ml"), [(1, 3.0), (2, 12.0)])

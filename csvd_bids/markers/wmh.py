@@ -44,6 +44,7 @@ Without a region map, an approximate one is built from the template priors.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,7 @@ from csvd_bids.preproc.regions import (
 )
 from csvd_bids.quant.lesions import label_lesions, remove_small_lesions
 
+LOG = logging.getLogger(__name__)
 _R = REGION_INDEX
 VENTRICLES = _R["lateral_ventricles"]
 WM_REGIONS = (
@@ -183,9 +185,8 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
-    if all(image in session.images for image in ("dwi_trace", "dwi_adc")):
-        # step 6: a recent infarct is not WMH
-        infarct = ndimage.binary_dilation(detect_rssi(session).mask, FACES)
+    infarct = _recent_infarcts(session)
+    if infarct is not None:  # step 6: a recent infarct is not WMH
         voxel_mm3 = float(np.prod(session.zooms))
         full_mask = remove_small_lesions(full_mask & ~infarct, voxel_mm3, params.min_volume_mm3)
     pv_regions[box] = np.where(dist_ventricles <= PERIVENTRICULAR_MM, 1, 2)
@@ -195,6 +196,18 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
         regions=pv_regions,
         region_names={1: "periventricular", 2: "deep"},
     )
+
+
+def _recent_infarcts(session: SessionImages) -> np.ndarray | None:
+    """The RSSI detector's mask grown by one voxel; None without a DWI, or with one the RSSI
+    detector cannot model (RSSI itself reports why)."""
+    if not all(image in session.images for image in ("dwi_trace", "dwi_adc")):
+        return None
+    try:
+        return ndimage.binary_dilation(detect_rssi(session).mask, FACES)
+    except ValueError as exc:
+        LOG.warning("WMH: recent infarcts not left out (%s)", exc)
+        return None
 
 
 def _segment(
