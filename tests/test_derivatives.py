@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import stat
+from importlib import metadata
 from pathlib import Path
 
 import nibabel as nib
@@ -221,11 +223,16 @@ def test_dataset_description(raw, no_container):
     assert re.fullmatch(r"1\.\d+\.\d+", description["BIDSVersion"])
     assert description["Name"]
     (generated_by,) = description["GeneratedBy"]
+    software = generated_by.pop("Description")
     assert generated_by == {
         "Name": "csvd-bids",
         "Version": __version__,
         "CodeURL": "https://github.com/csvd-bids/csvd-bids",
     }
+    # the versions that change the outputs, as installed
+    for name in ("nipype", "SimpleITK", "torch", "monai", "deepbet"):
+        assert f"{name} {metadata.version(name)}" in software
+    assert software.startswith(f"Software: Python {platform.python_version()}, ")
     assert __version__ == (REPO / "version").read_text().strip()
     assert description["SourceDatasets"] == [{"URL": raw.resolve().as_uri()}]
     assert description["DatasetLinks"] == {"raw": raw.resolve().as_uri()}

@@ -53,6 +53,8 @@ def test_every_session_has_a_report_with_its_figures(demo_run):
         text = page.read_text()
         for heading in ("Inputs", "Preprocessing", "Markers", "Ratings and scores", "Methods"):
             assert f">{heading}</h2>" in text
+        # the versions the run recorded (dataset_description.json), under the methods
+        assert "Software: Python " in text and "SimpleITK " in text and "nipype " in text
         _local_targets_exist(page)
         images = [link for link in _links(page) if link.endswith(".png")]
         # brain mask, 3 coregistrations + DWI, regions, and one mosaic per assessed marker
@@ -71,6 +73,7 @@ def test_group_report(demo_run):
     _local_targets_exist(page)
     assert text.count("data:image/png;base64,") >= 2  # distributions, score against age
     assert "4 session(s) of 2 subject(s)" in text
+    assert "Software: Python " in text and "statsmodels " in text
     assert "logistic" in text or "ordinal" in text
 
 

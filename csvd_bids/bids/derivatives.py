@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import nibabel as nib
@@ -25,6 +27,21 @@ from csvd_bids.preproc.regions import regions_tsv_text
 ENTITY_ORDER: tuple[str, ...] = ("sub", "ses", "acq", "run", "space", "seg", "res", "label", "desc")
 CODE_URL = "https://github.com/csvd-bids/csvd-bids"
 RAW_LINK = "raw"  # DatasetLinks key for bids_dir, used in Sources BIDS URIs
+# The libraries whose versions change the outputs, recorded in GeneratedBy.Description
+SOFTWARE = (
+    "nipype",
+    "pybids",
+    "SimpleITK",
+    "deepbet",
+    "torch",
+    "monai",
+    "nibabel",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "statsmodels",
+    "pandas",
+)
 
 
 def bids_name(entities: dict[str, str | None], suffix: str, extension: str) -> str:
@@ -107,8 +124,24 @@ def container_info() -> dict[str, str] | None:
     return None
 
 
+def software_versions() -> str:
+    """ "Python 3.11.9, nipype 1.10.0, ...": the interpreter and the installed ``SOFTWARE``."""
+    found = [f"Python {platform.python_version()}"]
+    for name in SOFTWARE:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
 def dataset_description(bids_dir: Path) -> dict:
-    generated_by: dict = {"Name": "csvd-bids", "Version": __version__, "CodeURL": CODE_URL}
+    generated_by: dict = {
+        "Name": "csvd-bids",
+        "Version": __version__,
+        "CodeURL": CODE_URL,
+        "Description": f"Software: {software_versions()}.",
+    }
     container = container_info()
     if container:
         generated_by["Container"] = container

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import median_abs_deviation
 
-from csvd_bids.reports.render import png_data_uri, render
+from csvd_bids.reports.render import generated_by, png_data_uri, render
 
 NA = "n/a"
 OUTLIER_Z = 3.5
@@ -147,12 +147,7 @@ def _read_table(path: Path) -> pd.DataFrame | None:
 def group_context(output_dir: Path) -> dict:
     table = pd.read_csv(output_dir / "group_csvd.tsv", sep="\t", na_values=[NA])
     stats_meta = output_dir / "group_stats.json"
-    description = output_dir / "dataset_description.json"
-    version = NA
-    if description.is_file():
-        version = next(iter(json.loads(description.read_text()).get("GeneratedBy", [])), {}).get(
-            "Version", NA
-        )
+    run = generated_by(output_dir)
     tables: dict[str, dict | None] = {}
     for name in ("stats", "descriptives", "change"):  # change: only with several sessions
         frame = _read_table(output_dir / f"group_{name}.tsv")
@@ -162,7 +157,8 @@ def group_context(output_dir: Path) -> dict:
             else {"columns": list(frame.columns), "rows": frame.values.tolist()}
         )
     return {
-        "version": version,
+        "version": run.get("Version", NA),
+        "software": run.get("Description", ""),
         "n_sessions": len(table),
         "n_subjects": table["participant_id"].nunique(),
         "groups": {name: len(part) for name, part in _groups(table).items()},

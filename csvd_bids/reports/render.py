@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 from pathlib import Path
 
@@ -41,6 +42,16 @@ def _number(value, digits: int = 3) -> str:
 
 
 _ENV.filters["number"] = _number
+
+
+def generated_by(output_dir: Path) -> dict:
+    """The run's own entry of ``dataset_description.json`` (version, software versions);
+    empty when the file is missing or unreadable."""
+    try:
+        description = json.loads((output_dir / "dataset_description.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return next(iter(description.get("GeneratedBy", [])), {})
 
 
 def render(template: str, path: Path, **context) -> Path:

@@ -21,7 +21,7 @@ from csvd_bids.preproc.coregister import METHOD as COREGISTRATION_METHOD
 from csvd_bids.quant.ratings import RATING_COLUMNS
 from csvd_bids.quant.scores import SCORE_RANGES, SCORE_TITLES
 from csvd_bids.reports.methods import methods_paragraph
-from csvd_bids.reports.render import render
+from csvd_bids.reports.render import generated_by, render
 
 NA = "n/a"
 QC_FIGURES = (  # (figure desc prefix, caption)
@@ -151,8 +151,8 @@ def session_context(files: SessionFiles) -> dict:
     summary = pd.read_csv(files.summary, sep="\t", keep_default_na=False, dtype=str)
     row = summary.iloc[0].map(_as_number)
     dictionary = _read_json(files.summary.with_suffix(".json"))
-    description = _read_json(files.output_dir / "dataset_description.json")
-    version = next(iter(description.get("GeneratedBy", [])), {}).get("Version", NA)
+    run = generated_by(files.output_dir)
+    version = run.get("Version", NA)
     markers = _markers(files, row)
     warnings = [w for w in str(row.get("qc_warnings", NA)).split("; ") if w and w != NA]
     warnings += [f"{m['label']} not assessed: {m['reason']}" for m in markers if not m["assessed"]]
@@ -190,6 +190,7 @@ def session_context(files: SessionFiles) -> dict:
     return {
         "title": files.prefix,
         "version": version,
+        "software": run.get("Description", ""),
         "reference": reference,
         "inputs": _inputs(row),
         "warnings": warnings,
