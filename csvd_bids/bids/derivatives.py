@@ -125,7 +125,8 @@ def container_info() -> dict[str, str] | None:
 
 
 def software_versions() -> str:
-    """ "Python 3.11.9, nipype 1.10.0, ...": the interpreter and the installed ``SOFTWARE``."""
+    """The interpreter and the installed ``SOFTWARE`` with their versions, as one line
+    ("Python 3.11.9, nipype 1.10.0, ...")."""
     found = [f"Python {platform.python_version()}"]
     for name in SOFTWARE:
         try:

@@ -310,11 +310,12 @@ def pvs_region_map(session: SessionImages, params: PVSParams = PARAMS) -> np.nda
     """The detector's region map (``pvs_regions``) of the whole volume, in which CSF pockets
     enclosed by tissue (a PVS is CSF to the tissue classes) carry the label of their tissue
     (``fill_csf_pockets``): a PVS is named by the region that holds it."""
-    region_map = pvs_regions(_regions(session), session.reference.affine)
+    regions = _regions(session)
+    region_map = pvs_regions(regions, session.reference.affine)
     if session.brain_mask.any():
         box = _crop(session.brain_mask, margin=BOX_MARGIN)
         filled, _ = fill_csf_pockets(
-            _regions(session)[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
+            regions[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
         )
         region_map[box] = pvs_regions(filled, affine_of_box(session.reference.affine, box))
     return region_map

@@ -30,7 +30,9 @@ def default_inputs(spec: MarkerSpec) -> tuple[str, ...]:
     """A model's channels when --inputs is not given: the marker's required modalities and its
     optional anatomical ones. The WMH detector uses an optional DWI only to leave recent
     infarcts out; a WMH model needing the DWI could not run on the many sessions without one."""
-    return (*spec.required, *(m for m in spec.optional if m != "dwi"))
+    from csvd_bids.bids.discovery import ANAT_MODALITIES
+
+    return (*spec.required, *(m for m in spec.optional if m in ANAT_MODALITIES))
 
 
 def build_parser() -> argparse.ArgumentParser:
