@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from csvd_bids.markers.base import REGISTRY, SessionImages
+from csvd_bids.markers.lacunes import detect_lacunes
 from csvd_bids.markers.wmh import PARAMS, WMHParams, detect_wmh
 from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
 from csvd_bids.quant.lesions import label_lesions, lesion_table
@@ -327,6 +328,26 @@ def test_recent_infarct_is_not_wmh(caplog):
         found = detect_wmh(with_dwi).mask
     assert "recent infarcts not left out" in caplog.text
     assert found.any() and np.array_equal(found, detect_wmh(without).mask)
+
+
+def test_lacune_and_its_rim_are_not_wmh():
+    """A lacune's FLAIR-hyperintense gliotic rim passes the WMH thresholds; the lacune (as the
+    lacune detector finds it, grown by one voxel) is left out of WMH, the WMH stay."""
+    phantom = Phantom()
+    centre = CENTRE + [-24, 6, 0]  # deep WM, 13 mm from the ventricles
+    cavity = _ball(centre, 3.0)
+    rim = _ball(centre, 4.5) & ~cavity
+    phantom.paint(rim, 0.95 * FLAIR["wmh"], T1W["wmh"], lesion=False)
+    phantom.paint(cavity, FLAIR["csf"], T1W["csf"], lesion=False)
+    phantom.paint(DEEP, FLAIR["wmh"], T1W["wmh"])
+    session = phantom.session()
+    assert _found(detect_lacunes(session).mask, cavity, 0.9)
+    kept = detect_wmh(session, replace(PARAMS, exclude_other_lesions=False)).mask
+    assert _found(kept, rim, 0.5)
+    detection = detect_wmh(session)
+    assert not (detection.mask & (rim | cavity)).any()
+    assert np.array_equal(detection.mask, kept & ~(rim | cavity))
+    assert _found(detection.mask, DEEP, 0.9)
 
 
 @pytest.mark.parametrize(("seed", "wmh_ml"), [(1, 3.0), (2, 12.0)])

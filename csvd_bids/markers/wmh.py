@@ -31,9 +31,10 @@ Neuroinformatics 2015), on the session's region map (``csvd_bids.preproc.regions
    ventricles joins the lesion when T1w calls it tissue rather than CSF (at least half-way
    from ventricular CSF to NAWM) and not NAWM (``pv_fill_v`` of the way to GM): thick-slice
    FLAIR averages such voxels with the CSF, T1w resolves them.
-6. With the DWI (trace and ADC), voxels of a recent small subcortical infarct (the RSSI
-   detector's mask, grown by one voxel) are not WMH: an acute infarct is FLAIR-hyperintense
-   too, and STRIVE keeps the two apart.
+6. Other lesions are not WMH (STRIVE keeps them apart), each as its own detector finds it,
+   grown by one voxel: lacunes with their FLAIR-hyperintense gliotic rim (which thick-slice
+   FLAIR smears into the tissue around), and, with the DWI (trace and ADC), recent small
+   subcortical infarcts, FLAIR-hyperintense too.
 7. Lesions smaller than ``min_volume_mm3`` are dropped (noise).
 
 The score map is a logistic of u (0.5 halfway between ``u_grow`` and ``u_seed``) in the search
@@ -51,6 +52,7 @@ import numpy as np
 from scipy import ndimage
 
 from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages, register
+from csvd_bids.markers.lacunes import detect_lacunes
 from csvd_bids.markers.rssi import detect_rssi
 from csvd_bids.preproc.regions import (
     PERIVENTRICULAR_MM,
@@ -101,6 +103,7 @@ class WMHParams:
     t1_strong_u: float = 4.0  # ... unless this bright on FLAIR
     pv_fill_v: float = 0.5  # ventricle-wall voxels joined when this far from NAWM towards GM
     min_volume_mm3: float = 10.0
+    exclude_other_lesions: bool = True  # step 6 (lacunes, recent infarcts)
 
 
 PARAMS = WMHParams()
@@ -185,10 +188,10 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
-    infarct = _recent_infarcts(session)
-    if infarct is not None:  # step 6: a recent infarct is not WMH
+    other = _other_lesions(session) if params.exclude_other_lesions else None
+    if other is not None and other.any():  # step 6: lacunes and recent infarcts are not WMH
         voxel_mm3 = float(np.prod(session.zooms))
-        full_mask = remove_small_lesions(full_mask & ~infarct, voxel_mm3, params.min_volume_mm3)
+        full_mask = remove_small_lesions(full_mask & ~other, voxel_mm3, params.min_volume_mm3)
     pv_regions[box] = np.where(dist_ventricles <= PERIVENTRICULAR_MM, 1, 2)
     return Detection(
         score=full_score,
@@ -198,16 +201,20 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     )
 
 
-def _recent_infarcts(session: SessionImages) -> np.ndarray | None:
-    """The RSSI detector's mask grown by one voxel; None without a DWI, or with one the RSSI
-    detector cannot model (RSSI itself reports why)."""
-    if not all(image in session.images for image in ("dwi_trace", "dwi_adc")):
-        return None
-    try:
-        return ndimage.binary_dilation(detect_rssi(session).mask, FACES)
-    except ValueError as exc:
-        LOG.warning("WMH: recent infarcts not left out (%s)", exc)
-        return None
+def _other_lesions(session: SessionImages) -> np.ndarray:
+    """Lacunes and, with a DWI (trace and ADC), recent infarcts, as their detectors find them,
+    grown by one voxel. A detector that cannot model the session (it reports why itself) costs
+    only this exclusion, with a warning."""
+    found = np.zeros(session.brain_mask.shape, dtype=bool)
+    detectors = {"lacunes": detect_lacunes}
+    if all(image in session.images for image in ("dwi_trace", "dwi_adc")):
+        detectors["recent infarcts"] = detect_rssi
+    for name, detect in detectors.items():
+        try:
+            found |= detect(session).mask
+        except ValueError as exc:
+            LOG.warning("WMH: %s not left out (%s)", name, exc)
+    return ndimage.binary_dilation(found, FACES) if found.any() else found
 
 
 def _segment(
@@ -324,7 +331,7 @@ register(
     MarkerSpec(
         "wmh",
         required=("flair",),
-        optional=("t1w", "dwi"),
+        optional=("t1w", "t2w", "dwi"),
         detect=detect_wmh,
         locate=locate_wmh,
         regions=("periventricular", "deep"),
@@ -334,7 +341,8 @@ register(
         f"NAWM; growth: z >= {PARAMS.z_grow} and "
         f"u >= {PARAMS.u_grow}), a second pass on the unsmoothed FLAIR for periventricular "
         "linings, T1w iso/hypointensity required of weak voxels and used to resolve the "
-        "ventricle-wall partial volume, recent infarcts (DWI, when present) excluded; "
+        "ventricle-wall partial volume, lacunes with their rims and recent infarcts (DWI, when "
+        "present) excluded; "
         f"minimum {PARAMS.min_volume_mm3} mm3",
     )
 )
