@@ -158,6 +158,25 @@ def test_cavities_in_cortex_or_template_csf_are_not_lacunes():
     assert not _found(detection.mask, horn)
 
 
+def test_wide_lobar_cavity_under_atlas_cortex():
+    """Where the atlas cortex reaches over most of the ring around a cavity (a lobar lacune
+    just under the cortex of a registered template), a cavity too wide for the cortex is a
+    lacune; a narrow one there stays "not subcortical"."""
+    phantom = Phantom()
+    wide, narrow = (40, 66, 24), (40, 66, 42)
+    for centre in (wide, narrow):
+        around = _ball(centre, 7.0) & (np.indices(SHAPE)[1] >= centre[1] - 3)
+        phantom.regions[around & phantom.brain] = REGION_INDEX["cortex_frontal"]
+    wide_lacune = phantom.lacune(wide, 8.0)
+    narrow_lacune = phantom.lacune(narrow, 4.6)
+    session = phantom.session()
+    detection = detect_lacunes(session)
+    assert _found(detection.mask, wide_lacune)
+    assert not _found(detection.mask, narrow_lacune)
+    strict = LacuneParams(wide_min_ring_subcortical=LacuneParams().min_ring_subcortical)
+    assert not _found(detect_lacunes(session, strict).mask, wide_lacune)
+
+
 def test_small_cavity_needs_a_rim():
     """A 4 mm lesion has a cavity under 3 mm across: kept with its gliotic rim (a small
     lacune), dropped without (a perivascular space seen end-on)."""

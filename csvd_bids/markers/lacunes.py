@@ -18,7 +18,9 @@ stage of Ghafoorian et al. 2017), with a Laplacian-of-Gaussian blob measure (Lin
      of the intracranial mask (sulcal and cisternal CSF is connected to it);
    - is not subcortical: less than ``min_ring_subcortical`` of a ring 2.5-5 mm around it lies
      in subcortical regions (deep or lobar below); a ring beyond the rim, because a gliotic rim
-     is GM-like on T1w and often labelled cortex. Cavities in cortex are not lacunes;
+     is GM-like on T1w and often labelled cortex. Cavities in cortex are not lacunes. A cavity
+     too wide to fit in the cortex (``wide_radius_mm``) needs less
+     (``wide_min_ring_subcortical``): a lobar lacune just under the cortex;
    - lies where the template expects CSF (mean CSF prior above ``max_csf_prior``): temporal
      and occipital horns, the third ventricle, cisterns, the sylvian fissure;
    - is no blob: its scale-normalised LoG response (maximum over ``log_scales_mm``, in CSF
@@ -102,6 +104,12 @@ class LacuneParams:
     shell_mm: float = 1.0  # the shell around a cavity where its rim is measured (one voxel)
     ring_mm: tuple[float, float] = (2.5, 5.0)  # the ring beyond the rim that tells the context
     min_ring_subcortical: float = 0.5  # fraction of that ring in subcortical regions
+    # ... or this fraction for a cavity at least ``wide_radius_mm`` wide (inscribed radius):
+    # the cortex is 2-3 mm thick, so such a cavity cannot lie within it, and a lobar lacune
+    # just under the cortex has much cortex in its ring (the atlas cortex of a registered
+    # template is often a little thick there).
+    wide_radius_mm: float = 2.0
+    wide_min_ring_subcortical: float = 0.2
     # Mean template CSF prior of a cavity above which it is a normal CSF space of the template
     # (temporal/occipital horns, third ventricle, cisterns, sulci), not a new cavity.
     max_csf_prior: float = 0.3
@@ -234,7 +242,11 @@ def _candidates(labels: np.ndarray, context: dict, zooms, params: LacuneParams) 
             candidate.reason = "reaches the ventricles or the outside"
         elif f["voxels"] < params.min_voxels:
             candidate.reason = "too few voxels to judge"
-        elif f["ring_subcortical"] < params.min_ring_subcortical:
+        elif f["ring_subcortical"] < (
+            params.wide_min_ring_subcortical
+            if f["radius_mm"] >= params.wide_radius_mm
+            else params.min_ring_subcortical
+        ):
             candidate.reason = "not subcortical"
         elif f["csf_prior"] > params.max_csf_prior:
             candidate.reason = "a normal CSF space"
