@@ -89,7 +89,7 @@ def make_plan(
     for key, bundle in (bundles or {}).items():
         if key in plan["markers"] and plan["markers"][key]["assessed"]:
             plan["markers"][key].update(model_status(bundle, set(files)))
-    uses_dwi = any("dwi" in REGISTRY[k].required + REGISTRY[k].optional for k in selected_markers)
+    uses_dwi = any("dwi" in REGISTRY[k].modalities(["dwi"]) for k in selected_markers)
     if "dwi" in files and uses_dwi:  # processed only for the markers that use it
         plan["dwi_bval"] = str(inputs.bval)
     return plan

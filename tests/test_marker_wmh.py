@@ -16,6 +16,7 @@ import pytest
 from csvd_bids.markers.base import REGISTRY, SessionImages
 from csvd_bids.markers.lacunes import detect_lacunes
 from csvd_bids.markers.wmh import PARAMS, WMHParams, detect_wmh
+from csvd_bids.models.cli import default_inputs
 from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
 from csvd_bids.quant.lesions import label_lesions, lesion_table
 from csvd_bids.synth import contrasts
@@ -246,6 +247,10 @@ def test_registered_spec_and_frozen_parameters():
     spec = REGISTRY["wmh"]
     assert spec.detect is detect_wmh and spec.required == ("flair",)
     assert spec.regions == ("periventricular", "deep")
+    # the T2w and DWI reach the detector (lacunes and recent infarcts are left out of WMH) but
+    # are no default model channel
+    assert spec.modalities({"flair", "t1w", "t2w", "dwi", "swi"}) == ("flair", "t1w", "t2w", "dwi")
+    assert default_inputs(spec) == ("flair", "t1w")
     assert "FLAIR" in spec.method and "T1w" in spec.method
     with pytest.raises(AttributeError):
         PARAMS.u_seed = 0.0  # type: ignore[misc]

@@ -59,6 +59,10 @@ class MarkerSpec:
     key: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    # Modalities the detector uses only to leave other markers' lesions out (WMH: the T2w
+    # for lacunes, the DWI for recent infarcts): given to the detector and listed among the
+    # sources when present, never a model's input channel.
+    context: tuple[str, ...] = ()
     detect: Callable[[SessionImages], Detection] | None = None
     method: str = ""  # one sentence for sidecars and reports
     regions: tuple[str, ...] = ()  # region names its lesion table and summary report
@@ -83,7 +87,7 @@ class MarkerSpec:
         return not reasons, "; ".join(reasons)
 
     def modalities(self, available: set[str] | list[str]) -> tuple[str, ...]:
-        return self.required + tuple(m for m in self.optional if m in available)
+        return self.required + tuple(m for m in self.optional + self.context if m in available)
 
 
 REGISTRY: dict[str, MarkerSpec] = {}

@@ -331,7 +331,8 @@ register(
     MarkerSpec(
         "wmh",
         required=("flair",),
-        optional=("t1w", "t2w", "dwi"),
+        optional=("t1w",),
+        context=("t2w", "dwi"),  # lacunes (T2w) and recent infarcts (DWI) are left out
         detect=detect_wmh,
         locate=locate_wmh,
         regions=("periventricular", "deep"),

@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # the marker registry is imported when training starts (fast 
 
 def default_inputs(spec: MarkerSpec) -> tuple[str, ...]:
     """A model's channels when --inputs is not given: the marker's required modalities and its
-    optional anatomical ones. The WMH detector uses an optional DWI only to leave recent
-    infarcts out; a WMH model needing the DWI could not run on the many sessions without one."""
+    optional anatomical ones (not the ``context`` ones its detector uses only to leave other
+    lesions out: a WMH model needing a T2w or a DWI could not run on the many sessions
+    without one)."""
     from csvd_bids.bids.discovery import ANAT_MODALITIES
 
     return (*spec.required, *(m for m in spec.optional if m in ANAT_MODALITIES))
