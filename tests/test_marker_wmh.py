@@ -1,8 +1,8 @@
 """The WMH detector on a hand-made phantom (1 mm, small arrays) and on the project's generator
 at 3 mm (rendered in memory, no pipeline run): deep and periventricular lesions are found and
 named, thin ventricle linings need the unsmoothed pass, choroid-plexus-like and T1w-bright
-signal is rejected, the ventricle-wall partial volume is resolved with T1w, and sessions
-without T1w or without a region map still work."""
+signal is rejected, the ventricle-wall partial volume is resolved with T1w, lacunes and recent
+infarcts are left out, and sessions without T1w or without a region map still work."""
 
 from __future__ import annotations
 

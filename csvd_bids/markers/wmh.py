@@ -188,8 +188,8 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
-    other = _other_lesions(session) if params.exclude_other_lesions else None
-    if other is not None and other.any():  # step 6: lacunes and recent infarcts are not WMH
+    if params.exclude_other_lesions:  # step 6: lacunes and recent infarcts are not WMH
+        other = _other_lesions(session)
         voxel_mm3 = float(np.prod(session.zooms))
         full_mask = remove_small_lesions(full_mask & ~other, voxel_mm3, params.min_volume_mm3)
     pv_regions[box] = np.where(dist_ventricles <= PERIVENTRICULAR_MM, 1, 2)
@@ -214,7 +214,7 @@ def _other_lesions(session: SessionImages) -> np.ndarray:
             found |= detect(session).mask
         except ValueError as exc:
             LOG.warning("WMH: %s not left out (%s)", name, exc)
-    return ndimage.binary_dilation(found, FACES) if found.any() else found
+    return ndimage.binary_dilation(found, FACES)
 
 
 def _segment(
