@@ -8,13 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from csvd_bids.morphology import label_lesions, remove_small_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import (
-    LESION_COLUMNS,
-    label_lesions,
-    lesion_table,
-    remove_small_lesions,
-)
+from csvd_bids.quant.lesions import LESION_COLUMNS, lesion_table
 
 # 1 x 1 x 3 mm voxels, shifted: voxel (i, j, k) has its centre at (i - 10, j + 20, 3k + 5) mm.
 AFFINE = np.array(

@@ -1,4 +1,7 @@
-"""The microbleed detector finds small round dark dots on SWI and rejects its mimics."""
+"""The microbleed detector finds small round dark dots on SWI and rejects its mimics.
+
+The masks are judged as the pipeline writes them: with the STRIVE size rule applied after the
+detector (``_detect``)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 from helpers import assert_located_as_detected
 from scipy import ndimage
 
-from csvd_bids.markers.base import SessionImages
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.cmb import (
     CMB_METHOD,
     CMB_REGIONS,
@@ -18,8 +21,9 @@ from csvd_bids.markers.cmb import (
     detect_cmb,
     locate_cmb,
 )
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import label_lesions
 from csvd_bids.synth import generate_dataset
 
 SHAPE = (72, 72, 72)
@@ -46,6 +50,12 @@ def _tube(start, end, radius_mm: float = 0.7) -> np.ndarray:
     return (distance <= radius_mm).reshape(SHAPE)
 
 
+def _deep_wm(brain: np.ndarray) -> np.ndarray:
+    """A region map that calls the whole brain deep white matter: no structure where
+    calcifications or choroid plexus occur, so no anatomical rejection."""
+    return np.where(brain, REGION_INDEX["deep_wm"], 0).astype(np.uint8)
+
+
 def _session(
     swi: np.ndarray, brain: np.ndarray, t1w: np.ndarray | None = None, regions=None
 ) -> SessionImages:
@@ -53,7 +63,15 @@ def _session(
     if t1w is not None:
         images = {"t1w": nib.Nifti1Image(t1w.astype(np.float32), np.eye(4)), **images}
     wm = brain.astype(np.float32)
+    regions = _deep_wm(brain) if regions is None else regions
     return SessionImages(images=images, brain_mask=brain, priors={"wm": wm}, regions=regions)
+
+
+def _detect(session: SessionImages) -> Detection:
+    """The detection with the STRIVE size rule applied to its mask, as the pipeline does."""
+    detection = detect_cmb(session)
+    detection.mask = apply_size_rule(detection.mask, session.reference.affine, "cmb")
+    return detection
 
 
 def _brain_and_background(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +107,7 @@ def test_dots_found_vein_rejected_sizes_honoured():
     large = _ball((36, 40, 52), 15.0)  # a 15 mm dark ball: a haematoma, not a microbleed
     _paint(swi, large, DOT)
 
-    detection = detect_cmb(_session(swi, brain))
+    detection = _detect(_session(swi, brain))
 
     for centre, diameter in DOTS.items():
         assert _found(detection, _ball(centre, diameter)), (centre, diameter)
@@ -112,7 +130,7 @@ def test_short_tube_is_a_vessel():
     swi, brain = _brain_and_background(seed=8)
     tube = _tube((30, 30, 36), (36, 36, 40))  # 9 mm long
     _paint(swi, tube, DOT)
-    assert not _found(detect_cmb(_session(swi, brain)), tube)
+    assert not _found(_detect(_session(swi, brain)), tube)
 
     zooms = np.ones(3)
     darkness = np.zeros((21, 21, 21), np.float32)
@@ -137,7 +155,7 @@ def test_beaded_vein_is_a_vessel():
     beads = vein & ((position.reshape(SHAPE) * 9).astype(int) % 2 == 0)  # 3 mm beads
     _paint(swi, vein & ~beads, 430.0)
     _paint(swi, beads, VEIN)
-    detection = detect_cmb(_session(swi, brain))
+    detection = _detect(_session(swi, brain))
     assert not _found(detection, vein)
 
 
@@ -149,7 +167,7 @@ def test_dot_in_csf_is_no_microbleed():
     _paint(swi, _ball((36, 36, 36), 4.0), DOT)
     bleed = _ball((36, 56, 36), 4.0)
     _paint(swi, bleed, DOT)
-    detection = detect_cmb(_session(swi, brain))
+    detection = _detect(_session(swi, brain))
     assert _found(detection, bleed)
     assert not _found(detection, cistern)
 
@@ -161,19 +179,19 @@ def test_dot_touching_a_vein_is_found():
     assert (dot & vein).sum() == 0 and (ndimage.binary_dilation(dot, iterations=2) & vein).any()
     _paint(swi, vein, VEIN)
     _paint(swi, dot, DOT)
-    detection = detect_cmb(_session(swi, brain))
+    detection = _detect(_session(swi, brain))
     assert _found(detection, dot)
     assert label_lesions(detection.mask)[1] == 1
     assert (detection.mask & vein).sum() <= 3  # the vein is not taken along
 
 
-def test_empty_brain_gives_empty_mask():
+def test_no_dot_gives_empty_mask_and_empty_brain_is_not_assessable():
     swi, brain = _brain_and_background(seed=3)
-    detection = detect_cmb(_session(swi, brain))
+    detection = _detect(_session(swi, brain))
     assert not detection.mask.any()
     assert detection.score.max() < 0.5
-    nothing = detect_cmb(_session(swi, np.zeros(SHAPE, bool)))
-    assert not nothing.mask.any() and not nothing.score.any()
+    with pytest.raises(NotAssessableError, match="empty brain mask"):
+        detect_cmb(_session(swi, np.zeros(SHAPE, bool)))
 
 
 def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
@@ -189,7 +207,7 @@ def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
     regions[_distance((26, 36, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
     regions[_distance((47, 37, 46)) <= 5] = REGION_INDEX["basal_ganglia"]
 
-    detection = detect_cmb(_session(swi, brain, t1w, regions))
+    detection = _detect(_session(swi, brain, t1w, regions))
     assert _found(detection, bleed)
     assert not _found(detection, flow_void)
     assert not _found(detection, left) and not _found(detection, right)
@@ -197,7 +215,7 @@ def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
     # Without a T1w the flow void cannot be told apart; outside calcifying structures a
     # mirror-image pair is two microbleeds.
     regions[regions == REGION_INDEX["basal_ganglia"]] = REGION_INDEX["cortex_frontal"]
-    detection = detect_cmb(_session(swi, brain, None, regions))
+    detection = _detect(_session(swi, brain, None, regions))
     assert _found(detection, flow_void) and _found(detection, left) and _found(detection, right)
 
 
@@ -214,7 +232,7 @@ def test_regions_are_mars_groups():
     regions[~brain] = 0
 
     session = _session(swi, brain, regions=regions)
-    detection = detect_cmb(session)
+    detection = _detect(session)
     assert_located_as_detected(detection, locate_cmb(session, detection.mask))
     assert detection.region_names == dict(enumerate(CMB_REGIONS, start=1))
     assert CMB_REGIONS == ("lobar", "deep", "infratentorial")
@@ -237,8 +255,9 @@ def test_anisotropic_grid():
         images={"swi": nib.Nifti1Image(thick.astype(np.float32), affine)},
         brain_mask=brain[:, :, ::2],
         priors={},
+        regions=_deep_wm(brain[:, :, ::2]),
     )
-    detection = detect_cmb(session)
+    detection = _detect(session)
     for centre, diameter in DOTS.items():
         assert _found(detection, _ball(centre, diameter)[:, :, ::2]), (centre, diameter)
     assert not _found(detection, vein[:, :, ::2])
@@ -280,7 +299,7 @@ def test_generated_subject(generated, subject):
         regions=array(truth / f"{prefix}seg-regions_dseg.nii.gz").astype(np.uint8),
     )
     planted = array(truth / f"{prefix}label-CMB_mask.nii.gz") > 0
-    detection = detect_cmb(session)
+    detection = _detect(session)
     planted_labels, n_planted = label_lesions(planted)
     found_labels, n_found = label_lesions(detection.mask)
     hits = np.unique(planted_labels[detection.mask])

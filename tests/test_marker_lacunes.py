@@ -1,5 +1,7 @@
 """The lacune detector on a hand-made 1 mm phantom: white matter with lateral ventricles, a
-cortical ribbon and sulcal CSF, into which lacune-like and mimicking structures are drawn."""
+cortical ribbon and sulcal CSF, into which lacune-like and mimicking structures are drawn.
+Masks are judged as the pipeline writes them: with the STRIVE size rule applied after the
+detector (``_detect``)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,17 @@ import numpy as np
 import pytest
 from helpers import assert_located_as_detected
 
-from csvd_bids.markers.base import SessionImages
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.lacunes import (
     LACUNE_REGIONS,
+    PARAMS,
     LacuneParams,
     detect_lacunes,
     locate_lacunes,
 )
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import label_lesions
 
 SHAPE = (80, 80, 64)
 #         FLAIR  T1w   T2w   (synthetic-scanner units; only the contrasts matter)
@@ -88,6 +92,13 @@ class Phantom:
         )
 
 
+def _detect(session: SessionImages, params: LacuneParams = PARAMS) -> Detection:
+    """The detection with the STRIVE size rule applied to its mask, as the pipeline does."""
+    detection = detect_lacunes(session, params)
+    detection.mask = apply_size_rule(detection.mask, session.reference.affine, "lacunes")
+    return detection
+
+
 def _found(mask: np.ndarray, where: np.ndarray) -> bool:
     return bool((mask & where).any())
 
@@ -102,7 +113,7 @@ def test_round_cavity_found_and_mimics_rejected():
     tube[57:59, 34:46, 39:41] = True
     phantom.paint(tube, CSF)
     big = phantom.lacune((54, 52, 20), 20.0)  # a 20 mm cavity: too large for a lacune
-    detection = detect_lacunes(phantom.session())
+    detection = _detect(phantom.session())
 
     labels, n = label_lesions(detection.mask)
     assert n == 1
@@ -119,10 +130,16 @@ def test_round_cavity_found_and_mimics_rejected():
     assert detection.score[lacune].max() >= 0.5
 
 
-def test_empty_brain_gives_empty_mask():
-    detection = detect_lacunes(Phantom().session())
+def test_no_cavity_gives_empty_mask_and_empty_brain_is_not_assessable():
+    session = Phantom().session()
+    detection = _detect(session)
     assert not detection.mask.any()
     assert detection.score.max() < 0.5
+    empty = SessionImages(
+        session.images, np.zeros(SHAPE, bool), session.priors, regions=session.regions
+    )
+    with pytest.raises(NotAssessableError, match="empty brain mask"):
+        detect_lacunes(empty)
 
 
 def test_flair_only_and_lobar_region():
@@ -130,7 +147,7 @@ def test_flair_only_and_lobar_region():
     juxta = phantom.lacune((40, 69, 32), 7.0)  # in juxtacortical WM, next to the cortex
     deep = phantom.lacune((40, 18, 32), 8.0)
     session = phantom.session(channels=("flair",))
-    detection = detect_lacunes(session)
+    detection = _detect(session)
     assert_located_as_detected(detection, locate_lacunes(session, detection.mask))
     assert _found(detection.mask, juxta) and _found(detection.mask, deep)
     names = detection.region_names
@@ -152,7 +169,7 @@ def test_cavities_in_cortex_or_template_csf_are_not_lacunes():
     phantom.priors["csf"][_ball((22, 40, 44), 6.0)] = 0.8
     # a 6 mm lacune elsewhere, so that the detector is seen to work in this phantom
     lacune = phantom.lacune((58, 40, 44), 6.0)
-    detection = detect_lacunes(phantom.session())
+    detection = _detect(phantom.session())
     assert _found(detection.mask, lacune)
     assert not _found(detection.mask, pocket)
     assert not _found(detection.mask, horn)
@@ -170,11 +187,11 @@ def test_wide_lobar_cavity_under_atlas_cortex():
     wide_lacune = phantom.lacune(wide, 8.0)
     narrow_lacune = phantom.lacune(narrow, 4.6)
     session = phantom.session()
-    detection = detect_lacunes(session)
+    detection = _detect(session)
     assert _found(detection.mask, wide_lacune)
     assert not _found(detection.mask, narrow_lacune)
     strict = LacuneParams(wide_min_ring_subcortical=LacuneParams().min_ring_subcortical)
-    assert not _found(detect_lacunes(session, strict).mask, wide_lacune)
+    assert not _found(_detect(session, strict).mask, wide_lacune)
 
 
 def test_small_cavity_needs_a_rim():
@@ -184,19 +201,22 @@ def test_small_cavity_needs_a_rim():
     with_rim = phantom.lacune((24, 40, 32), 4.6)
     bare = _ball((56, 40, 32), 1.3)
     phantom.paint(bare, CSF)
-    detection = detect_lacunes(phantom.session())
+    detection = _detect(phantom.session())
     assert _found(detection.mask, with_rim)
     assert not _found(detection.mask, bare)
 
 
-def test_without_atlas_regions():
-    """Without the region map, the priors give a coarse one (all subcortical lacunes deep)."""
+def test_lacune_labelled_csf_is_named_by_its_surroundings():
+    """The region map calls a lacune (its cavity and rim) CSF, as a tissue classifier does:
+    the lesion is named by the regions around it (deep here), by the detector and by
+    ``locate_lacunes`` alike."""
     phantom = Phantom()
     lacune = phantom.lacune((20, 40, 32), 6.0)
+    phantom.regions[_ball((20, 40, 32), 5.0)] = REGION_INDEX["other_csf"]
     session = phantom.session()
-    session = SessionImages(session.images, session.brain_mask, session.priors, regions=None)
-    detection = detect_lacunes(session)
+    detection = _detect(session)
     assert _found(detection.mask, lacune)
+    assert (phantom.regions[detection.mask] == REGION_INDEX["other_csf"]).all()
     assert set(np.unique(detection.regions[detection.mask])) == {1}
     assert_located_as_detected(detection, locate_lacunes(session, detection.mask))
 

@@ -4,7 +4,8 @@ blobs and FLAIR-bright structures are not, and a lesion-free volume gives an emp
 At the generator's 3 mm test resolution no PVS can exist (one voxel is already 3 mm across, and
 the STRIVE rule wants < 3 mm), so these tests build their own images: a white-matter block with
 a ventricle, a basal-ganglia slab and a centrum-semiovale slab, with tissue-like intensities
-and noise, into which lesions are painted."""
+and noise, into which lesions are painted. Masks are judged as the pipeline writes them: with
+the STRIVE size rule applied after the detector (``_detect``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import pytest
 from helpers import assert_located_as_detected
 from scipy import ndimage
 
-from csvd_bids.markers.base import SessionImages
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.pvs import (
+    PARAMS,
     PVS_METHOD,
     PVS_REGIONS,
     PVSParams,
@@ -26,8 +28,9 @@ from csvd_bids.markers.pvs import (
     locate_pvs,
     reject_mimics,
 )
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import label_lesions
 
 SHAPE = (56, 56, 56)
 # (T1w, FLAIR, T2w) of each tissue; lesions as STRIVE describes them.
@@ -87,6 +90,13 @@ def _session(lesions: list[tuple[np.ndarray, tuple[float, float, float]]], seed:
     return SessionImages(images=images, brain_mask=brain, priors=priors, regions=regions)
 
 
+def _detect(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
+    """The detection with the STRIVE size rule applied to its mask, as the pipeline does."""
+    detection = detect_pvs(session, params)
+    detection.mask = apply_size_rule(detection.mask, session.reference.affine, "pvs")
+    return detection
+
+
 def _found(detection, mask: np.ndarray) -> bool:
     return bool((detection.mask & mask).any())
 
@@ -101,7 +111,7 @@ def tubes():
     lesions = [(wm_tube, PVS), (bg_tube, PVS), (cso_tube, PVS), (blob, CSF), (flair_bright, WMH)]
     session = _session(lesions)
     named = {"wm": wm_tube, "bg": bg_tube, "cso": cso_tube, "blob": blob, "flair": flair_bright}
-    return session, named, detect_pvs(session)
+    return session, named, _detect(session)
 
 
 def test_thin_tubes_are_found_and_named(tubes):
@@ -135,9 +145,12 @@ def test_score_is_a_belief_map(tubes):
     assert detection.mask.dtype == bool
 
 
-def test_empty_volume_gives_an_empty_mask():
-    detection = detect_pvs(_session([]))
+def test_empty_volume_gives_an_empty_mask_and_empty_brain_is_not_assessable():
+    session = _session([])
+    detection = _detect(session)
     assert not detection.mask.any()
+    with pytest.raises(NotAssessableError, match="empty brain mask"):
+        detect_pvs(replace(session, brain_mask=np.zeros_like(session.brain_mask)))
 
 
 def test_t2w_alone_still_rejects_the_blob():
@@ -145,7 +158,7 @@ def test_t2w_alone_still_rejects_the_blob():
     wm_tube, blob = _tube(40, 30, 14, 24), _ball((40, 44, 18), 4)
     full = _session([(wm_tube, PVS), (blob, CSF)])
     session = replace(full, images={"t2w": full.images["t2w"]})
-    detection = detect_pvs(session)
+    detection = _detect(session)
     assert _found(detection, wm_tube)
     assert not _found(detection, ndimage.binary_dilation(blob, iterations=2))
 
@@ -153,7 +166,7 @@ def test_t2w_alone_still_rejects_the_blob():
 def test_a_wide_tube_breaks_the_size_rule():
     """A 4 mm thick tube is tubular but too wide for a PVS (STRIVE: < 3 mm)."""
     thick = ndimage.binary_dilation(_tube(40, 30, 10, 30), iterations=2)
-    detection = detect_pvs(_session([(thick, PVS)]), PVSParams(scales_mm=(0.6, 0.9, 1.3, 2.0)))
+    detection = _detect(_session([(thick, PVS)]), PVSParams(scales_mm=(0.6, 0.9, 1.3, 2.0)))
     assert not detection.mask.any()
 
 

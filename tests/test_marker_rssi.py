@@ -1,6 +1,8 @@
 """The RSSI detector on the project's generator at 3 mm (rendered in memory, no pipeline run):
 a DWI-bright, ADC-low infarct is found; the same brightness with a normal ADC (T2
-shine-through) is not; an ADC in other units or missing is handled; no infarct, no lesion."""
+shine-through) is not; an ADC in other units or missing is handled; no infarct, no lesion.
+Masks are judged as the pipeline writes them: with the STRIVE size rule applied after the
+detector (``_detect``)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from csvd_bids.markers.base import SessionImages
-from csvd_bids.markers.rssi import RSSI_METHOD, RSSIParams, detect_rssi
+from csvd_bids.markers.base import NotAssessableError, SessionImages
+from csvd_bids.markers.rssi import PARAMS, RSSI_METHOD, RSSIDetection, RSSIParams, detect_rssi
+from csvd_bids.markers.size_rules import apply_size_rule
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import label_lesions, lesion_table
+from csvd_bids.quant.lesions import lesion_table
 from csvd_bids.synth import contrasts
 from csvd_bids.synth.anatomy import make_anatomy
 from csvd_bids.synth.fields import add_rician_noise
@@ -77,7 +81,7 @@ def _adc(b0: np.ndarray, trace: np.ndarray) -> np.ndarray:
     return np.clip(adc, 0, 5000)
 
 
-def _session(g: dict, b0, trace, adc=None, regions=True) -> SessionImages:
+def _session(g: dict, b0, trace, adc=None) -> SessionImages:
     anat = g["anat"]
     images = {"t1w": nib.Nifti1Image(np.zeros(anat.shape, np.float32), anat.affine)}
     for name, data in (("dwi_b0", b0), ("dwi_trace", trace), ("dwi_adc", adc)):
@@ -92,8 +96,15 @@ def _session(g: dict, b0, trace, adc=None, regions=True) -> SessionImages:
             "csf": anat.csf,
             "ventricles": anat.ventricles.astype(np.float32),
         },
-        regions=g["regions"] if regions else None,
+        regions=g["regions"],
     )
+
+
+def _detect(session: SessionImages, params: RSSIParams = PARAMS) -> RSSIDetection:
+    """The detection with the STRIVE size rule applied to its mask, as the pipeline does."""
+    detection = detect_rssi(session, params)
+    detection.mask = apply_size_rule(detection.mask, session.reference.affine, "rssi")
+    return detection
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -102,7 +113,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_infarct_found_and_nothing_else(generated):
     g = generated
-    found = detect_rssi(_session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"])))
+    found = _detect(_session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"])))
     assert found.adc_mode == "adc" and not found.notes
     assert label_lesions(found.mask)[1] == 1  # the infarct, not the WMH (ADC high)
     assert _dice(found.mask, g["truth"]) >= 0.7
@@ -120,17 +131,17 @@ def test_t2_shine_through_rejected(generated):
     gain = g["trace"] / np.maximum(g["trace_clean"], 1.0)
     b0 = np.where(g["truth"], g["b0_clean"] * gain, g["b0_clean"])
     session = _session(g, b0, g["trace"], _adc(b0, g["trace"]))
-    assert not detect_rssi(session).mask.any()
+    assert not _detect(session).mask.any()
     # The trace-only fallback cannot tell: it finds the same focus (so the test can fail).
-    assert detect_rssi(_session(g, None, g["trace"])).mask[g["truth"]].any()
+    assert _detect(_session(g, None, g["trace"])).mask[g["truth"]].any()
 
 
 @pytest.mark.parametrize("factor, unit", [(1e-6, "mm2/s"), (1e-3, "1e-3 mm2/s")])
 def test_adc_in_other_units(generated, factor, unit):
     g = generated
     adc = _adc(g["b0"], g["trace"])
-    reference = detect_rssi(_session(g, g["b0"], g["trace"], adc))
-    found = detect_rssi(_session(g, g["b0"], g["trace"], adc * factor))
+    reference = _detect(_session(g, g["b0"], g["trace"], adc))
+    found = _detect(_session(g, g["b0"], g["trace"], adc * factor))
     assert found.adc_mode == "adc"
     assert any(unit in note and "rescaled" in note for note in found.notes)
     assert np.array_equal(found.mask, reference.mask) and found.mask.any()
@@ -139,11 +150,11 @@ def test_adc_in_other_units(generated, factor, unit):
 def test_unusable_adc_falls_back(generated):
     g = generated
     # nonsense ADC: the relative ADC comes from b0 and trace instead
-    nonsense = detect_rssi(_session(g, g["b0"], g["trace"], np.full(g["truth"].shape, -1.0)))
+    nonsense = _detect(_session(g, g["b0"], g["trace"], np.full(g["truth"].shape, -1.0)))
     assert nonsense.adc_mode == "b0_trace"
     assert _dice(nonsense.mask, g["truth"]) >= 0.7
     # neither ADC nor b0: trace only, with its stricter thresholds
-    trace_only = detect_rssi(_session(g, None, g["trace"]))
+    trace_only = _detect(_session(g, None, g["trace"]))
     assert trace_only.adc_mode == "dwi_only"
     assert label_lesions(trace_only.mask)[1] == 1 and trace_only.mask[g["truth"]].any()
 
@@ -151,8 +162,8 @@ def test_unusable_adc_falls_back(generated):
 def test_no_infarct_no_lesion(generated):
     g = generated
     b0, trace = g["b0_clean"], g["trace_clean"]
-    assert not detect_rssi(_session(g, b0, trace, _adc(b0, trace))).mask.any()
-    assert not detect_rssi(_session(g, None, trace)).mask.any()
+    assert not _detect(_session(g, b0, trace, _adc(b0, trace))).mask.any()
+    assert not _detect(_session(g, None, trace)).mask.any()
 
 
 def test_territory_and_size_rule(generated):
@@ -160,13 +171,16 @@ def test_territory_and_size_rule(generated):
     # the same infarct moved onto the cortex is not an RSSI
     regions = np.where(g["truth"], REGION_INDEX["cortex_frontal"], g["regions"])
     session = replace(_session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"])), regions=regions)
-    assert not detect_rssi(session).mask.any()
+    assert not _detect(session).mask.any()
     # thresholds that let it grow over 20 mm across: re-cut at a stricter edge, it is kept...
     session = _session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"]))
     loose = RSSIParams(z_grow=-50.0, radc_grow=50.0, edge_fraction=0.0)
-    assert _dice(detect_rssi(session, loose).mask, g["truth"]) >= 0.7
-    # ... and without that second chance the STRIVE size rule drops it
-    assert not detect_rssi(session, replace(loose, edge_fractions_if_large=())).mask.any()
+    assert _dice(_detect(session, loose).mask, g["truth"]) >= 0.7
+    # ... and without that second chance the STRIVE size rule (applied after the detector)
+    # drops it
+    found = detect_rssi(session, replace(loose, edge_fractions_if_large=()))
+    assert found.mask.any()
+    assert not apply_size_rule(found.mask, g["anat"].affine, "rssi").any()
 
 
 def test_lesion_named_by_its_majority_region(generated):
@@ -176,17 +190,37 @@ def test_lesion_named_by_its_majority_region(generated):
     regions = np.where(g["truth"], REGION_INDEX["internal_capsule"], g["regions"])
     regions.reshape(-1)[np.flatnonzero(g["truth"])[0]] = REGION_INDEX["basal_ganglia"]
     session = _session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"]))
-    found = detect_rssi(replace(session, regions=regions))
+    found = _detect(replace(session, regions=regions))
     table = lesion_table(found.mask, g["anat"].affine, "RSSI", found.regions, found.region_names)
     assert list(table["region"]) == ["internal_capsule"]
-    # without a region map the infarct is still found, in region "other"
-    found = detect_rssi(replace(session, regions=None))
+
+
+def test_growth_into_juxtacortical_wm_is_named_other(generated):
+    """Lesions grow into the juxtacortical WM but are not seeded there: an infarct whose core
+    lies in deep WM and most of whose voxels lie in juxtacortical WM is found, in region
+    "other"."""
+    g = generated
+    core = g["truth"] & (g["trace"] >= np.percentile(g["trace"][g["truth"]], 75))
+    regions = np.where(g["truth"], REGION_INDEX["juxtacortical_wm_frontal"], g["regions"])
+    regions[core] = REGION_INDEX["deep_wm"]
+    session = _session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"]))
+    found = _detect(replace(session, regions=regions))
     assert _dice(found.mask, g["truth"]) >= 0.7
-    assert set(
-        lesion_table(found.mask, g["anat"].affine, "RSSI", found.regions, found.region_names)[
-            "region"
-        ]
-    ) == {"other"}
+    table = lesion_table(found.mask, g["anat"].affine, "RSSI", found.regions, found.region_names)
+    assert list(table["region"]) == ["other"]
+    # seeded nowhere: all of it in juxtacortical WM, it is not found
+    regions[core] = REGION_INDEX["juxtacortical_wm_frontal"]
+    assert not _detect(replace(session, regions=regions)).mask.any()
+
+
+def test_empty_brain_or_no_white_matter_is_not_assessable(generated):
+    g = generated
+    session = _session(g, g["b0"], g["trace"], _adc(g["b0"], g["trace"]))
+    with pytest.raises(NotAssessableError, match="empty brain mask"):
+        detect_rssi(replace(session, brain_mask=np.zeros_like(session.brain_mask)))
+    no_wm = {**session.priors, "wm": np.zeros_like(session.priors["wm"])}
+    with pytest.raises(NotAssessableError, match="normal-appearing white matter"):
+        detect_rssi(replace(session, priors=no_wm))
 
 
 def test_flat_images_give_nothing():
@@ -206,6 +240,6 @@ def test_flat_images_give_nothing():
         priors={"wm": ones, "gm": 0 * ones, "csf": 0 * ones, "ventricles": 0 * ones},
         regions=np.where(brain, REGION_INDEX["deep_wm"], 0).astype(np.uint8),
     )
-    found = detect_rssi(session)
+    found = _detect(session)
     assert found.adc_mode == "b0_trace" and not found.mask.any()
     assert found.score.shape == shape and found.score.max() <= 0.5

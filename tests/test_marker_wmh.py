@@ -2,23 +2,26 @@
 at 3 mm (rendered in memory, no pipeline run): deep and periventricular lesions are found and
 named, thin ventricle linings need the unsmoothed pass, choroid-plexus-like and T1w-bright
 signal is rejected, the ventricle-wall partial volume is resolved with T1w, lacunes and recent
-infarcts are left out, and sessions without T1w or without a region map still work."""
+infarcts (their masks, as the session graph gives them in ``SessionImages.excluded``) are left
+out, and sessions without T1w or without ventricles in the region map still work."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from csvd_bids.markers.base import REGISTRY, SessionImages
+from csvd_bids.cli.train import default_inputs
+from csvd_bids.markers.base import REGISTRY, NotAssessableError, SessionImages
 from csvd_bids.markers.lacunes import detect_lacunes
+from csvd_bids.markers.rssi import detect_rssi
+from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.markers.wmh import PARAMS, WMHParams, detect_wmh
-from csvd_bids.models.cli import default_inputs
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
-from csvd_bids.quant.lesions import label_lesions, lesion_table
+from csvd_bids.quant.lesions import lesion_table
 from csvd_bids.synth import contrasts
 from csvd_bids.synth.anatomy import make_anatomy
 from csvd_bids.synth.fields import add_rician_noise
@@ -79,7 +82,7 @@ class Phantom:
         out[self.ventricles] = REGION_INDEX["lateral_ventricles"]
         return out
 
-    def session(self, t1w: bool = True, regions: bool = True, seed: int = 0) -> SessionImages:
+    def session(self, t1w: bool = True, seed: int = 0) -> SessionImages:
         rng = np.random.default_rng(seed)
         flair = (self.flair + rng.normal(0, 12.0, SHAPE)) * self.brain
         images = {"flair": nib.Nifti1Image(flair.astype(np.float32), np.eye(4))}
@@ -96,7 +99,7 @@ class Phantom:
             images=images,
             brain_mask=self.brain,
             priors=priors,
-            regions=self.regions() if regions else None,
+            regions=self.regions(),
         )
 
 
@@ -219,11 +222,16 @@ def test_ventricle_wall_partial_volume_resolved_with_t1w():
     assert _found(without, cap & ~wall, 0.9)
 
 
-def test_flair_only_and_no_region_map():
+def test_flair_only_and_no_ventricles_in_the_region_map():
+    """Without T1w; and with a region map that calls the ventricles other CSF (the template's
+    ventricles are then followed into FLAIR-dark voxels)."""
     phantom = Phantom()
     phantom.paint(DEEP, FLAIR["wmh"], T1W["wmh"])
     phantom.paint(_cap(phantom), FLAIR["wmh"], T1W["wmh"])
-    for session in (phantom.session(t1w=False), phantom.session(regions=False)):
+    full = phantom.session()
+    regions = full.regions.copy()
+    regions[regions == REGION_INDEX["lateral_ventricles"]] = REGION_INDEX["other_csf"]
+    for session in (phantom.session(t1w=False), replace(full, regions=regions)):
         detection = detect_wmh(session)
         assert _dice(detection.mask, phantom.truth) > 0.8
         table = lesion_table(
@@ -235,11 +243,11 @@ def test_flair_only_and_no_region_map():
 def test_unusable_inputs_are_reported():
     phantom = Phantom()
     session = phantom.session()
-    with pytest.raises(ValueError, match="brain mask"):
+    with pytest.raises(NotAssessableError, match="empty brain mask"):
         detect_wmh(replace(session, brain_mask=np.zeros(SHAPE, bool)))
     no_wm = np.where(phantom.regions() == REGION_INDEX["deep_wm"], 0, phantom.regions())
     no_wm[no_wm == REGION_INDEX["periventricular_wm"]] = 0
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(NotAssessableError, match="too few"):
         detect_wmh(replace(session, regions=no_wm.astype(np.uint8)))
 
 
@@ -247,9 +255,10 @@ def test_registered_spec_and_frozen_parameters():
     spec = REGISTRY["wmh"]
     assert spec.detect is detect_wmh and spec.required == ("flair",)
     assert spec.regions == ("periventricular", "deep")
-    # the T2w and DWI reach the detector (lacunes and recent infarcts are left out of WMH) but
-    # are no default model channel
-    assert spec.modalities({"flair", "t1w", "t2w", "dwi", "swi"}) == ("flair", "t1w", "t2w", "dwi")
+    # lacunes and recent infarcts are left out of WMH through their own nodes' masks: the T2w
+    # and DWI do not reach the WMH detector and are no default model channel
+    assert spec.excludes == ("lacunes", "rssi")
+    assert spec.modalities({"flair", "t1w", "t2w", "dwi", "swi"}) == ("flair", "t1w")
     assert default_inputs(spec) == ("flair", "t1w")
     assert "FLAIR" in spec.method and "T1w" in spec.method
     with pytest.raises(AttributeError):
@@ -314,24 +323,30 @@ def _generated(seed: int, wmh_ml: float, rssi: bool = False):
     return session, truth["WMH"], truth["RSSI"], anat
 
 
-def test_recent_infarct_is_not_wmh(caplog):
-    """An RSSI is FLAIR-hyperintense: without the DWI it is taken for WMH; with it, it is not."""
+def _marker_mask(detect, session: SessionImages, key: str) -> np.ndarray:
+    """A marker's mask as its node of the session graph gives it: detector, then size rule."""
+    return apply_size_rule(detect(session).mask, session.reference.affine, key)
+
+
+def test_recent_infarct_is_not_wmh():
+    """An RSSI is FLAIR-hyperintense: without the RSSI mask it is taken for WMH; with it (the
+    session has a DWI), it is not."""
     session, truth, infarct, _ = _generated(seed=3, wmh_ml=3.0, rssi=True)
     assert infarct.any()
-    anatomy = {k: v for k, v in session.images.items() if not k.startswith("dwi_")}
-    flair_only = SessionImages(anatomy, session.brain_mask, session.priors, session.regions)
-    assert (detect_wmh(flair_only).mask & infarct).any()
-    detection = detect_wmh(session)
+    assert (detect_wmh(session).mask & infarct).any()
+    rssi = _marker_mask(detect_rssi, session, "rssi")
+    assert (rssi & infarct).any()
+    detection = detect_wmh(replace(session, excluded={"rssi": rssi}))
     assert not (detection.mask & infarct).any()
     assert _dice(detection.mask, truth) > 0.75
     # a DWI the RSSI detector cannot model (here: no voxel has a WM prior >= 0.7, so there is
-    # no white matter to compare with) leaves WMH as without a DWI, with a warning
+    # no white matter to compare with): RSSI is not assessed, nothing is left out of WMH
     priors = dict(session.priors, wm=np.minimum(session.priors["wm"], 0.6))
-    with_dwi = SessionImages(session.images, session.brain_mask, priors, session.regions)
+    with pytest.raises(NotAssessableError, match="white matter"):
+        detect_rssi(replace(session, priors=priors))
+    anatomy = {k: v for k, v in session.images.items() if not k.startswith("dwi_")}
     without = SessionImages(anatomy, session.brain_mask, priors, session.regions)
-    with caplog.at_level(logging.WARNING, logger="csvd_bids.markers.wmh"):
-        found = detect_wmh(with_dwi).mask
-    assert "recent infarcts not left out" in caplog.text
+    found = detect_wmh(replace(session, priors=priors)).mask
     assert found.any() and np.array_equal(found, detect_wmh(without).mask)
 
 
@@ -346,9 +361,12 @@ def test_lacune_and_its_rim_are_not_wmh():
     phantom.paint(cavity, FLAIR["csf"], T1W["csf"], lesion=False)
     phantom.paint(DEEP, FLAIR["wmh"], T1W["wmh"])
     session = phantom.session()
-    assert _found(detect_lacunes(session).mask, cavity, 0.9)
+    lacunes = _marker_mask(detect_lacunes, session, "lacunes")
+    assert _found(lacunes, cavity, 0.9)
+    session = replace(session, excluded={"lacunes": lacunes})
     kept = detect_wmh(session, replace(PARAMS, exclude_other_lesions=False)).mask
     assert _found(kept, rim, 0.5)
+    assert np.array_equal(kept, detect_wmh(replace(session, excluded={})).mask)
     detection = detect_wmh(session)
     assert not (detection.mask & (rim | cavity)).any()
     assert np.array_equal(detection.mask, kept & ~(rim | cavity))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule, lesion_size_mm
-from csvd_bids.quant.lesions import label_lesions
+from csvd_bids.morphology import label_lesions
 
 
 def _ball(shape, centre, radius_vox) -> np.ndarray:

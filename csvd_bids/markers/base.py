@@ -1,10 +1,15 @@
 """The one small interface every marker detector plugs into.
 
 A marker declares the modalities it needs (all required ones must exist, optional ones are used
-when present) and a ``detect`` function. The function receives the session's preprocessed
-images on the reference grid with the brain mask and tissue priors, and returns a score map in
-[0, 1], a binary mask and, optionally, a region map used to name the region of each lesion.
-The per-lesion table is built from the mask by csvd_bids.quant, the same way for every marker.
+when present), the other markers whose lesions it leaves out (``excludes``: edges of the
+participant graph, so each detector runs once per session) and a ``detect`` function. The
+function receives the session's preprocessed images on the reference grid with the brain mask,
+tissue priors, region map and the masks of the markers it excludes, and returns a score map in
+[0, 1], a binary mask, a region map used to name the region of each lesion, and notes on any
+degraded mode. A detector that cannot model a session's images raises ``NotAssessableError``:
+the marker is then "not assessed" with that reason and the rest of the session goes on. The
+STRIVE size rule and the per-lesion tables are applied after the detector (or a model bundle),
+the same way for every marker.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
-from csvd_bids.labels import BY_KEY, MarkerLabel
+from csvd_bids.labels import BY_KEY, MarkerLabel, add_marker_label, remove_marker_label
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,10 @@ class SessionImages:
     images: dict[str, nib.Nifti1Image]
     brain_mask: np.ndarray  # bool
     priors: dict[str, np.ndarray]  # template priors in subject space: wm, gm, csf, ventricles
-    regions: np.ndarray | None = None  # csvd_bids.preproc.regions.REGION_LABELS map
+    regions: np.ndarray  # csvd_bids.preproc.regions.REGION_LABELS map (uint8)
+    # marker key -> that marker's mask on this session, for the markers this one excludes
+    # (MarkerSpec.excludes) that could be assessed here
+    excluded: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def reference(self) -> nib.Nifti1Image:
@@ -48,10 +56,14 @@ class Detection:
     # Region of a lesion = the lowest-index region it touches (e.g. 1 periventricular, 2 deep).
     regions: np.ndarray | None = None
     region_names: dict[int, str] = field(default_factory=dict)
+    # degraded modes the user must know of (e.g. "trace only: T2 shine-through not rejected"):
+    # written to the marker's sidecar and the session's qc_warnings
+    notes: list[str] = field(default_factory=list)
 
 
-# (session, lesion mask) -> (region map or None, region names)
-Locator = Callable[[SessionImages, np.ndarray], tuple[np.ndarray | None, dict[int, str]]]
+class NotAssessableError(ValueError):
+    """A detector cannot model this session's images (e.g. too little white matter to estimate
+    normal tissue); the message is the reason the marker is reported as not assessed."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +71,11 @@ class MarkerSpec:
     key: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-    # Modalities the detector uses only to leave other markers' lesions out (WMH: the T2w
-    # for lacunes, the DWI for recent infarcts): given to the detector and listed among the
-    # sources when present, never a model's input channel.
-    context: tuple[str, ...] = ()
+    # Markers whose lesions this one leaves out (STRIVE keeps them apart; WMH: lacunes with
+    # their gliotic rim, recent infarcts). Each is an edge of the session graph: that marker's
+    # node (its detector or model bundle) runs once and its mask reaches this detector as
+    # SessionImages.excluded; it runs even when not selected with --markers (not written then).
+    excludes: tuple[str, ...] = ()
     detect: Callable[[SessionImages], Detection] | None = None
     method: str = ""  # one sentence for sidecars and reports
     regions: tuple[str, ...] = ()  # region names its lesion table and summary report
@@ -87,10 +100,11 @@ class MarkerSpec:
         return not reasons, "; ".join(reasons)
 
     def modalities(self, available: set[str] | list[str]) -> tuple[str, ...]:
-        return self.required + tuple(m for m in self.optional + self.context if m in available)
+        return self.required + tuple(m for m in self.optional if m in available)
 
 
 REGISTRY: dict[str, MarkerSpec] = {}
+LEFT_OUT = "left out"  # what became of an excluded marker's lesions, when it was assessed
 # The DWI reaches detectors as three images on the reference grid.
 DWI_IMAGES = ("dwi_b0", "dwi_trace", "dwi_adc")
 
@@ -100,8 +114,36 @@ def image_fields(modality: str) -> tuple[str, ...]:
     return DWI_IMAGES if modality == "dwi" else (modality,)
 
 
-def register(spec: MarkerSpec) -> MarkerSpec:
+def register(spec: MarkerSpec, label: MarkerLabel | None = None) -> MarkerSpec:
+    """Make a marker known to every part of csvd-bids (graph, tables, label map, reports,
+    evaluation). ``label``: its names and label-map index, for a marker that is not in the
+    table of csvd_bids.labels (a new marker's module registers both in this one call)."""
+    if label is not None and label.key != spec.key:
+        raise ValueError(f"marker {spec.key!r} registered with the label of {label.key!r}")
+    for other in spec.excludes:
+        if other == spec.key or spec.key in dependencies(other):
+            raise ValueError(f"marker {spec.key!r}: excluding {other!r} makes a cycle")
+        if other not in REGISTRY:
+            raise ValueError(f"marker {spec.key!r} excludes {other!r}, which is not registered")
+    if label is not None and label.key not in BY_KEY:
+        add_marker_label(label)
     if spec.key not in BY_KEY:
-        raise ValueError(f"unknown marker key {spec.key!r}")
+        raise ValueError(f"unknown marker key {spec.key!r}: give its label (csvd_bids.labels)")
     REGISTRY[spec.key] = spec
     return spec
+
+
+def unregister(key: str) -> None:
+    """Remove a marker registered with its own label (a plugin or a test's toy marker)."""
+    if any(key in spec.excludes for spec in REGISTRY.values()):
+        raise ValueError(f"marker {key!r} is excluded by another marker")
+    del REGISTRY[key]
+    remove_marker_label(key)
+
+
+def dependencies(key: str) -> tuple[str, ...]:
+    """Every marker whose mask ``key`` needs, directly or through another (registered only)."""
+    found: dict[str, None] = {}
+    for other in REGISTRY[key].excludes if key in REGISTRY else ():
+        found.update(dict.fromkeys((*dependencies(other), other)))
+    return tuple(found)

@@ -39,12 +39,13 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
      dentate) are bilateral and symmetric: a candidate in those structures with another one
      within ``symmetry_mm`` of its mirror image across the mid-sagittal plane (x = the brain's
      centroid; the reference grid is RAS) is rejected, as is any candidate centred in the
-     lateral ventricles (choroid plexus); both need the region map;
-   - the STRIVE size rule (2-10 mm, csvd_bids.markers.size_rules) is applied last.
+     lateral ventricles (choroid plexus).
+5. The STRIVE size rule (2-10 mm, csvd_bids.markers.size_rules) is applied to the returned
+   mask by the caller, as for every marker.
 
 Score map: a logistic of the blob strength ``-sigma^2 LoG(D)`` (0.5 at the peak threshold) on the
-voxels of the segmented candidates, a quarter of it on the rejected ones (mimics, sizes out of
-range), 0 elsewhere: a belief, not a probability.
+voxels of the segmented candidates, a quarter of it on the rejected ones (mimics), 0 elsewhere:
+a belief, not a probability.
 Regions (MARS, Gregoire et al. 2009): 1 lobar (cortex and juxtacortical WM), 2 deep (BG,
 thalamus, capsules, periventricular and deep WM, centrum semiovale), 3 infratentorial
 (brainstem, cerebellum); brain voxels the region map leaves out (CSF) take the nearest one.
@@ -58,11 +59,17 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.blobs import log_blob_response
-from csvd_bids.markers.size_rules import apply_size_rule
-from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import CONNECTIVITY
+from csvd_bids.morphology import CONNECTIVITY, bounding_box, label_lesions, robust_stats
+from csvd_bids.region_sets import (
+    CSF_REGIONS,
+    DEEP_GM_REGIONS,
+    DEEP_REGIONS,
+    INFRATENTORIAL_REGIONS,
+    LATERAL_VENTRICLES,
+    LOBAR_REGIONS,
+)
 
 
 @dataclass(frozen=True)
@@ -133,43 +140,18 @@ CMB_METHOD = (
     "calcification-prone structures, and the STRIVE 2-10 mm size rule."
 )
 
-# MARS groups of the subject region map (csvd_bids.preproc.regions.REGION_LABELS).
-_LOBAR = tuple(
-    i for name, i in REGION_INDEX.items() if name.startswith(("cortex_", "juxtacortical_wm_"))
-)
-_DEEP = tuple(
-    REGION_INDEX[name]
-    for name in (
-        "periventricular_wm",
-        "deep_wm",
-        "centrum_semiovale",
-        "basal_ganglia",
-        "thalamus",
-        "internal_capsule",
-        "external_capsule",
-    )
-)
-_INFRA = (REGION_INDEX["brainstem"], REGION_INDEX["cerebellum"])
+# MARS groups of the subject region map: lobar, deep, infratentorial.
+_MARS_GROUPS = (LOBAR_REGIONS, DEEP_REGIONS, INFRATENTORIAL_REGIONS)
 # Where symmetric mimics occur: physiological calcifications (globus pallidus, dentate
 # nucleus, choroid plexus; pineal gland and habenula by the thalami) and the iron-rich nuclei
 # that are dark on SWI (pallidum, red nucleus and substantia nigra, dentate nucleus).
-_SYMMETRIC_MIMICS = tuple(
-    REGION_INDEX[name]
-    for name in (
-        "basal_ganglia",
-        "thalamus",
-        "brainstem",
-        "cerebellum",
-        "lateral_ventricles",
-        "other_csf",
-    )
-)
+_SYMMETRIC_MIMICS = (*DEEP_GM_REGIONS, *INFRATENTORIAL_REGIONS, *CSF_REGIONS)
 
 
 def mars_regions(regions: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
     """1 lobar, 2 deep, 3 infratentorial; other brain voxels take the nearest of them."""
     mars = np.zeros(regions.shape, dtype=np.uint8)
-    for value, labels in enumerate((_LOBAR, _DEEP, _INFRA), start=1):
+    for value, labels in enumerate(_MARS_GROUPS, start=1):
         mars[np.isin(regions, labels)] = value
     missing = brain & (mars == 0)
     if missing.any() and mars.any():
@@ -178,19 +160,6 @@ def mars_regions(regions: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, di
         )
         mars[missing] = mars[tuple(index[missing] for index in nearest)]
     return mars, dict(enumerate(CMB_REGIONS, start=1))
-
-
-def _robust(values: np.ndarray) -> tuple[float, float]:
-    median = float(np.median(values))
-    return median, max(1.4826 * float(np.median(np.abs(values - median))), 1e-6)
-
-
-def _bounding_box(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return tuple(
-        slice(max(0, s.start - pad), min(n, s.stop + pad))
-        for s, n in zip(box, mask.shape, strict=True)
-    )
 
 
 def _hessian_blobness(patch: np.ndarray, centre: tuple[int, ...], sigma_vox, zooms) -> float:
@@ -251,7 +220,7 @@ def _region(
     excess: np.ndarray, inside: np.ndarray, centre: tuple[int, ...], threshold: float
 ) -> np.ndarray:
     """Voxels with ``excess`` above ``threshold`` connected to ``centre`` (26-connected)."""
-    labels, _ = ndimage.label(inside & (excess > threshold), structure=CONNECTIVITY)
+    labels, _ = label_lesions(inside & (excess > threshold))
     return labels == labels[centre] if labels[centre] else np.zeros(excess.shape, bool)
 
 
@@ -362,12 +331,12 @@ def _reject_symmetric(
     candidates: list[_Candidate],
     affine: np.ndarray,
     midline_x: float,
-    regions: np.ndarray | None,
+    regions: np.ndarray,
     params: CMBParams,
 ) -> None:
     """Reject bilateral mirror-image pairs (physiological calcifications)."""
     kept = [c for c in candidates if c.accepted]
-    if len(kept) < 2 or regions is None:  # without anatomy a symmetric pair may be two CMB
+    if len(kept) < 2:
         return
     ijk = np.array([c.peak for c in kept], dtype=int)
     xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
@@ -392,25 +361,27 @@ def _reference_tissue(wm: np.ndarray | None, away: np.ndarray, params: CMBParams
     return away
 
 
-def locate_cmb(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray | None, dict]:
-    """MARS regions (lobar, deep, infratentorial) when the session has a region map."""
-    if session.regions is None:
-        return None, {}
+def locate_cmb(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """MARS regions (lobar, deep, infratentorial)."""
     return mars_regions(session.regions, np.asarray(session.brain_mask, dtype=bool))
 
 
 def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
-    """Microbleeds of one session (needs "swi"; uses "t1w", the WM prior and the region map
-    when present); see the module docstring for the method."""
+    """Microbleeds of one session (needs "swi"; uses "t1w" and the WM prior when present);
+    see the module docstring for the method."""
     zooms = np.array(session.zooms)
     brain = np.asarray(session.brain_mask, dtype=bool)
     shape = brain.shape
-    empty = Detection(score=np.zeros(shape, np.float32), mask=np.zeros(shape, bool))
-    mars, names = (None, {}) if session.regions is None else mars_regions(session.regions, brain)
-    empty.regions, empty.region_names = mars, names
-    if not brain.any():
-        return empty
-    crop = _bounding_box(brain, int(np.ceil(params.max_diameter_mm / zooms.min())) + 2)
+    crop = bounding_box(brain, int(np.ceil(params.max_diameter_mm / zooms.min())) + 2)
+    if crop is None:
+        raise NotAssessableError("empty brain mask")
+    mars, names = mars_regions(session.regions, brain)
+    empty = Detection(
+        score=np.zeros(shape, np.float32),
+        mask=np.zeros(shape, bool),
+        regions=mars,
+        region_names=names,
+    )
     brain_c = brain[crop]
     edge_distance = ndimage.distance_transform_edt(np.pad(brain_c, 1), sampling=zooms)[
         1:-1, 1:-1, 1:-1
@@ -422,9 +393,9 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     swi = session.data("swi")[crop]
     wm = (session.priors or {}).get("wm")
     reference = _reference_tissue(None if wm is None else wm[crop], search, params)
-    median, _ = _robust(swi[reference])
+    median = float(np.median(swi[reference]))
     if median <= 0:
-        raise ValueError("the SWI has no signal in the reference tissue")
+        raise NotAssessableError("the SWI has no signal in the reference tissue")
     darkness = ((median - swi) / median).astype(np.float32)
     # Outside the brain takes the nearest brain value, so that neither the dark skull nor an
     # artificial step at the mask edge makes blobs there.
@@ -435,7 +406,7 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     sigmas = radii / np.sqrt(3.0)
     strength, scale = log_blob_response(darkness, zooms, sigmas)
     # The detector's own noise: the spread of the blob strength in the reference tissue.
-    level, noise = _robust(strength[reference])
+    level, noise = robust_stats(strength[reference])
     threshold = max(params.min_response, level + params.min_response_z * noise)
     peaks = (
         search
@@ -457,12 +428,10 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
         for i in order
     ]
 
-    regions_c = None if session.regions is None else session.regions[crop]
-    if regions_c is not None:
-        ventricles = REGION_INDEX["lateral_ventricles"]
-        for c in candidates:
-            if c.accepted and regions_c[c.peak] == ventricles:
-                c.accepted, c.reason = False, "choroid plexus"
+    regions_c = session.regions[crop]
+    for c in candidates:
+        if c.accepted and regions_c[c.peak] == LATERAL_VENTRICLES:
+            c.accepted, c.reason = False, "choroid plexus"
     if "t1w" in session.images:
         t1 = session.data("t1w")[crop]
         t1_reference = float(np.median(t1[reference]))
@@ -479,7 +448,6 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     for c in candidates:
         target = mask_c if c.accepted else mimic
         target[c.box] |= c.component
-    mask_c = apply_size_rule(mask_c, affine, "cmb")
 
     # Belief on the voxels of every segmented candidate: rejected ones keep a quarter of it.
     strength_score = expit((strength - threshold) / (params.score_width * threshold))

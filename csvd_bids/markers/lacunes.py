@@ -33,7 +33,8 @@ stage of Ghafoorian et al. 2017), with a Laplacian-of-Gaussian blob measure (Lin
      a small one needs its rim, which no PVS has.
 3. Kept cavities grow into their rim (within ``rim_mm``): partial-volume fluid or
    FLAIR-hyperintense voxels.
-4. The STRIVE size rule (3-15 mm maximum diameter), last.
+4. The STRIVE size rule (3-15 mm maximum diameter) is applied to the returned mask by the
+   caller, as for every marker.
 
 Score map: the belief on the voxels of each candidate (capped below 0.5 for rejected ones),
 0 elsewhere. Regions (``LACUNE_REGIONS``): 1 = deep (basal ganglia, thalamus, internal and
@@ -50,35 +51,31 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from csvd_bids.markers.base import Detection, SessionImages
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.blobs import log_blob_response
-from csvd_bids.markers.size_rules import apply_size_rule
-from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
-from csvd_bids.quant.lesions import label_lesions
+from csvd_bids.morphology import (
+    FACES,
+    bounding_box,
+    keep_seeded,
+    label_lesions,
+    majority_label,
+    robust_stats,
+    smooth_mm,
+)
+from csvd_bids.preproc.regions import distance_mm
+from csvd_bids.region_sets import (
+    CORTEX_REGIONS,
+    DEEP_REGIONS,
+    INFRATENTORIAL_REGIONS,
+    JUXTACORTICAL_WM_REGIONS,
+    LATERAL_VENTRICLES,
+    NAWM_REGIONS,
+)
 
 LACUNE_REGIONS = ("deep", "lobar")
-# Region labels (csvd_bids.preproc.regions) where lacunes may lie, by lacune region.
-DEEP_LABELS = tuple(
-    REGION_INDEX[name]
-    for name in (
-        "periventricular_wm",
-        "deep_wm",
-        "centrum_semiovale",
-        "basal_ganglia",
-        "thalamus",
-        "internal_capsule",
-        "external_capsule",
-        "brainstem",
-        "cerebellum",
-    )
-)
-LOBAR_LABELS = tuple(range(REGION_INDEX["juxtacortical_wm_frontal"], REGION_INDEX["other_csf"]))
-CORTEX_LABELS = tuple(range(REGION_INDEX["cortex_frontal"], REGION_INDEX["cortex_insula"] + 1))
-WM_LABELS = tuple(
-    REGION_INDEX[name] for name in ("periventricular_wm", "deep_wm", "centrum_semiovale")
-)
-VENTRICLES = REGION_INDEX["lateral_ventricles"]
-OTHER_CSF = REGION_INDEX["other_csf"]
+# Region labels (csvd_bids.region_sets) where lacunes may lie, by lacune region.
+DEEP_LABELS = (*DEEP_REGIONS, *INFRATENTORIAL_REGIONS)
+LOBAR_LABELS = JUXTACORTICAL_WM_REGIONS
 
 
 @dataclass(frozen=True)
@@ -156,32 +153,12 @@ def lacune_region_map(regions: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fallback_regions(session: SessionImages) -> np.ndarray:
-    """A coarse region map from the priors when the atlas regions are missing: ventricles,
-    deep WM (everything WM-like) and cortex; no lobar class."""
-    priors = session.priors
-    regions = np.zeros(session.brain_mask.shape, dtype=np.uint8)
-    brain = session.brain_mask
-    regions[brain & (priors["gm"] >= 0.5)] = REGION_INDEX["cortex_frontal"]
-    regions[brain & (priors["wm"] >= 0.5)] = REGION_INDEX["deep_wm"]
-    regions[brain & (priors["csf"] >= 0.5)] = OTHER_CSF
-    regions[brain & (priors["ventricles"] >= 0.5)] = VENTRICLES
-    return regions
-
-
-def _robust_stats(values: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-based standard deviation (robust to the lesions among the values)."""
-    median = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - median)))
-    return median, max(spread, 1e-6 * max(abs(median), 1.0))
-
-
 def _csf_likeness(
     image: np.ndarray, nawm: np.ndarray, csf: np.ndarray
 ) -> tuple[np.ndarray, float, float] | None:
     """(c, NAWM median, NAWM spread): c = 0 in NAWM, 1 in CSF, either contrast sign; None
     when the image does not tell CSF from white matter."""
-    median, spread = _robust_stats(image[nawm])
+    median, spread = robust_stats(image[nawm])
     contrast = float(np.median(image[csf])) - median
     if abs(contrast) < 3.0 * spread:
         return None
@@ -275,43 +252,45 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
         raise ValueError("the lacune detector needs a FLAIR image")
     zooms = session.zooms
     full_shape = session.brain_mask.shape
-    full_regions = session.regions if session.regions is not None else _fallback_regions(session)
     # Work inside the brain's bounding box (filters and distances cost less there).
-    box = _brain_box(session.brain_mask, margin=int(np.ceil(10.0 / min(zooms))))
+    box = bounding_box(session.brain_mask, int(np.ceil(10.0 / min(zooms))))
+    if box is None:
+        raise NotAssessableError("empty brain mask")
     brain = session.brain_mask[box]
-    regions = full_regions[box]
+    regions = session.regions[box]
     priors = {k: v[box] for k, v in session.priors.items()}
-    sigma = [params.smoothing_sigma_mm / z for z in zooms]
     channels = [m for m in ("flair", "t1w", "t2w") if m in session.images]
-    images = {m: ndimage.gaussian_filter(session.data(m)[box], sigma=sigma) for m in channels}
+    images = {
+        m: smooth_mm(session.data(m)[box], params.smoothing_sigma_mm, zooms) for m in channels
+    }
 
-    nawm = brain & np.isin(regions, WM_LABELS) & (priors["wm"] >= params.nawm_prior)
+    nawm = brain & np.isin(regions, NAWM_REGIONS) & (priors["wm"] >= params.nawm_prior)
     # The core of the ventricles (away from partial volume) is the CSF reference.
-    ventricles = brain & (regions == VENTRICLES)
+    ventricles = brain & (regions == LATERAL_VENTRICLES)
     csf_ref = ndimage.binary_erosion(ventricles, iterations=1)
     if csf_ref.sum() < 50:
         csf_ref = brain & (priors["csf"] >= 0.9)
     if nawm.sum() < 100 or csf_ref.sum() < 20:
-        raise ValueError("too few white matter or CSF voxels to normalise the images")
+        raise NotAssessableError("too few white matter or CSF voxels to normalise the images")
     likeness, stats = {}, {}
     for m in channels:
         found = _csf_likeness(images[m], nawm, csf_ref)
         if found is None and m == "flair":
-            raise ValueError("CSF and white matter are not separable on the FLAIR")
+            raise NotAssessableError("CSF and white matter are not separable on the FLAIR")
         if found is not None:  # an optional channel without CSF contrast is left out
             likeness[m], stats[m] = found[0], found[1:]
     c = np.mean(list(likeness.values()), axis=0).astype(np.float32)
     flair_median, flair_spread = stats["flair"]
 
     # FLAIR in grey-white contrast units (as in wmh.py): 1 = cortical grey matter.
-    grey = brain & (priors["gm"] >= 0.8) & np.isin(regions, CORTEX_LABELS)
+    grey = brain & (priors["gm"] >= 0.8) & np.isin(regions, CORTEX_REGIONS)
     if grey.sum() < 100:
         grey = brain & (priors["gm"] >= 0.8)
     grey_median = float(np.median(images["flair"][grey])) if grey.any() else flair_median
     u_flair = (images["flair"] - flair_median) / max(grey_median - flair_median, flair_spread)
     place = lacune_region_map(regions)
     fluid = brain & (c >= params.cavity_c) & (likeness["flair"] >= params.flair_c)
-    labels, n = ndimage.label(fluid)
+    labels, n = label_lesions(fluid, FACES)  # face-connected (see the module docstring)
 
     score = np.zeros(brain.shape, dtype=np.float32)
     mask = np.zeros(brain.shape, dtype=bool)
@@ -333,27 +312,15 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
         mask[near] |= lesion
         score[near] = np.where(lesion, np.maximum(score[near], candidate.belief), score[near])
 
-    mask = apply_size_rule(mask, session.reference.affine, "lacunes")
     score = np.where(mask, score, np.minimum(score, 0.49))
     out = {
         "score": np.zeros(full_shape, dtype=np.float32),
         "mask": np.zeros(full_shape, dtype=bool),
-        "regions": lacune_region_map(full_regions),
+        "regions": lacune_region_map(session.regions),
     }
     out["score"][box], out["mask"][box] = score, mask
     out["regions"][box] = _majority_regions(mask, place)
     return Detection(**out, region_names={1: "deep", 2: "lobar"})
-
-
-def _brain_box(brain: np.ndarray, margin: int) -> tuple[slice, ...]:
-    """The bounding box of the brain mask grown by ``margin`` voxels."""
-    found = ndimage.find_objects(brain.astype(np.uint8))
-    if not found:
-        raise ValueError("the brain mask is empty")
-    return tuple(
-        slice(max(0, s.start - margin), min(n, s.stop + margin))
-        for s, n in zip(found[0], brain.shape, strict=True)
-    )
 
 
 def _shell(mask: np.ndarray, vox: tuple[int, int, int]) -> np.ndarray:
@@ -368,15 +335,12 @@ def _grow_rim(
     FLAIR-hyperintense gliosis."""
     near = ndimage.distance_transform_edt(~cavity, sampling=zooms) <= params.rim_mm
     abnormal = (c >= params.rim_c) | (u_flair >= params.rim_u)
-    grown, _ = label_lesions(cavity | (near & abnormal))
-    keep = np.unique(grown[cavity])
-    return np.isin(grown, keep[keep > 0])
+    return keep_seeded(cavity | (near & abnormal), cavity)
 
 
 def locate_lacunes(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict]:
     """Deep or lobar: each lesion in the region holding most of it (as the detector)."""
-    regions = session.regions if session.regions is not None else _fallback_regions(session)
-    return _majority_regions(mask, lacune_region_map(regions)), {1: "deep", 2: "lobar"}
+    return _majority_regions(mask, lacune_region_map(session.regions)), {1: "deep", 2: "lobar"}
 
 
 def _majority_regions(mask: np.ndarray, place: np.ndarray) -> np.ndarray:
@@ -384,14 +348,12 @@ def _majority_regions(mask: np.ndarray, place: np.ndarray) -> np.ndarray:
     so that a lesion is named by where most of it lies, not by one voxel of it. A lesion whose
     own voxels are all labelled CSF or cortex (its cavity is CSF-like, its rim GM-like on T1w)
     takes the majority of the 3 voxels around it."""
-    out = place.copy()
-    labels, _ = label_lesions(mask)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        box = tuple(slice(max(0, s.start - 3), s.stop + 3) for s in box)
+    labels, n = label_lesions(mask)
+    majority = majority_label(labels, place, n)
+    boxes = ndimage.find_objects(labels)
+    for index in np.flatnonzero(majority == 0)[1:]:  # lesions wholly in CSF or cortex
+        box = tuple(slice(max(0, s.start - 3), s.stop + 3) for s in boxes[index - 1])
         lesion = labels[box] == index
-        votes = np.bincount(place[box][lesion], minlength=3)[1:]
-        if not votes.any():
-            around = ndimage.binary_dilation(lesion, iterations=3) & ~lesion
-            votes = np.bincount(place[box][around], minlength=3)[1:]
-        out[box][lesion] = 1 + int(np.argmax(votes)) if votes.any() else 1
-    return out
+        around = ndimage.binary_dilation(lesion, iterations=3) & ~lesion
+        majority[index] = majority_label(around.astype(np.uint8), place[box], 1)[1] or 1
+    return np.where(labels > 0, majority[labels], place).astype(place.dtype)

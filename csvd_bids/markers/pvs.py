@@ -26,7 +26,8 @@ et al. 2023: CSF-like on every contrast, linear, < 3 mm across, no FLAIR-hyperin
    structure it belongs to (``u >= blob_u``, not FLAIR-bright) holds a ball 3 mm across (the
    PVS width limit), when it has a FLAIR-hyperintense rim (more than ``rim_fraction`` of its
    ``rim_mm`` shell at FLAIR >= ``rim_u``), or when it has fewer than ``min_voxels`` voxels.
-6. The STRIVE size rule (width < 3 mm; csvd_bids.markers.size_rules) as the last step.
+6. The STRIVE size rule (width < 3 mm; csvd_bids.markers.size_rules) is applied to the
+   returned mask by the caller, as for every marker.
 
 The score map is vesselness x clip(u, 0, 1) inside the search region: a belief, not a
 calibrated probability. Regions of the lesion table: 1 ``BG``, the atlas basal ganglia with
@@ -49,28 +50,38 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from csvd_bids.markers.base import Detection, SessionImages
-from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule
-from csvd_bids.markers.wmh import robust_stats
-from csvd_bids.preproc.regions import REGION_INDEX, distance_mm
-from csvd_bids.quant.lesions import label_lesions
-
-_R = REGION_INDEX
-WM_REGIONS = (
-    _R["periventricular_wm"],
-    _R["deep_wm"],
-    _R["centrum_semiovale"],
-    *range(_R["juxtacortical_wm_frontal"], _R["juxtacortical_wm_insula"] + 1),
+from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
+from csvd_bids.markers.size_rules import SIZE_RULES
+from csvd_bids.morphology import (
+    FACES,
+    bounding_box,
+    keep_seeded,
+    label_lesions,
+    robust_stats,
 )
-BG_REGIONS = (_R["basal_ganglia"], _R["internal_capsule"], _R["external_capsule"])
+from csvd_bids.preproc.regions import distance_mm
+from csvd_bids.region_sets import (
+    BASAL_GANGLIA,
+    CAPSULE_REGIONS,
+    CENTRUM_SEMIOVALE,
+    CORTEX_REGIONS,
+    CSF_REGIONS,
+    DEEP_WM,
+    JUXTACORTICAL_WM_REGIONS,
+    LATERAL_VENTRICLES,
+    NONCAPSULAR_WM_REGIONS,
+    OTHER_CSF,
+)
+
+# The basal ganglia of the BG rating, with the capsules between and beside the nuclei.
+BG_REGIONS = (BASAL_GANGLIA, *CAPSULE_REGIONS)
 # Where PVS are searched: cerebral white matter and the deep grey matter with its capsules.
 # The thalamus is left out: its medial edge lines the third ventricle, whose partial volumes
 # look like PVS, and the BG/CSO ratings do not count thalamic PVS.
-SEARCH_REGIONS = (*WM_REGIONS, *BG_REGIONS)
+SEARCH_REGIONS = (*NONCAPSULAR_WM_REGIONS, *BG_REGIONS)
 # What PVS must keep away from: CSF spaces and cortex, whose partial volumes are bright tubes
 # and sheets on T2w too.
-CORTEX = tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1))
-CSF_OR_CORTEX = (_R["lateral_ventricles"], *CORTEX, _R["other_csf"])
+CSF_OR_CORTEX = (*CSF_REGIONS, *CORTEX_REGIONS)
 PVS_REGIONS = ("BG", "CSO")
 REGION_NAMES = {1: "BG", 2: "CSO", 3: "other"}
 BOX_MARGIN = 4  # voxels around the brain's bounding box in which the detector works
@@ -118,26 +129,16 @@ PVS_METHOD = (
 )
 
 
-def _regions(session: SessionImages) -> np.ndarray:
-    if session.regions is not None:
-        return session.regions
-    # No region map: a coarse one from the priors (WM, ventricles, the rest counted as cortex/CSF).
-    priors, brain = session.priors, session.brain_mask
-    out = np.full(brain.shape, _R["other_csf"], dtype=np.uint8)
-    out[brain & (priors["wm"] >= 0.5)] = _R["deep_wm"]
-    out[brain & (priors["ventricles"] > 0.5)] = _R["lateral_ventricles"]
-    out[~brain] = 0
-    return out
-
-
 def _nawm(session: SessionImages, regions: np.ndarray, params: PVSParams) -> np.ndarray:
     nawm = (
         session.brain_mask
-        & np.isin(regions, WM_REGIONS)
+        & np.isin(regions, NONCAPSULAR_WM_REGIONS)
         & (session.priors["wm"] >= params.nawm_prior)
     )
     if nawm.sum() < 100:
-        raise ValueError("too few normal-appearing white matter voxels to normalise the T2w")
+        raise NotAssessableError(
+            "too few normal-appearing white matter voxels to normalise the T2w"
+        )
     return nawm
 
 
@@ -188,7 +189,7 @@ def vesselness(u: np.ndarray, zooms: tuple[float, ...], params: PVSParams) -> np
 
 def _above_ventricles(regions: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Voxels above the roof of the lateral ventricles (world z, RAS)."""
-    ventricles = regions == _R["lateral_ventricles"]
+    ventricles = regions == LATERAL_VENTRICLES
     if not ventricles.any():
         return np.zeros(regions.shape, dtype=bool)
     ijk = np.indices(regions.shape, dtype=np.float32)
@@ -207,17 +208,15 @@ def fill_csf_pockets(
     than ``pocket_max_mm3`` or mostly surrounded by cortex (the fundus of a sulcus, cut off from
     the rest of its CSF by partial volumes); a pocket takes the label of the nearest
     non-cortical tissue, so that a PVS is searched for and named in the region that holds it."""
-    csf = regions == _R["other_csf"]
-    labels, _ = ndimage.label(csf | ~brain)
-    touching = np.unique(labels[~brain])
-    outer = np.isin(labels, touching[touching > 0]) & brain
-    pockets, n = ndimage.label(csf & ~outer)
+    csf = regions == OTHER_CSF
+    outer = keep_seeded(csf | ~brain, ~brain, FACES) & brain
+    pockets, n = label_lesions(csf & ~outer, FACES)
     if n == 0:
         return regions, outer
     sizes = np.bincount(pockets.ravel()) * float(np.prod(zooms))
     # The one-voxel shell of each pocket: mostly cortex means the fundus of a sulcus.
     shell = ndimage.grey_dilation(pockets, size=(3, 3, 3)) * (pockets == 0)
-    cortex = np.isin(regions, CORTEX)
+    cortex = np.isin(regions, CORTEX_REGIONS)
     in_cortex = np.asarray(ndimage.mean(cortex, shell, np.arange(n + 1)))
     small = (sizes <= pocket_max_mm3) & ~(in_cortex > 0.5)
     small[0] = False
@@ -236,50 +235,46 @@ def fill_csf_pockets(
 def pvs_regions(regions: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """1 basal ganglia (with the capsules), 2 centrum semiovale, 3 other."""
     out = np.full(regions.shape, 3, dtype=np.uint8)
-    cso = (regions == _R["centrum_semiovale"]) | (
-        np.isin(regions, (_R["deep_wm"], *WM_REGIONS[3:])) & _above_ventricles(regions, affine)
+    cso = (regions == CENTRUM_SEMIOVALE) | (
+        np.isin(regions, (DEEP_WM, *JUXTACORTICAL_WM_REGIONS)) & _above_ventricles(regions, affine)
     )
     out[cso] = 2
     out[np.isin(regions, BG_REGIONS)] = 1
     return out
 
 
-def _crop(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return tuple(
-        slice(max(0, s.start - margin), min(n, s.stop + margin))
-        for s, n in zip(box, mask.shape, strict=True)
-    )
-
-
 def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     """The detector's intermediate maps, inside the brain's bounding box (``box``)."""
     zooms = session.zooms
-    box = _crop(session.brain_mask, margin=BOX_MARGIN)
+    box = bounding_box(session.brain_mask, BOX_MARGIN)
+    if box is None:
+        raise NotAssessableError("empty brain mask")
     brain = session.brain_mask[box]
-    regions_full = _regions(session)
+    regions_full = session.regions
     regions, outer = fill_csf_pockets(regions_full[box], brain, zooms, params.pocket_max_mm3)
     nawm = _nawm(session, regions_full, params)[box]
 
     t2 = session.data("t2w")[box]
     median, spread = robust_stats(t2[nawm])
-    csf = brain & (regions == _R["lateral_ventricles"])
+    csf = brain & (regions == LATERAL_VENTRICLES)
     if csf.sum() < 50:  # no ventricles in the region map: clear CSF by the priors
         csf = brain & (session.priors["csf"][box] >= params.csf_prior)
     csf_median = float(np.median(t2[csf])) if csf.any() else np.nan
     if not np.isfinite(csf_median) or csf_median <= median + spread:
-        raise ValueError("the T2w shows no CSF brighter than white matter: not a T2w contrast")
+        raise NotAssessableError(
+            "the T2w shows no CSF brighter than white matter: not a T2w contrast"
+        )
     u = (t2 - median) / (csf_median - median)
     z = (t2 - median) / spread
 
     search = brain & np.isin(regions, SEARCH_REGIONS)
-    search &= distance_mm(regions == _R["lateral_ventricles"], zooms) > params.ventricle_margin_mm
+    search &= distance_mm(regions == LATERAL_VENTRICLES, zooms) > params.ventricle_margin_mm
     search &= distance_mm(outer, zooms) > params.csf_margin_mm
 
     vessel = np.zeros(u.shape, np.float32)
     if search.any():  # filter only around the search region (the expensive part)
         margin = int(np.ceil(4 * max(params.scales_mm) / min(zooms)))
-        inner = _crop(search, margin)
+        inner = bounding_box(search, margin)
         vessel[inner] = vesselness(u[inner], zooms, params)
     # Hysteresis: tubes seeded where clearly tubular and bright, grown along weaker evidence.
     candidates = search & (vessel >= params.vesselness_grow) & (u >= params.u_grow)
@@ -295,14 +290,10 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     if "t1w" in session.images:
         maps["t1_z"] = _z(session.data("t1w")[box], nawm)
         candidates &= maps["t1_z"] < params.t1_max_z
-    labels, _ = label_lesions(candidates)
-    seeded = np.unique(labels[seeds & candidates])
-    candidates = np.isin(labels, seeded[seeded > 0])
+    candidates = keep_seeded(candidates, seeds)
     maps["candidates"] = candidates
+    # the mask before the size rule, which the caller applies (csvd_bids.markers.size_rules)
     maps["kept"] = reject_mimics(candidates, u, flair_u, brain, search, zooms, params)
-    maps["mask"] = apply_size_rule(
-        maps["kept"], affine_of_box(session.reference.affine, box), "pvs"
-    )
     return maps
 
 
@@ -310,10 +301,10 @@ def pvs_region_map(session: SessionImages, params: PVSParams = PARAMS) -> np.nda
     """The detector's region map (``pvs_regions``) of the whole volume, in which CSF pockets
     enclosed by tissue (a PVS is CSF to the tissue classes) carry the label of their tissue
     (``fill_csf_pockets``): a PVS is named by the region that holds it."""
-    regions = _regions(session)
+    regions = session.regions
     region_map = pvs_regions(regions, session.reference.affine)
-    if session.brain_mask.any():
-        box = _crop(session.brain_mask, margin=BOX_MARGIN)
+    box = bounding_box(session.brain_mask, BOX_MARGIN)
+    if box is not None:
         filled, _ = fill_csf_pockets(
             regions[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
         )
@@ -331,11 +322,10 @@ def detect_pvs(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
     shape = session.brain_mask.shape
     score = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
-    if session.brain_mask.any():
-        maps = _maps(session, params)
-        box = maps["box"]
-        score[box] = np.where(maps["search"], maps["vessel"] * np.clip(maps["u"], 0.0, 1.0), 0.0)
-        mask[box] = maps["mask"]
+    maps = _maps(session, params)
+    box = maps["box"]
+    score[box] = np.where(maps["search"], maps["vessel"] * np.clip(maps["u"], 0.0, 1.0), 0.0)
+    mask[box] = maps["kept"]
     region_map = pvs_region_map(session, params)
     return Detection(score=score, mask=mask, regions=region_map, region_names=dict(REGION_NAMES))
 

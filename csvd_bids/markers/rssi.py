@@ -14,7 +14,7 @@ hysteresis lesion growth as in csvd_bids.markers.wmh:
    constant factor gives the same rADC.
 2. ADC units: the ADC is expected in 1e-6 mm2/s (NAWM ~700-800). A NAWM median of
    0.0002-0.002 is read as mm2/s and rescaled by 1e6, one of 0.2-2 as 1e-3 mm2/s and rescaled
-   by 1e3; each is noted in ``RSSIDetection.notes`` and logged as a warning. An ADC that is
+   by 1e3; each is noted in ``Detection.notes`` and logged as a warning. An ADC that is
    absent, mostly non-finite or non-positive in the brain, or whose NAWM median is none of
    these, is not used: the rADC is then computed from the b0 and trace images as
    ln(b0 / trace) / NAWM median of ln(b0 / trace), in which the b-value cancels. Without a
@@ -35,8 +35,9 @@ hysteresis lesion growth as in csvd_bids.markers.wmh:
    seeded parts are kept; a lesion that is then over 20 mm across is re-cut at the stricter
    ``edge_fractions_if_large`` before the size rule judges it. ADC <= 0 means undefined (the
    pipeline's background value): such voxels count as normal, never as low.
-5. Lesions smaller than ``min_volume_mm3`` are dropped (noise), then the STRIVE size rule
-   (maximum axial diameter <= 20 mm; csvd_bids.markers.size_rules) is applied last.
+5. Lesions smaller than ``min_volume_mm3`` are dropped (noise). The STRIVE size rule
+   (maximum axial diameter <= 20 mm; csvd_bids.markers.size_rules) is applied to the returned
+   mask by the caller, as for every marker.
 
 The score map is the product of two logistics, one of the z-score (0.5 at ``z_grow``) and one
 of the rADC (0.5 at ``radc_grow``), inside the territory: a belief, not a calibrated
@@ -46,24 +47,43 @@ Regions (``RSSI_REGION_NAMES``), from the subject region map: 1 basal_ganglia; 2
 3 internal_capsule; 4 white_matter (periventricular, deep, centrum semiovale and external
 capsule); 5 brainstem; 6 other (juxtacortical WM, unlabelled). Every lesion's voxels carry the
 region holding most of the lesion, so the lesion table (lowest region a lesion touches) names
-its majority region. Without a region map, the territory is brain
-tissue by the priors (WM, or grey matter at least ``deep_gm_mm`` inside the brain mask) that is
-not CSF-like (rADC < ``csf_radc``), and every lesion is "other".
+its majority region.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from scipy.special import expit
 
-from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages, register
+from csvd_bids.markers.base import (
+    Detection,
+    MarkerSpec,
+    NotAssessableError,
+    SessionImages,
+    register,
+)
 from csvd_bids.markers.size_rules import apply_size_rule
-from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.quant.lesions import label_lesions, remove_small_lesions
+from csvd_bids.morphology import (
+    keep_seeded,
+    label_lesions,
+    paint_majority,
+    remove_small_lesions,
+    robust_stats,
+    smooth_mm,
+)
+from csvd_bids.region_sets import (
+    BASAL_GANGLIA,
+    BRAINSTEM,
+    EXTERNAL_CAPSULE,
+    INTERNAL_CAPSULE,
+    JUXTACORTICAL_WM_REGIONS,
+    NAWM_REGIONS,
+    THALAMUS,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -75,22 +95,16 @@ RSSI_REGION_NAMES = {
     5: "brainstem",
     6: "other",
 }
-# subject region map (preproc.regions.REGION_LABELS) -> RSSI region; absent = not a territory
+# subject region map (csvd_bids.region_sets) -> RSSI region; absent = not a territory
 _SEED_REGIONS = {
-    "basal_ganglia": 1,
-    "thalamus": 2,
-    "internal_capsule": 3,
-    "periventricular_wm": 4,
-    "deep_wm": 4,
-    "centrum_semiovale": 4,
-    "external_capsule": 4,
-    "brainstem": 5,
-}
-_GROW_ONLY_REGIONS = {
-    f"juxtacortical_wm_{lobe}": 6
-    for lobe in ("frontal", "parietal", "temporal", "occipital", "insula")
+    BASAL_GANGLIA: 1,
+    THALAMUS: 2,
+    INTERNAL_CAPSULE: 3,
+    **dict.fromkeys((*NAWM_REGIONS, EXTERNAL_CAPSULE), 4),
+    BRAINSTEM: 5,
 }
 OTHER = 6
+_GROW_ONLY_REGIONS = dict.fromkeys(JUXTACORTICAL_WM_REGIONS, OTHER)
 # ADC unit scales tried, as (low, high) NAWM median in that unit -> factor to 1e-6 mm2/s
 _ADC_UNITS = (
     ((200.0, 2000.0), 1.0, "1e-6 mm2/s"),
@@ -123,10 +137,6 @@ class RSSIParams:
     # should not turn a 19 mm infarct into a rejected 21 mm one.
     edge_fractions_if_large: tuple[float, ...] = (0.4, 0.5)
     min_volume_mm3: float = 10.0
-    # Territory without a region map: not CSF-like (rADC below ``csf_radc``), and grey matter
-    # only this deep inside the brain mask (deep nuclei, not cortex).
-    csf_radc: float = 2.0
-    deep_gm_mm: float = 25.0
     # Trace only (no usable ADC, no b0): seeds must stand out more, and above deep grey matter,
     # which is DWI-brighter than WM.
     dwi_only_z_seed: float = 10.0
@@ -147,22 +157,10 @@ RSSI_METHOD = (
 
 @dataclass
 class RSSIDetection(Detection):
-    """A Detection with notes on how the DWI was read (ADC units, fallbacks)."""
+    """A Detection that also says how the DWI was read; ``notes`` (ADC units, fallbacks) are
+    the Detection's."""
 
-    notes: list[str] = field(default_factory=list)
     adc_mode: str = "adc"  # "adc", "b0_trace" (rADC from b0 and trace) or "dwi_only"
-
-
-def _robust(values: np.ndarray) -> tuple[float, float]:
-    median = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - median)))
-    return median, max(spread, 1e-6 * max(abs(median), 1.0))
-
-
-def _smooth(image: np.ndarray, sigma_mm: float, zooms) -> np.ndarray:
-    if sigma_mm <= 0:
-        return image
-    return ndimage.gaussian_filter(image, sigma=[sigma_mm / z for z in zooms])
 
 
 def adc_scale(nawm_median: float) -> tuple[float | None, str]:
@@ -214,26 +212,12 @@ def _relative_adc(
     return None, "dwi_only"
 
 
-def _territory(
-    session: SessionImages, radc: np.ndarray | None, params: RSSIParams
-) -> tuple[np.ndarray, ...]:
+def _territory(session: SessionImages) -> tuple[np.ndarray, ...]:
     """(seed territory, growth territory, RSSI region code per voxel)."""
-    brain = session.brain_mask
-    if session.regions is None:
-        # Without a region map: tissue by the priors, grey matter only deep in the brain
-        # (deep grey nuclei; the cortex lies within ``params.deep_gm_mm`` of the brain edge).
-        priors = session.priors
-        deep = ndimage.distance_transform_edt(brain, sampling=session.zooms) >= params.deep_gm_mm
-        tissue = brain & (priors["csf"] < 0.5) & (priors["ventricles"] < 0.5)
-        tissue &= (priors["gm"] < 0.5) | deep
-        if radc is not None:
-            tissue &= radc < params.csf_radc
-        codes = np.where(tissue, OTHER, 0).astype(np.uint8)
-        return tissue, tissue, codes
     lookup = np.zeros(256, dtype=np.uint8)
-    for name, code in {**_SEED_REGIONS, **_GROW_ONLY_REGIONS}.items():
-        lookup[REGION_INDEX[name]] = code
-    codes = lookup[session.regions] * brain
+    for index, code in {**_SEED_REGIONS, **_GROW_ONLY_REGIONS}.items():
+        lookup[index] = code
+    codes = lookup[session.regions] * session.brain_mask
     seed = (codes > 0) & (codes != OTHER)
     return seed, codes > 0, codes
 
@@ -255,46 +239,37 @@ def _cut_at_edge(
         values = excess[box][local & seeds[box]]
         peak = float(np.percentile(values, 95)) if values.size >= 20 else float(values.max())
         for fraction in fractions:
-            kept = local & (excess[box] >= fraction * peak)
-            parts, _ = label_lesions(kept)
-            seeded = np.unique(parts[kept & seeds[box]])
-            lesion = np.isin(parts, seeded[seeded > 0])
+            lesion = keep_seeded(local & (excess[box] >= fraction * peak), seeds[box])
+            # the rule tests each cut here (part of the method); the final mask is filtered
+            # by the caller
             if np.array_equal(apply_size_rule(lesion, affine, "rssi"), lesion):
                 break
         out[box] |= lesion
     return out
 
 
-def _majority_regions(mask: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """The region map with every lesion painted in the region holding most of its voxels."""
-    out = codes.copy()
-    labels, _ = label_lesions(mask)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        local = labels[box] == index
-        counts = np.bincount(codes[box][local], minlength=OTHER + 1)
-        counts[0] = 0
-        out[box][local] = int(counts.argmax()) if counts.any() else OTHER
-    return out
-
-
 def detect_rssi(session: SessionImages, params: RSSIParams = PARAMS) -> RSSIDetection:
     zooms = session.zooms
     brain = session.brain_mask
+    if not brain.any():
+        raise NotAssessableError("empty brain mask")
     notes: list[str] = []
-    trace = _smooth(session.data("dwi_trace"), params.smoothing_sigma_mm, zooms)
+    trace = smooth_mm(session.data("dwi_trace"), params.smoothing_sigma_mm, zooms)
     priors = session.priors
     nawm = brain & (priors["wm"] >= params.nawm_prior) & (priors["csf"] < params.nawm_csf_prior)
     if nawm.sum() < 100:
-        raise ValueError("too few normal-appearing white matter voxels to model the DWI signal")
+        raise NotAssessableError(
+            "too few normal-appearing white matter voxels to model the DWI signal"
+        )
     radc, mode = _relative_adc(session, nawm, trace, notes)
     if radc is not None:
-        radc = _smooth(radc, params.smoothing_sigma_mm, zooms)
+        radc = smooth_mm(radc, params.smoothing_sigma_mm, zooms)
         # NAWM without CSF-contaminated or lesion voxels, for the trace statistics
         nawm &= (radc > 0.7) & (radc < 1.3)
-    median, spread = _robust(trace[nawm])
+    median, spread = robust_stats(trace[nawm])
     z = (trace - median) / spread
 
-    seed_zone, grow_zone, codes = _territory(session, radc, params)
+    seed_zone, grow_zone, codes = _territory(session)
     # Deep grey matter is DWI-brighter than WM: seeds must also stand out from it.
     grey = brain & (priors["gm"] >= 0.8) & ((codes == 1) | (codes == 2))
     if grey.sum() < 50:
@@ -310,14 +285,11 @@ def detect_rssi(session: SessionImages, params: RSSIParams = PARAMS) -> RSSIDete
         grow = grow_zone & (z >= params.z_grow) & (radc <= params.radc_grow)
         seeds = grow & seed_zone & (z >= seed_floor) & (radc <= params.radc_seed)
         low_adc = expit((params.radc_grow - radc) / 0.05)
-    labels, _ = label_lesions(grow)
-    seeded = np.unique(labels[seeds])
-    mask = np.isin(labels, seeded[seeded > 0])
+    mask = keep_seeded(grow, seeds)
     affine = session.reference.affine
     fractions = (params.edge_fraction, *params.edge_fractions_if_large)
     mask = _cut_at_edge(mask, trace - median, seeds, fractions, affine)
     mask = remove_small_lesions(mask, float(np.prod(zooms)), params.min_volume_mm3)
-    mask = apply_size_rule(mask, affine, "rssi")
 
     for note in notes:
         LOG.warning("RSSI: %s", note)
@@ -326,7 +298,7 @@ def detect_rssi(session: SessionImages, params: RSSIParams = PARAMS) -> RSSIDete
     return RSSIDetection(
         score=score,
         mask=mask,
-        regions=_majority_regions(mask, codes),
+        regions=paint_majority(mask, codes, default=OTHER),
         region_names=dict(RSSI_REGION_NAMES),
         notes=notes,
         adc_mode=mode,

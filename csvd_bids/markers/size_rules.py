@@ -1,4 +1,5 @@
-"""STRIVE size rules, applied to every detector's mask as explicit post-processing.
+"""STRIVE size rules, applied once to every marker's mask as explicit post-processing, after
+its detector or model bundle (``apply_size_rule``, called by the nipype marker interface).
 
 All the cut-offs of ../shared/domain.md live here, in one place (STRIVE-1, Wardlaw et al.
 2013; STRIVE-2, Duering et al. 2023):
@@ -13,7 +14,7 @@ All the cut-offs of ../shared/domain.md live here, in one place (STRIVE-1, Wardl
 RSSI: STRIVE writes "less than 20 mm" in places and the SPS3 criteria "<= 2.0 cm on MRI
 diffusion images" (Int J Stroke); studies since group RSSI as 5-20 mm inclusive, so 20 mm is
 kept. The 2 mm lower bound of CMB is applied to a diameter that includes one voxel edge
-(csvd_bids.quant.lesions), so a single 1 mm voxel (1 mm) is too small and two (2 mm) pass.
+(csvd_bids.morphology), so a single 1 mm voxel (1 mm) is too small and two (2 mm) pass.
 Lesions are 26-connected components, as in the lesion tables.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.measure import regionprops
 
-from csvd_bids.quant.lesions import label_lesions, max_diameter_mm
+from csvd_bids.morphology import label_lesions, max_diameter_mm
 
 
 @dataclass(frozen=True)

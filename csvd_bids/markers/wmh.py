@@ -31,53 +31,54 @@ Neuroinformatics 2015), on the session's region map (``csvd_bids.preproc.regions
    ventricles joins the lesion when T1w calls it tissue rather than CSF (at least half-way
    from ventricular CSF to NAWM) and not NAWM (``pv_fill_v`` of the way to GM): thick-slice
    FLAIR averages such voxels with the CSF, T1w resolves them.
-6. Other lesions are not WMH (STRIVE keeps them apart), each as its own detector finds it,
-   grown by one voxel: lacunes with their FLAIR-hyperintense gliotic rim (which thick-slice
-   FLAIR smears into the tissue around), and, with the DWI (trace and ADC), recent small
-   subcortical infarcts, FLAIR-hyperintense too.
+6. Other lesions are not WMH (STRIVE keeps them apart), each as its own node of the session
+   graph found it (``MarkerSpec.excludes``: its detector or model bundle), grown by one voxel:
+   lacunes with their FLAIR-hyperintense gliotic rim (which thick-slice FLAIR smears into the
+   tissue around), and, with the DWI (trace and ADC), recent small subcortical infarcts,
+   FLAIR-hyperintense too.
 7. Lesions smaller than ``min_volume_mm3`` are dropped (noise).
 
 The score map is a logistic of u (0.5 halfway between ``u_grow`` and ``u_seed``) in the search
 region: a belief, not a calibrated probability. Regions: a lesion is periventricular when any
 of its voxels lies within 10 mm of the lateral ventricles (region map label 1), deep otherwise.
-Without a region map, an approximate one is built from the template priors.
+Region groups are those of ``csvd_bids.region_sets``; robust statistics, hysteresis and
+lesion sizes those of ``csvd_bids.morphology``.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages, register
-from csvd_bids.markers.lacunes import detect_lacunes
-from csvd_bids.markers.rssi import detect_rssi
-from csvd_bids.preproc.regions import (
-    PERIVENTRICULAR_MM,
-    REGION_INDEX,
-    distance_mm,
-    subject_ventricles,
+from csvd_bids.markers.base import (
+    Detection,
+    MarkerSpec,
+    NotAssessableError,
+    SessionImages,
+    register,
 )
-from csvd_bids.quant.lesions import label_lesions, remove_small_lesions
+from csvd_bids.morphology import (
+    FACES,
+    bounding_box,
+    keep_seeded,
+    remove_small_lesions,
+    robust_stats,
+    smooth_mm,
+)
+from csvd_bids.preproc.regions import PERIVENTRICULAR_MM, distance_mm, subject_ventricles
+from csvd_bids.region_sets import (
+    BRAINSTEM,
+    CORTEX_REGIONS,
+    CSF_REGIONS,
+    DEEP_GM_REGIONS,
+    LATERAL_VENTRICLES,
+    NAWM_REGIONS,
+    WHITE_MATTER_REGIONS,
+)
 
-LOG = logging.getLogger(__name__)
-_R = REGION_INDEX
-VENTRICLES = _R["lateral_ventricles"]
-WM_REGIONS = (
-    _R["periventricular_wm"],
-    _R["deep_wm"],
-    _R["centrum_semiovale"],
-    _R["internal_capsule"],
-    _R["external_capsule"],
-    *range(_R["juxtacortical_wm_frontal"], _R["juxtacortical_wm_insula"] + 1),
-)
-NAWM_REGIONS = (_R["periventricular_wm"], _R["deep_wm"], _R["centrum_semiovale"])
-DEEP_GM_REGIONS = (_R["basal_ganglia"], _R["thalamus"])
-CORTEX_REGIONS = tuple(range(_R["cortex_frontal"], _R["cortex_insula"] + 1))
-CSF_REGIONS = (VENTRICLES, _R["other_csf"])
-FACES = ndimage.generate_binary_structure(3, 1)
+BOX_MARGIN = 2  # voxels around the brain's bounding box, where every step happens
 
 
 @dataclass(frozen=True)
@@ -109,70 +110,25 @@ class WMHParams:
 PARAMS = WMHParams()
 
 
-def robust_stats(values: np.ndarray) -> tuple[float, float]:
-    """Median and MAD-based standard deviation."""
-    median = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - median)))
-    return median, max(spread, 1e-6 * max(abs(median), 1.0))
-
-
-def prior_regions(
-    priors: dict[str, np.ndarray],
-    brain: np.ndarray,
-    dark: np.ndarray,
-    zooms: tuple[float, float, float],
-) -> np.ndarray:
-    """An approximate region map from the template priors, for sessions without one:
-    ventricles (followed into FLAIR-dark voxels), WM-like (periventricular within 10 mm, else
-    deep), GM-like (labelled frontal cortex), the rest other CSF."""
-    ventricles = subject_ventricles(priors["ventricles"], dark, zooms) & brain
-    wm = brain & (priors["wm"] >= priors["gm"]) & (priors["wm"] >= priors["csf"])
-    gm = brain & ~wm & (priors["gm"] >= priors["csf"])
-    near = distance_mm(ventricles, zooms) <= PERIVENTRICULAR_MM
-    out = np.where(brain, _R["other_csf"], 0).astype(np.uint8)
-    out[gm] = _R["cortex_frontal"]
-    out[wm] = np.where(near[wm], _R["periventricular_wm"], _R["deep_wm"])
-    out[ventricles] = VENTRICLES
-    return out
-
-
-def _smooth(image: np.ndarray, sigma_mm: float, zooms: tuple[float, ...]) -> np.ndarray:
-    if sigma_mm <= 0:
-        return image
-    return ndimage.gaussian_filter(image, sigma=[sigma_mm / z for z in zooms])
-
-
 def _hysteresis(
     grow: np.ndarray, seeds: np.ndarray, voxel_mm3: float, min_seed_mm3: float
 ) -> np.ndarray:
     """Connected components of ``grow`` that hold a seed cluster of at least min_seed_mm3."""
-    seeds = remove_small_lesions(seeds & grow, voxel_mm3, min_seed_mm3)
-    labels, _ = label_lesions(grow)
-    keep = np.unique(labels[seeds])
-    return np.isin(labels, keep[keep > 0])
+    return keep_seeded(grow, remove_small_lesions(seeds & grow, voxel_mm3, min_seed_mm3))
 
 
 def _median(image: np.ndarray, where: np.ndarray, what: str) -> float:
     if where.sum() < 100:
-        raise ValueError(f"too few {what} voxels to model the image intensities")
+        raise NotAssessableError(f"too few {what} voxels to model the image intensities")
     return float(np.median(image[where]))
 
 
-def _brain_box(brain: np.ndarray, margin: int = 2) -> tuple[slice, ...]:
-    """Bounding box of the brain: every step below happens there (distances are costly)."""
-    if not brain.any():
-        raise ValueError("empty brain mask")
-    box = ndimage.find_objects(brain.astype(np.uint8))[0]
-    return tuple(
-        slice(max(0, b.start - margin), min(n, b.stop + margin))
-        for b, n in zip(box, brain.shape, strict=True)
-    )
-
-
 def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
-    box = _brain_box(session.brain_mask)
+    box = bounding_box(session.brain_mask, BOX_MARGIN)  # distances are costly: work there
+    if box is None:
+        raise NotAssessableError("empty brain mask")
     t1 = session.data("t1w")[box] if "t1w" in session.images else None
-    regions = session.regions[box] if session.regions is not None else None
+    regions = session.regions[box]
     priors = {name: prior[box] for name, prior in session.priors.items()}
     mask, score, dist_ventricles = _segment(
         session.data("flair")[box],
@@ -188,7 +144,7 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
-    if params.exclude_other_lesions:  # step 6: lacunes and recent infarcts are not WMH
+    if params.exclude_other_lesions and session.excluded:  # step 6: lacunes, recent infarcts
         other = _other_lesions(session)
         voxel_mm3 = float(np.prod(session.zooms))
         full_mask = remove_small_lesions(full_mask & ~other, voxel_mm3, params.min_volume_mm3)
@@ -202,18 +158,11 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
 
 
 def _other_lesions(session: SessionImages) -> np.ndarray:
-    """Lacunes and, with a DWI (trace and ADC), recent infarcts, as their detectors find them,
-    grown by one voxel. A detector that cannot model the session (it reports why itself) costs
-    only this exclusion, with a warning."""
+    """The masks of the markers WMH excludes (lacunes; recent infarcts when the session has a
+    DWI), as their own nodes found them, grown by one voxel."""
     found = np.zeros(session.brain_mask.shape, dtype=bool)
-    detectors = {"lacunes": detect_lacunes}
-    if all(image in session.images for image in ("dwi_trace", "dwi_adc")):
-        detectors["recent infarcts"] = detect_rssi
-    for name, detect in detectors.items():
-        try:
-            found |= detect(session).mask
-        except ValueError as exc:
-            LOG.warning("WMH: %s not left out (%s)", name, exc)
+    for mask in session.excluded.values():
+        found |= mask
     return ndimage.binary_dilation(found, FACES)
 
 
@@ -221,19 +170,14 @@ def _segment(
     raw: np.ndarray,
     t1: np.ndarray | None,
     brain: np.ndarray,
-    regions: np.ndarray | None,
+    regions: np.ndarray,
     priors: dict[str, np.ndarray],
     zooms: tuple[float, float, float],
     params: WMHParams,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mask, score and distance to the lateral ventricles (mm) on the brain's box."""
     voxel_mm3 = float(np.prod(zooms))
-    flair = _smooth(raw, params.smoothing_sigma_mm, zooms)
-    if regions is None:
-        # FLAIR-dark CSF against the brain's median, to follow the ventricles
-        median, spread = robust_stats(flair[brain])
-        dark = brain & ((flair - median) / spread < params.csf_z)
-        regions = prior_regions(priors, brain, dark, zooms)
+    flair = smooth_mm(raw, params.smoothing_sigma_mm, zooms)
     wm_regions = brain & np.isin(regions, NAWM_REGIONS)
     cortex = brain & np.isin(regions, CORTEX_REGIONS)
     # NAWM: WM-like on T1w (nearer the WM than the cortex median), which keeps GM partial
@@ -249,7 +193,7 @@ def _segment(
     midpoint = 0.5 * (wm_level + gm_level)
     nawm &= (tissue_image > midpoint) if wm_level > gm_level else (tissue_image < midpoint)
     if nawm.sum() < 100 or cortex.sum() < 100:
-        raise ValueError(
+        raise NotAssessableError(
             "too few normal-appearing white matter or cortex voxels to model the FLAIR signal"
         )
 
@@ -262,14 +206,14 @@ def _segment(
     z_raw, u_raw = contrasts(raw)
     nawm_flair = float(np.median(flair[nawm]))
     dark = brain & (z < params.csf_z)
-    ventricles = brain & (regions == VENTRICLES)
+    ventricles = brain & (regions == LATERAL_VENTRICLES)
     if not ventricles.any():  # no atlas ventricles: follow the template's into dark voxels
         ventricles = subject_ventricles(priors["ventricles"], dark, zooms) & brain
 
     # Search region (see the module docstring, step 2)
-    allowed = WM_REGIONS + DEEP_GM_REGIONS
+    allowed = WHITE_MATTER_REGIONS + DEEP_GM_REGIONS
     if params.include_brainstem:
-        allowed += (_R["brainstem"],)
+        allowed += (BRAINSTEM,)
     region = brain & np.isin(regions, allowed)
     rescue = np.isin(regions, CSF_REGIONS) & brain & ~dark
     rescue &= distance_mm(region, zooms) <= params.rescue_mm
@@ -319,10 +263,7 @@ def _segment(
 
 def locate_wmh(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
     """1 periventricular (within 10 mm of the lateral ventricles), 2 deep."""
-    if session.regions is not None:
-        ventricles = session.regions == VENTRICLES
-    else:
-        ventricles = session.brain_mask & (session.priors["ventricles"] >= 0.5)
+    ventricles = session.regions == LATERAL_VENTRICLES
     near = distance_mm(ventricles, session.zooms) <= PERIVENTRICULAR_MM
     return np.where(near, 1, 2).astype(np.uint8), {1: "periventricular", 2: "deep"}
 
@@ -332,7 +273,7 @@ register(
         "wmh",
         required=("flair",),
         optional=("t1w",),
-        context=("t2w", "dwi"),  # lacunes (T2w) and recent infarcts (DWI) are left out
+        excludes=("lacunes", "rssi"),  # STRIVE keeps them apart (step 6)
         detect=detect_wmh,
         locate=locate_wmh,
         regions=("periventricular", "deep"),

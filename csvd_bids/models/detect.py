@@ -1,9 +1,10 @@
 """A marker's detection by a model bundle instead of its unsupervised detector.
 
 The probability map is the score; the mask is the probability at or above the bundle's
-threshold inside the brain, without lesions under the bundle's minimum volume, and with the
-marker's size rule (``csvd_bids.markers.size_rules``) applied as for the detector; regions are
-named by the marker's own ``locate``, so tables and summaries do not depend on the method.
+threshold inside the brain, without lesions under the bundle's minimum volume; the caller
+applies the marker's size rule (``csvd_bids.markers.size_rules``) to it, as to a detector's
+mask. Regions are named by the marker's own ``locate``, so tables and summaries do not depend
+on the method.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import numpy as np
 import torch
 
 from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages
-from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule
 from csvd_bids.models.bundle import Bundle, BundleError
 from csvd_bids.models.inference import predict
-from csvd_bids.quant.lesions import remove_small_lesions
+from csvd_bids.morphology import remove_small_lesions
 
 
 def _modality(channel: str) -> str:
@@ -57,7 +57,5 @@ def detect_with_bundle(
     affine = session.reference.affine
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     mask = remove_small_lesions(mask, voxel_mm3, float(bundle.metadata["min_lesion_mm3"]))
-    if spec.key in SIZE_RULES:
-        mask = apply_size_rule(mask, affine, spec.key)
     regions, names = spec.locate(session, mask)
     return Detection(score=probability, mask=mask, regions=regions, region_names=names)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from csvd_bids.morphology import FACES, bounding_box, keep_seeded
 from csvd_bids.preproc.atlas import LOBES, STRUCTURES
 
 # Periventricular = within this distance of the lateral ventricles (domain.md: "contiguous with
@@ -88,29 +89,12 @@ def subject_ventricles(
     reach_mm: float = VENTRICLE_REACH_MM,
 ) -> np.ndarray:
     """Ventricles of this subject: the warped template ventricles grown into CSF-dark voxels
-    (within ``reach_mm``) that connect to them, so enlarged ventricles are followed."""
+    (within ``reach_mm``) that connect to them through a face, so enlarged ventricles are
+    followed (face connectivity: an edge or corner contact through partial volume does not
+    lead the ventricles into the sulci or cisterns)."""
     seed = prior > 0.5
     near = distance_mm(seed, zooms) <= reach_mm
-    grown, _ = ndimage.label((dark & near) | seed)
-    keep = np.unique(grown[seed])
-    return np.isin(grown, keep[keep > 0])
-
-
-def periventricular_deep_regions(
-    ventricles: np.ndarray, zooms: tuple[float, float, float]
-) -> tuple[np.ndarray, dict[int, str]]:
-    """1 = within PERIVENTRICULAR_MM of the ventricles, 2 = elsewhere (deep)."""
-    regions = np.where(distance_mm(ventricles, zooms) <= PERIVENTRICULAR_MM, 1, 2).astype(np.uint8)
-    return regions, {1: "periventricular", 2: "deep"}
-
-
-def _crop(brain: np.ndarray, margin: int = 3) -> tuple[slice, ...]:
-    """Bounding box of the brain (distances are only needed there)."""
-    box = ndimage.find_objects(brain.astype(np.uint8))[0]
-    return tuple(
-        slice(max(0, s.start - margin), min(n, s.stop + margin))
-        for s, n in zip(box, brain.shape, strict=True)
-    )
+    return keep_seeded((dark & near) | seed, seed, FACES)
 
 
 def region_map(
@@ -125,7 +109,9 @@ def region_map(
     zooms: tuple[float, float, float],
 ) -> np.ndarray:
     """The ``REGION_LABELS`` map (uint8) of one session; inputs on the reference grid."""
-    box = _crop(brain)
+    box = bounding_box(brain, 3)  # distances are only needed there
+    if box is None:
+        raise ValueError("empty brain mask")
     brain = brain[box]
     klass = np.argmax(np.stack([tissues[t][box] for t in ("csf", "gm", "wm")]), axis=0)
     csf, gm, wm = (brain & (klass == k) for k in range(3))

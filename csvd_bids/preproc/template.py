@@ -47,7 +47,6 @@ _FILES = {
 # cisternal, and the midline cut (|x| < 3 mm) leaves out the septum and third ventricle.
 _VENTRICLE_BOX = {"x": (3.0, 35.0), "y": (-50.0, 35.0), "z": (-5.0, 35.0)}
 _VENTRICLE_MIN_ML = 2.0
-PRIORS = ("brain", "wm", "gm", "csf", "ventricles")
 # Shells around the brain (outer distance in mm, intensity on the template's 0-255 T1 scale,
 # where white matter is about 220): CSF, skull, scalp.
 _HEAD_SHELLS = ((3.0, 25.0), (9.0, 10.0), (15.0, 140.0))

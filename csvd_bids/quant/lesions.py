@@ -1,24 +1,20 @@
-"""Lesions as 3D connected components, and the per-lesion table.
+"""The per-lesion table.
 
-Connectivity is 26 (face, edge and corner neighbours), the usual choice for lesion counting.
-Maximum diameter = the largest distance between the centres of two voxels of the lesion plus
-the mean voxel edge, so a single voxel measures one voxel across.
+Lesions are 3D connected components and diameters are measured as everywhere in the pipeline
+(``csvd_bids.morphology``: 26-connectivity; maximum diameter = the largest distance between
+two voxel centres plus the mean voxel edge).
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
-from scipy.spatial.distance import pdist
 
+from csvd_bids.morphology import label_lesions, max_diameter_mm
 from csvd_bids.preproc.atlas import LOBES
 from csvd_bids.preproc.regions import REGION_LABELS
 
-CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 # lobe name -> lobe number, and region index -> lobe number for the cortex and juxtacortical
 # WM of each lobe (the region names end with the lobe); 0: not lobar
 _LOBE_NAMES = ("n/a", *LOBES.values())
@@ -38,28 +34,6 @@ LESION_COLUMNS = [
     "centroid_z_mm",
     "n_voxels",
 ]
-
-
-def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    labels, n = ndimage.label(mask, structure=CONNECTIVITY)
-    return labels, int(n)
-
-
-def remove_small_lesions(mask: np.ndarray, voxel_mm3: float, min_volume_mm3: float) -> np.ndarray:
-    labels, n = label_lesions(mask)
-    if n == 0:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())[1:] * voxel_mm3
-    keep = np.flatnonzero(sizes >= min_volume_mm3) + 1
-    return np.isin(labels, keep)
-
-
-def max_diameter_mm(points_mm: np.ndarray, voxel_edge_mm: float) -> float:
-    if len(points_mm) > 8:
-        with contextlib.suppress(QhullError):
-            points_mm = points_mm[ConvexHull(points_mm, qhull_options="QJ").vertices]
-    span = float(pdist(points_mm).max()) if len(points_mm) > 1 else 0.0
-    return span + voxel_edge_mm
 
 
 def lobe_of(regions_of_voxels: np.ndarray) -> str:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.atlas import LOBES
 from csvd_bids.preproc.regions import distance_mm
-from csvd_bids.quant.lesions import label_lesions
 
 PV_EXTENT_MM = (5.0, 10.0)  # upper bounds of Fazekas PV grades 1 and 2
 PV_EXTENT_PERCENTILE = 99.0

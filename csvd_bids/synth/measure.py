@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..quant import lesions as quant
-from ..quant.lesions import CONNECTIVITY, label_lesions
+from .. import morphology
+from ..morphology import CONNECTIVITY, label_lesions
 
 # The pipeline's own definitions, so that the truth and the outputs measure lesions alike.
 label_components = label_lesions
@@ -37,7 +37,7 @@ class ComponentStats:
 
 def max_diameter_mm(ijk: np.ndarray, voxel_mm: float) -> float:
     """Largest centre-to-centre distance among voxels ``ijk`` (n, 3), plus one voxel."""
-    return quant.max_diameter_mm(np.asarray(ijk, dtype=float) * voxel_mm, voxel_mm)
+    return morphology.max_diameter_mm(np.asarray(ijk, dtype=float) * voxel_mm, voxel_mm)
 
 
 def component_stats(labels: np.ndarray, n: int, affine: np.ndarray) -> list[ComponentStats]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labels import BY_LABEL, DSEG_PRIORITY, MARKER_LABELS
+from ..labels import BY_LABEL, MARKER_LABELS, paint_dseg
 from ..preproc.atlas import STRUCTURES, Atlas, load_atlas
 from ..preproc.regions import REGION_LABELS
 from ..quant.lesions import LESION_COLUMNS
@@ -98,9 +98,7 @@ def session_truth(anat: Anatomy, lesions: list[Lesion], session: int) -> Truth:
     for serial, lesion in enumerate(active):
         masks[lesion.marker].flat[lesion.index] = 1
         owner.flat[lesion.index] = serial
-    dseg = np.zeros(anat.shape, dtype=np.uint8)
-    for label in DSEG_PRIORITY:  # later markers win a shared voxel
-        dseg[masks[label] > 0] = BY_LABEL[label].index
+    dseg = paint_dseg(masks, anat.shape)
     rows: list[dict] = []
     for marker in MARKER_LABELS:
         labels, n = label_components(masks[marker.label])
