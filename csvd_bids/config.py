@@ -1,18 +1,17 @@
 """The one place run settings live.
 
 The command line builds a :class:`RunConfig`; workflows and interfaces read from it and never
-from ``sys.argv`` or the environment, so a run can be rebuilt from its saved config.
+from ``sys.argv`` or the environment.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from csvd_bids.labels import MARKER_LABELS
 
-ALL_MARKERS: tuple[str, ...] = tuple(m.key for m in MARKER_LABELS)
+ALL_MARKERS: tuple[str, ...] = tuple(m.key for m in MARKER_LABELS)  # the built-in markers
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")  # torch devices of model inference
 
 
@@ -42,13 +41,3 @@ class RunConfig:
     tta: bool = False  # left-right flip test-time augmentation of model inference
     reports_only: bool = False  # rebuild the HTML reports from existing outputs, run nothing
     verbosity: int = 0
-
-    def to_json(self) -> str:
-        def _plain(value):
-            if isinstance(value, Path):
-                return str(value)
-            if isinstance(value, tuple):
-                return list(value)
-            return value
-
-        return json.dumps({k: _plain(v) for k, v in asdict(self).items()}, indent=2, sort_keys=True)

@@ -25,6 +25,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.preproc.images import check_dwi, check_input_image
 
 LOGGER = logging.getLogger("csvd_bids")
+NOT_SELECTED = {"assessed": False, "reason": "not selected (--markers)"}
 
 
 def marker_statuses(
@@ -37,10 +38,41 @@ def marker_statuses(
         why = [f"{m}: {unusable[m]}" for m in spec.required if m in (unusable or {})]
         if why:
             reason = "; ".join([reason, *why])
-        if key not in selected:
-            assessed, reason = False, "not selected (--markers)"
         statuses[key] = {"assessed": assessed, "reason": reason}
+        if key not in selected:
+            statuses[key] = dict(NOT_SELECTED)
     return statuses
+
+
+def detector_order(markers: dict[str, dict], possible: dict[str, dict]) -> list[str]:
+    """The markers whose node runs, each after the markers it excludes: every assessed marker
+    and, for each, the excluded markers that can run on this session (``possible``: the
+    statuses as if every marker were selected), selected or not (a marker run only for another
+    is not written). Notes in each assessed marker's entry which excluded markers it gets
+    (``excludes``) and why it does not get the others (``not_excluded``)."""
+    order: list[str] = []
+
+    def visit(key: str) -> None:
+        if key in order:
+            return
+        runs = [k for k in REGISTRY[key].excludes if possible[k]["assessed"]]
+        for other in runs:
+            visit(other)
+        order.append(key)
+        if markers[key]["assessed"] and REGISTRY[key].excludes:
+            markers[key]["excludes"] = runs
+            markers[key]["not_excluded"] = {
+                k: possible[k]["reason"] for k in REGISTRY[key].excludes if k not in runs
+            }
+
+    for key, status in markers.items():
+        if status["assessed"]:
+            visit(key)
+    for key in order:
+        if not markers[key]["assessed"]:  # run for others only: its model, if any, and why
+            needed_by = [k for k in order if key in markers[k].get("excludes", ())]
+            markers[key] = {**possible[key], **markers[key], "needed_by": needed_by}
+    return order
 
 
 def plan_prefix(plan: dict) -> str:
@@ -78,18 +110,25 @@ def make_plan(
                 modality,
                 inputs.files[modality],
             )
+    # what could run here if every marker were selected, a model bundle replacing its detector
+    possible = marker_statuses(list(files), tuple(REGISTRY), unusable)
+    for key, bundle in (bundles or {}).items():
+        if key in possible and possible[key]["assessed"]:
+            possible[key].update(model_status(bundle, set(files)))
+    markers = {
+        key: dict(status) if key in selected_markers else dict(NOT_SELECTED)
+        for key, status in possible.items()
+    }
     plan = {
         "subject": inputs.subject,
         "session": inputs.session,
         "reference": inputs.reference,
         "files": dict(sorted(files.items())),
-        "markers": marker_statuses(list(files), selected_markers, unusable),
+        "markers": markers,
+        "detectors": detector_order(markers, possible),
         "unusable": unusable,
     }
-    for key, bundle in (bundles or {}).items():
-        if key in plan["markers"] and plan["markers"][key]["assessed"]:
-            plan["markers"][key].update(model_status(bundle, set(files)))
-    uses_dwi = any("dwi" in REGISTRY[k].modalities(["dwi"]) for k in selected_markers)
+    uses_dwi = any("dwi" in REGISTRY[k].modalities(["dwi"]) for k in plan["detectors"])
     if "dwi" in files and uses_dwi:  # processed only for the markers that use it
         plan["dwi_bval"] = str(inputs.bval)
     return plan

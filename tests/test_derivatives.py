@@ -18,6 +18,7 @@ import pytest
 from csvd_bids import __version__
 from csvd_bids.bids import derivatives as ds
 from csvd_bids.labels import dseg_tsv_text
+from csvd_bids.outputs.dataset import init_output_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CONTAINER_VARIABLES = ("CSVD_BIDS_DOCKER_TAG", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER")
@@ -274,7 +275,7 @@ def test_no_container_key_outside_containers(raw, no_container):
 
 def test_init_output_dir(raw, tmp_path, no_container):
     out = tmp_path / "out" / "csvd"
-    ds.init_output_dir(out, raw)
+    init_output_dir(out, raw)
     assert sorted(p.name for p in out.iterdir()) == [
         ".bidsignore",
         "dataset_description.json",
@@ -289,5 +290,5 @@ def test_init_output_dir(raw, tmp_path, no_container):
     assert lookup.splitlines()[0].split("\t")[:2] == ["index", "name"]
     ignored = (out / ".bidsignore").read_text().splitlines()
     assert ".tmp-*" in ignored and "figures/" in ignored and "logs/" in ignored
-    ds.init_output_dir(out, raw)  # a second call (resume) rewrites in place
+    init_output_dir(out, raw)  # a second call (resume) rewrites in place
     assert _leftovers(out) == []

@@ -388,7 +388,13 @@ def test_make_plan_assesses_wmh_with_flair(tmp_path):
     root = _dataset(tmp_path / "bids", [_anat("01", "1", "FLAIR.nii.gz")])
     plan = make_plan(_one(root), ALL_MARKERS)
     assert plan["reference"] == "flair"
-    assert plan["markers"]["wmh"] == {"assessed": True, "reason": ""}
+    assert plan["markers"]["wmh"] == {
+        "assessed": True,
+        "reason": "",
+        "excludes": ["lacunes"],  # lacunes are left out of WMH; recent infarcts need a DWI
+        "not_excluded": {"rssi": "missing modality: dwi"},
+    }
+    assert plan["detectors"] == ["lacunes", "wmh"]
 
 
 def test_make_plan_rejects_a_session_without_t1w_or_flair(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from csvd_bids.cli.run import main
+from csvd_bids.cli.train import main as train_main
 from csvd_bids.errors import ExitCode, UsageError
 from csvd_bids.interfaces.markers import DetectMarker
 from csvd_bids.markers import REGISTRY
@@ -25,7 +26,6 @@ from csvd_bids.models.bundle import (
     load_bundle,
     sha256,
 )
-from csvd_bids.models.cli import main as train_main
 from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
 from csvd_bids.planning import model_status

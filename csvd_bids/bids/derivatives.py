@@ -21,8 +21,6 @@ import nibabel as nib
 import pandas as pd
 
 from csvd_bids import __version__
-from csvd_bids.labels import dseg_tsv_text
-from csvd_bids.preproc.regions import regions_tsv_text
 
 ENTITY_ORDER: tuple[str, ...] = ("sub", "ses", "acq", "run", "space", "seg", "res", "label", "desc")
 CODE_URL = "https://github.com/csvd-bids/csvd-bids"
@@ -65,6 +63,12 @@ def session_dir(
 def raw_uri(bids_dir: Path, path: str | Path) -> str:
     """BIDS URI of an input file: ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``."""
     return f"bids:{RAW_LINK}:{Path(path).resolve().relative_to(bids_dir.resolve()).as_posix()}"
+
+
+def methods_file(output_dir: Path, prefix: str) -> Path:
+    """A session's methods sections (``sub-<label>[_ses-<label>]`` prefix), in the subject's
+    ``logs/`` folder (listed in .bidsignore), beside its ``figures/``."""
+    return output_dir / prefix.split("_")[0] / "logs" / f"{prefix}_methods.json"
 
 
 def local_uri(output_dir: Path, path: str | Path) -> str:
@@ -165,12 +169,3 @@ def dataset_description(bids_dir: Path) -> dict:
 
 
 BIDSIGNORE = "\n".join(["*.html", "figures/", "logs/", "group_*", ".tmp-*", ""])
-
-
-def init_output_dir(output_dir: Path, bids_dir: Path) -> None:
-    """dataset_description.json, the dseg lookup and .bidsignore at the output root."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / "dataset_description.json", dataset_description(bids_dir))
-    write_text(output_dir / "seg-csvd_dseg.tsv", dseg_tsv_text())
-    write_text(output_dir / "seg-regions_dseg.tsv", regions_tsv_text())
-    write_text(output_dir / ".bidsignore", BIDSIGNORE)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from csvd_bids import __version__
-from csvd_bids.config import ALL_MARKERS, DEVICES, RunConfig
+from csvd_bids.config import DEVICES, RunConfig
 from csvd_bids.errors import ExitCode, NoInputError, UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -50,6 +50,10 @@ def parse_mem_gb(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from csvd_bids.labels import MARKER_LABELS
+    from csvd_bids.markers import REGISTRY  # the built-in markers and any plugin's
+
+    markers = tuple(m.key for m in MARKER_LABELS if m.key in REGISTRY)
     parser = _Parser(
         prog="csvd-bids",
         description="Segment and score the MRI markers of cerebral small vessel disease "
@@ -118,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--markers",
         nargs="+",
-        choices=ALL_MARKERS,
-        default=list(ALL_MARKERS),
+        choices=markers,
+        default=list(markers),
         help="which markers to segment (default: all)",
     )
 

@@ -61,7 +61,7 @@ def check_inputs(config: RunConfig) -> None:
 
 
 def run_participant_level(config: RunConfig) -> ExitCode:
-    from csvd_bids.bids.derivatives import init_output_dir
+    from csvd_bids.outputs.dataset import init_output_dir
     from csvd_bids.planning import plan_prefix, plan_sessions
     from csvd_bids.reports.build import build_session_reports
     from csvd_bids.workflows.base import init_csvd_wf
@@ -71,7 +71,6 @@ def run_participant_level(config: RunConfig) -> ExitCode:
     failures = []
     if plans:
         LOGGER.info("participant level: %d session(s); work dir %s", len(plans), config.work_dir)
-        (config.work_dir / "config.json").write_text(config.to_json())
         init_output_dir(config.output_dir, config.bids_dir)
         try:
             crash_dir = configure_nipype(config)
@@ -108,9 +107,13 @@ def report_sessions(
         f"  {total - len(rejected) - len(failed)} of {total} session(s) finished; "
         f"outputs in {output_dir}\n"
     )
-    if rejected or any(f.input_error for f in failed.values()):
+    if rejected:
         return ExitCode.INPUT_DATA
-    return ExitCode.SESSION_FAILED if failed else ExitCode.OK
+    # each failure's code comes from its exception's class; bad data (65) wins over a fault
+    codes = {f.exit_code for f in failed.values()}
+    if ExitCode.INPUT_DATA in codes:
+        return ExitCode.INPUT_DATA
+    return min(codes) if codes else ExitCode.OK
 
 
 def run_group(config: RunConfig) -> None:

@@ -25,11 +25,17 @@ from csvd_bids.evaluate.metrics import (
     evaluate_pairs,
     summarise,
 )
-from csvd_bids.evaluate.pairing import LABELS, MaskPair, find_masks, pair_masks, parse_entities
+from csvd_bids.evaluate.pairing import (
+    MaskPair,
+    find_masks,
+    marker_labels,
+    pair_masks,
+    parse_entities,
+)
 
 __all__ = [
     "CONVENTIONS",
-    "LABELS",
+    "marker_labels",
     "MaskComparison",
     "MaskPair",
     "compare_masks",

@@ -18,7 +18,7 @@ from csvd_bids.evaluate.metrics import (
     format_summary,
     summarise,
 )
-from csvd_bids.evaluate.pairing import EVALUATED, LABELS, pair_masks
+from csvd_bids.evaluate.pairing import EVALUATED, marker_labels, pair_masks
 from csvd_bids.labels import BY_KEY
 
 LOGGER = logging.getLogger("csvd_bids.evaluate")
@@ -88,17 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _labels(names: list[str] | None) -> tuple[str, ...] | str:
     """The selected labels in the canonical order, or the first unknown name."""
+    labels = marker_labels()
     if not names:
-        return LABELS
+        return labels
     chosen = set()
     for name in names:
-        if name.upper() in LABELS:
+        if name.upper() in labels:
             chosen.add(name.upper())
         elif name.lower() in BY_KEY:
             chosen.add(BY_KEY[name.lower()].label)
         else:
             return name
-    return tuple(label for label in LABELS if label in chosen)
+    return tuple(label for label in labels if label in chosen)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -174,13 +175,15 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    import csvd_bids.markers  # noqa: F401  (markers of CSVD_BIDS_MARKER_PLUGINS join the table)
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     labels = _labels(args.markers)
     if isinstance(labels, str):
         print(
             f"csvd-bids-eval: error: unknown marker {labels!r} "
-            f"(use {' '.join(LABELS)} or {' '.join(BY_KEY)})",
+            f"(use {' '.join(marker_labels())} or {' '.join(BY_KEY)})",
             file=sys.stderr,
         )
         return ExitCode.USAGE

@@ -24,8 +24,8 @@ import pandas as pd
 from nibabel.processing import resample_from_to
 from scipy import stats
 
-from csvd_bids.evaluate.pairing import EVALUATED, LABELS, NOT_ASSESSED, MaskPair
-from csvd_bids.quant.lesions import label_lesions
+from csvd_bids.evaluate.pairing import EVALUATED, NOT_ASSESSED, MaskPair, marker_labels
+from csvd_bids.morphology import label_lesions
 
 LOGGER = logging.getLogger("csvd_bids.evaluate")
 ERROR = "error"
@@ -298,7 +298,7 @@ def summarise(sessions: pd.DataFrame) -> pd.DataFrame:
     """One row per marker present in the session table (SUMMARY_COLUMNS), over its evaluated
     sessions only; a marker with none is "not assessed" with n/a statistics."""
     rows = []
-    markers = [m for m in LABELS if m in set(sessions["marker"])]
+    markers = [m for m in marker_labels() if m in set(sessions["marker"])]
     for marker in markers:
         mine = sessions[sessions["marker"] == marker]
         done = mine[mine["status"] == EVALUATED]

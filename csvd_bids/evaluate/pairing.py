@@ -20,7 +20,12 @@ from csvd_bids.labels import MARKER_LABELS
 
 LOGGER = logging.getLogger("csvd_bids.evaluate")
 
-LABELS: tuple[str, ...] = tuple(marker.label for marker in MARKER_LABELS)
+
+def marker_labels() -> tuple[str, ...]:
+    """Every marker label in the table's order (markers registered since import included)."""
+    return tuple(marker.label for marker in MARKER_LABELS)
+
+
 EVALUATED = "evaluated"
 NOT_ASSESSED = "not assessed"
 
@@ -105,13 +110,14 @@ def _walk(root: Path, pattern: str, exclude: tuple[Path, ...]) -> list[Path]:
 
 
 def find_masks(
-    root: Path, labels: tuple[str, ...] = LABELS, exclude: tuple[Path, ...] = ()
+    root: Path, labels: tuple[str, ...] | None = None, exclude: tuple[Path, ...] = ()
 ) -> dict[tuple[str, str | None, str], MaskFile]:
     """Every marker mask below root, keyed by (subject, session or None, label).
 
     When several files share a key (e.g. one per space), the one with the fewest entities is
-    kept, then the first by name; the others are logged.
+    kept, then the first by name; the others are logged. ``labels``: default every marker.
     """
+    labels = labels or marker_labels()
     by_key: dict[tuple[str, str | None, str], list[MaskFile]] = {}
     for path in _walk(root, "*_mask.nii*", exclude):
         parsed = parse_entities(path.name)
@@ -179,7 +185,7 @@ def _summary_status(summary: Path, label: str) -> tuple[str, str] | None:
 def pair_masks(
     reference_root: Path,
     output_root: Path,
-    labels: tuple[str, ...] = LABELS,
+    labels: tuple[str, ...] | None = None,
     exclude: tuple[Path, ...] = (),
 ) -> list[MaskPair]:
     """One pair per reference mask, sorted by subject, session and label.
@@ -192,7 +198,8 @@ def pair_masks(
     outputs = find_masks(output_root, labels, exclude)
     sessions = _output_sessions(output_root, exclude)
     pairs = []
-    for key in sorted(references, key=lambda k: (k[0], k[1] or "", LABELS.index(k[2]))):
+    order = marker_labels()
+    for key in sorted(references, key=lambda k: (k[0], k[1] or "", order.index(k[2]))):
         subject, session, label = key
         reference = references[key].path
         output = outputs.get(key)

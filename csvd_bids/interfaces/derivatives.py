@@ -15,7 +15,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from csvd_bids.bids.session_outputs import SessionAnatomy, write_session_outputs
+from csvd_bids.interfaces.inputs import listed, read_json
+from csvd_bids.outputs.session import SessionAnatomy, SessionQuantFiles, write_session_outputs
 
 
 class _WriteInputSpec(BaseInterfaceInputSpec):
@@ -28,7 +29,6 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     brain_mask = File(exists=True, mandatory=True)
     brain_report = File(exists=True, mandatory=True)
     transform = File(exists=True, mandatory=True, desc="template -> subject, composite (HDF5)")
-    affine = File(exists=True, mandatory=True, desc="its affine part (text)")
     gm_probseg = File(exists=True, mandatory=True)
     wm_probseg = File(exists=True, mandatory=True)
     csf_probseg = File(exists=True, mandatory=True)
@@ -42,8 +42,13 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     marker_keys = traits.List(traits.Str, value=[], usedefault=True)
     score_files = InputMultiObject(File(exists=True))
     mask_files = InputMultiObject(File(exists=True))
-    lesion_files = InputMultiObject(File(exists=True))
+    lesions = File(exists=True, mandatory=True, desc="the quantification node's outputs ...")
+    summary = File(exists=True, mandatory=True)
+    dseg = File(exists=True, mandatory=True)
+    coverage = File(exists=True, mandatory=True)
+    markers = File(exists=True, mandatory=True)
     figure_files = InputMultiObject(File(exists=True), desc="QC PNGs named <desc>_<suffix>.png")
+    methods = traits.Str("[]", usedefault=True, desc="JSON: the workflows' methods sections")
 
 
 def _dwi(inputs) -> dict | None:
@@ -54,7 +59,7 @@ def _dwi(inputs) -> dict | None:
         "b0": inputs.dwi_b0,
         "trace": inputs.dwi_trace,
         "adc": inputs.dwi_adc,
-        "report": json.loads(Path(inputs.dwi_report).read_text()),
+        "report": read_json(inputs.dwi_report),
     }
 
 
@@ -70,18 +75,12 @@ class WriteSessionDerivatives(SimpleInterface):
         inputs = self.inputs
 
         def _files(name: str) -> list[str]:
-            # Unconnected when the session has no assessable marker.
-            value = getattr(inputs, name)
-            return list(value) if isdefined(value) else []
+            return listed(getattr(inputs, name))
 
         detections = {
-            key: {"score": score, "mask": mask, "lesions": lesions}
-            for key, score, mask, lesions in zip(
-                inputs.marker_keys,
-                _files("score_files"),
-                _files("mask_files"),
-                _files("lesion_files"),
-                strict=True,
+            key: {"score": score, "mask": mask}
+            for key, score, mask in zip(
+                inputs.marker_keys, _files("score_files"), _files("mask_files"), strict=True
             )
         }
         self._results["summary"] = str(
@@ -91,32 +90,37 @@ class WriteSessionDerivatives(SimpleInterface):
                 bids_dir=Path(inputs.bids_dir),
                 preproc=dict(zip(inputs.preproc_modalities, inputs.preproc_files, strict=True)),
                 reports={
-                    modality: json.loads(Path(report).read_text())
+                    modality: read_json(report)
                     for modality, report in zip(
                         inputs.preproc_modalities, inputs.preproc_reports, strict=True
                     )
                 },
                 anatomy=SessionAnatomy(
                     brain_mask=inputs.brain_mask,
-                    brain_report=json.loads(Path(inputs.brain_report).read_text()),
+                    brain_report=read_json(inputs.brain_report),
                     transform=inputs.transform,
-                    affine=inputs.affine,
                     tissues={
                         "GM": inputs.gm_probseg,
                         "WM": inputs.wm_probseg,
                         "CSF": inputs.csf_probseg,
                     },
                     regions=inputs.regions,
-                    volumes=json.loads(Path(inputs.volumes).read_text()),
+                    volumes=read_json(inputs.volumes),
                     same_subject=(
-                        json.loads(Path(inputs.same_subject).read_text())
-                        if isdefined(inputs.same_subject)
-                        else {}
+                        read_json(inputs.same_subject) if isdefined(inputs.same_subject) else {}
                     ),
                 ),
                 dwi=_dwi(inputs),
                 detections=detections,
+                quantities=SessionQuantFiles(
+                    lesions=inputs.lesions,
+                    summary=inputs.summary,
+                    dseg=inputs.dseg,
+                    coverage=read_json(inputs.coverage),
+                    markers=read_json(inputs.markers),
+                ),
                 figures=_files("figure_files"),
+                methods=json.loads(inputs.methods),
             )
         )
         return runtime

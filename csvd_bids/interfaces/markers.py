@@ -1,7 +1,10 @@
-"""nipype interface that runs one marker detector through the marker interface."""
+"""nipype interface that runs one marker's detector (or model bundle) through the marker
+interface: one node per marker and session, whose mask the markers that exclude it receive."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
+    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
     isdefined,
@@ -18,14 +22,23 @@ from nipype.interfaces.base import (
 
 from csvd_bids.bids.discovery import ANAT_MODALITIES
 from csvd_bids.config import DEVICES
+from csvd_bids.interfaces.inputs import listed, read_json
 from csvd_bids.markers import REGISTRY, SessionImages
-from csvd_bids.markers.base import DWI_IMAGES, image_fields
+from csvd_bids.markers.base import (
+    DWI_IMAGES,
+    LEFT_OUT,
+    Detection,
+    NotAssessableError,
+    image_fields,
+)
+from csvd_bids.markers.size_rules import SIZE_RULES, apply_size_rule
 from csvd_bids.preproc.images import new_like
-from csvd_bids.quant.lesions import lesion_table
+
+LOGGER = logging.getLogger("csvd_bids")
 
 
 class _DetectInputSpec(BaseInterfaceInputSpec):
-    marker = traits.Enum(*sorted(REGISTRY), mandatory=True)
+    marker = traits.Str(mandatory=True, desc="a key of csvd_bids.markers.REGISTRY")
     t1w = File(exists=True)
     flair = File(exists=True)
     t2w = File(exists=True)
@@ -38,7 +51,10 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
     gm = File(exists=True, mandatory=True)
     csf = File(exists=True, mandatory=True)
     ventricles = File(exists=True, mandatory=True)
-    regions = File(exists=True, desc="region map (preproc.regions.REGION_LABELS)")
+    regions = File(exists=True, mandatory=True, desc="region map (preproc.regions.REGION_LABELS)")
+    excluded_keys = traits.List(traits.Str, value=[], usedefault=True)
+    excluded_mask_files = InputMultiObject(File(exists=True), desc="their masks, in that order")
+    excluded_status_files = InputMultiObject(File(exists=True), desc="their status JSON files")
     bundle = traits.Str(desc="model bundle folder; when set, it replaces the detector")
     bundle_sha256 = traits.Str(desc="the bundle's weights checksum (part of the cache key)")
     tta = traits.Bool(False, usedefault=True, desc="left-right flip test-time augmentation")
@@ -49,8 +65,17 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
 
 class _DetectOutputSpec(TraitedSpec):
     score = File(exists=True, desc="lesion belief in [0, 1]")
-    mask = File(exists=True, desc="binary lesion mask")
-    lesions = File(exists=True, desc="per-lesion table (TSV)")
+    mask = File(exists=True, desc="binary lesion mask, STRIVE size rule applied")
+    located = File(exists=True, desc="the marker's location classes per voxel (status names)")
+    status = File(
+        exists=True,
+        desc="JSON: assessed, reason (why not), notes (degraded modes), region_names, excluded "
+        "(per excluded marker: 'left out' or why not)",
+    )
+
+
+def _bool_image(path: str) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj) > 0
 
 
 class DetectMarker(SimpleInterface):
@@ -58,57 +83,89 @@ class DetectMarker(SimpleInterface):
     output_spec = _DetectOutputSpec
 
     def _run_interface(self, runtime):
+        if self.inputs.marker not in REGISTRY:  # a plugin marker not loaded in this process?
+            raise ValueError(f"unknown marker {self.inputs.marker!r}: not in {sorted(REGISTRY)}")
         spec = REGISTRY[self.inputs.marker]
+        session, excluded = self._session()
+        status: dict = {"assessed": True, "reason": "", "notes": [], "excluded": excluded}
+        try:
+            detection = self._detect(spec, session)
+        except NotAssessableError as exc:
+            # this marker only: the session's other outputs go on, the marker is not assessed
+            LOGGER.warning("%s not assessed: %s", spec.key, exc)
+            shape = session.brain_mask.shape
+            detection = Detection(np.zeros(shape, np.float32), np.zeros(shape, bool))
+            status.update(assessed=False, reason=f"cannot be assessed on these images: {exc}")
+        mask, score = detection.mask, detection.score
+        if spec.key in SIZE_RULES:  # once, whoever made the mask (detector or model bundle)
+            mask = apply_size_rule(mask, session.reference.affine, spec.key)
+            # a lesion the rule removed keeps a belief below 0.5: probseg >= 0.5 is the mask
+            score = np.where(detection.mask & ~mask, np.minimum(score, 0.49), score)
+        status["notes"] = list(detection.notes)
+        status["region_names"] = {str(k): v for k, v in detection.region_names.items()}
+        located = detection.regions if detection.regions is not None else np.zeros_like(mask)
+        outputs = {
+            "score": score.astype(np.float32),
+            "mask": mask.astype(np.uint8),
+            "located": np.where(mask, located, 0).astype(np.uint8),
+        }
+        for key, data in outputs.items():
+            self._results[key] = os.path.join(runtime.cwd, f"{key}.nii.gz")
+            nib.save(new_like(data, session.reference), self._results[key])
+        self._results["status"] = os.path.join(runtime.cwd, "status.json")
+        Path(self._results["status"]).write_text(json.dumps(status, indent=2, sort_keys=True))
+        return runtime
+
+    def _session(self) -> tuple[SessionImages, dict[str, str]]:
+        """The detector's view of the session, and per excluded marker whether it is left out."""
+        inputs = self.inputs
+        spec = REGISTRY[inputs.marker]
         images = {
-            m: nib.load(getattr(self.inputs, m))
+            m: nib.load(getattr(inputs, m))
             for m in (*ANAT_MODALITIES, *DWI_IMAGES)
-            if getattr(self.inputs, m)
+            if getattr(inputs, m)
         }
         missing = [m for m in spec.required if not set(image_fields(m)) <= set(images)]
         if missing:
             raise ValueError(f"marker {spec.key} needs {', '.join(missing)}")
 
         def _array(name: str) -> np.ndarray:
-            return np.asanyarray(nib.load(getattr(self.inputs, name)).dataobj, dtype=np.float32)
+            return np.asanyarray(nib.load(getattr(inputs, name)).dataobj, dtype=np.float32)
 
+        masks, excluded = {}, {}
+        files = zip(
+            inputs.excluded_keys,
+            listed(inputs.excluded_mask_files),
+            listed(inputs.excluded_status_files),
+            strict=True,
+        )
+        for key, mask_file, status_file in files:
+            other = read_json(status_file)
+            if other["assessed"]:
+                masks[key] = _bool_image(mask_file)
+                excluded[key] = LEFT_OUT
+            else:
+                excluded[key] = f"not left out: {other['reason']}"
         session = SessionImages(
             images=images,
             brain_mask=_array("brain_mask") > 0.5,
             priors={name: _array(name) for name in ("wm", "gm", "csf", "ventricles")},
-            regions=_array("regions").astype(np.uint8) if self.inputs.regions else None,
+            regions=_array("regions").astype(np.uint8),
+            excluded=masks,
         )
-        if isdefined(self.inputs.bundle) and self.inputs.bundle:
-            from csvd_bids.models.bundle import load_bundle
-            from csvd_bids.models.detect import detect_with_bundle
+        return session, excluded
 
-            bundle = load_bundle(Path(self.inputs.bundle))
-            detection = detect_with_bundle(
-                bundle,
-                spec,
-                session,
-                self.inputs.device,
-                self.inputs.tta,
-                self.inputs.num_threads,
-            )
-        else:
-            detection = spec.detect(session)
-        reference = session.reference
-        table = lesion_table(
-            detection.mask,
-            reference.affine,
-            spec.label.label,
-            detection.regions,
-            detection.region_names,
-            intensities={m: session.data(m) for m in images},
-            anatomy=session.regions,
+    def _detect(self, spec, session: SessionImages) -> Detection:
+        if not (isdefined(self.inputs.bundle) and self.inputs.bundle):
+            return spec.detect(session)
+        from csvd_bids.models.bundle import load_bundle
+        from csvd_bids.models.detect import detect_with_bundle
+
+        return detect_with_bundle(
+            load_bundle(Path(self.inputs.bundle)),
+            spec,
+            session,
+            self.inputs.device,
+            self.inputs.tta,
+            self.inputs.num_threads,
         )
-        outputs = {
-            "score": (detection.score.astype(np.float32), "score.nii.gz"),
-            "mask": (detection.mask.astype(np.uint8), "mask.nii.gz"),
-        }
-        for key, (data, name) in outputs.items():
-            self._results[key] = os.path.join(runtime.cwd, name)
-            nib.save(new_like(data, reference), self._results[key])
-        self._results["lesions"] = os.path.join(runtime.cwd, "lesions.tsv")
-        table.to_csv(self._results["lesions"], sep="\t", index=False, na_rep="n/a")
-        return runtime

@@ -1,7 +1,9 @@
 """Write one session's BIDS-Derivatives outputs from the graph's intermediate files.
 
 Called by the last node of a session's graph, so a session's outputs appear only when all of its
-processing succeeded. Each file is written atomically (see csvd_bids.bids.derivatives).
+processing succeeded. It names, copies and describes (sidecars) what the graph computed, the
+quantification node's tables and label map included; it computes nothing itself. Each file is
+written atomically (see csvd_bids.bids.derivatives), the summary last.
 """
 
 from __future__ import annotations
@@ -10,27 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 
 from csvd_bids.bids import derivatives as ds
-from csvd_bids.bids.discovery import SUFFIXES
-from csvd_bids.labels import BY_LABEL, DSEG_PRIORITY
+from csvd_bids.bids.discovery import SUFFIXES, session_prefix
+from csvd_bids.labels import BY_KEY, dseg_priority
 from csvd_bids.markers import REGISTRY
-from csvd_bids.planning import plan_prefix
+from csvd_bids.markers.base import LEFT_OUT
 from csvd_bids.preproc.atlas import ATLAS_CITATION
-from csvd_bids.preproc.images import voxel_volume_mm3
-from csvd_bids.preproc.regions import REGION_INDEX, REGION_LABELS
-from csvd_bids.preproc.template import TEMPLATE_NAME, load_template
-from csvd_bids.quant.qc import (
-    brain_coverage,
-    coverage_warnings,
-    reference_coverage,
-    same_subject_warnings,
-)
-from csvd_bids.quant.ratings import rate_session
-from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column, summary_row
+from csvd_bids.preproc.regions import REGION_LABELS
+from csvd_bids.preproc.template import TEMPLATE_NAME
+from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column
 
 
 @dataclass(frozen=True)
@@ -40,11 +32,21 @@ class SessionAnatomy:
     brain_mask: str
     brain_report: dict  # Method, Warning, IntracranialVolume_mm3
     transform: str  # composite ITK transform (HDF5): reference points -> template points
-    affine: str  # its affine part (ITK text)
     tissues: dict[str, str]  # GM/WM/CSF -> posterior probability image
     regions: str  # REGION_LABELS map
     volumes: dict  # intracranial, csf, gm, wm and regions (mm3)
     same_subject: dict  # image suffix (FLAIR, dwi...) -> preproc.identity result
+
+
+@dataclass(frozen=True)
+class SessionQuantFiles:
+    """The quantification node's outputs (csvd_bids.interfaces.quant.QuantifySession)."""
+
+    lesions: str  # TSV, every lesion of the session
+    summary: str  # TSV, the summary row
+    dseg: str  # seg-csvd label map
+    coverage: dict  # image suffix -> brain coverage
+    markers: dict  # marker key -> final status: assessed, reason, notes, excluded
 
 
 def _source_entities(path: str) -> dict[str, str]:
@@ -64,7 +66,9 @@ def write_session_outputs(
     anatomy: SessionAnatomy,
     dwi: dict | None,
     detections: dict[str, dict[str, str]],
+    quantities: SessionQuantFiles,
     figures: tuple[str, ...] | list[str] = (),
+    methods: list[dict] | None = None,
 ) -> Path:
     """Write every output of one session and return the path of its summary TSV.
 
@@ -73,9 +77,12 @@ def write_session_outputs(
     ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
     ``anatomy``: brain mask, template transforms, tissues, regions and volumes.
     ``dwi``: b0, trace, adc files on the reference grid and their report, or None.
-    ``detections``: marker key -> {"score", "mask", "lesions"} files from the detector nodes.
+    ``detections``: marker key -> {"score", "mask"} files of the markers the plan assesses.
+    ``quantities``: the quantification node's tables, label map, coverage and marker statuses.
     ``figures``: QC PNGs named ``<desc>_<suffix>.png``, saved as
     ``sub-<label>/figures/<session prefix>_<desc>_<suffix>.png`` (as fMRIPrep does).
+    ``methods``: the workflows' methods sections (csvd_bids.workflows.base.methods_sections),
+    saved as ``sub-<label>/logs/<session prefix>_methods.json`` for the session report.
     """
     subject, session = plan["subject"], plan["session"]
     folder = ds.session_dir(output_dir, subject, session)
@@ -89,9 +96,6 @@ def write_session_outputs(
     reference_path = out(space, ".nii.gz", space=space, desc="preproc")
     spatial_reference = ds.local_uri(output_dir, reference_path)
     brain = nib.load(anatomy.brain_mask)
-    brain_voxels = np.asanyarray(brain.dataobj) > 0
-    brain_volume = float(brain_voxels.sum()) * voxel_volume_mm3(brain)
-    coverages = _brain_coverages(plan, preproc, brain_voxels, brain_volume, anatomy.affine)
     for modality, path in preproc.items():
         entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
         target = out(SUFFIXES[modality], ".nii.gz", **entities)
@@ -99,7 +103,7 @@ def write_session_outputs(
         sidecar = {
             "Sources": [sources[modality]],
             "SkullStripped": False,
-            "BrainCoverage": round(coverages[SUFFIXES[modality]], 4),
+            "BrainCoverage": round(quantities.coverage[SUFFIXES[modality]], 4),
         }
         if SUFFIXES[modality] in anatomy.same_subject:
             sidecar["SameSubjectCheck"] = anatomy.same_subject[SUFFIXES[modality]]
@@ -124,10 +128,12 @@ def write_session_outputs(
             )
         ds.write_json(target.with_name(target.name.replace(".nii.gz", ".json")), sidecar)
 
+    prefix = session_prefix(subject, session)
+    ds.write_json(ds.methods_file(output_dir, prefix), {"sections": methods or []})
     for figure in figures:
         ds.copy_file(
             Path(figure),
-            output_dir / f"sub-{subject}" / "figures" / f"{plan_prefix(plan)}_{Path(figure).name}",
+            output_dir / f"sub-{subject}" / "figures" / f"{prefix}_{Path(figure).name}",
         )
 
     _write_image_with_sidecar(
@@ -160,17 +166,27 @@ def write_session_outputs(
             anatomy.same_subject,
         )
 
-    tables, masks = {}, {}
-    for key, files in detections.items():
+    # no image of a marker that could not be assessed (an empty mask would read as "none")
+    written = {
+        key: out("mask", ".nii.gz", space=space, label=REGISTRY[key].label.label)
+        for key in detections
+        if quantities.markers[key]["assessed"]
+    }
+    uris = {key: ds.local_uri(output_dir, path) for key, path in written.items()}
+    for key, mask_path in written.items():
+        files, status = detections[key], quantities.markers[key]
         spec = REGISTRY[key]
         label = spec.label.label
-        inputs = [sources[m] for m in spec.modalities(plan["files"])]
+        excluded = status.get("excluded", {})
         common = {
-            "Sources": inputs,
+            "Sources": [sources[m] for m in spec.modalities(plan["files"])]
+            + [uris[k] for k, why in excluded.items() if why == LEFT_OUT and k in uris],
             "SpatialReference": spatial_reference,
             "Manual": False,
             # a model bundle's description when one replaced the detector
             "Method": plan["markers"][key].get("method", spec.method),
+            **({"Notes": status["notes"]} if status["notes"] else {}),
+            **({"ExcludedLesions": _exclusions(excluded, uris)} if excluded else {}),
         }
         _write_image_with_sidecar(
             out("probseg", ".nii.gz", space=space, label=label),
@@ -181,64 +197,57 @@ def write_session_outputs(
                 "in [0, 1] (not a calibrated probability)",
             },
         )
-        mask_img = nib.load(files["mask"])
-        masks[label] = np.asanyarray(mask_img.dataobj) > 0
-        _write_image_with_sidecar(
-            out("mask", ".nii.gz", space=space, label=label), mask_img, {**common, "Type": "Lesion"}
-        )
-        tables[label] = pd.read_csv(
-            files["lesions"], sep="\t", na_values=["n/a"], keep_default_na=False
-        )
+        _write_image_with_sidecar(mask_path, nib.load(files["mask"]), {**common, "Type": "Lesion"})
 
-    dseg = np.zeros(brain.shape[:3], dtype=np.uint8)
-    for label in DSEG_PRIORITY:
-        if label in masks:
-            dseg[masks[label]] = BY_LABEL[label].index
-    dseg_path = out("dseg", ".nii.gz", space=space, seg="csvd")
+    not_assessed = {
+        BY_KEY[key].label: status["reason"]
+        for key, status in quantities.markers.items()
+        if not status["assessed"]
+    }
     _write_image_with_sidecar(
-        dseg_path,
-        nib.Nifti1Image(dseg, brain.affine),
+        out("dseg", ".nii.gz", space=space, seg="csvd"),
+        nib.load(quantities.dseg),
         {
-            "Sources": [
-                ds.local_uri(output_dir, out("mask", ".nii.gz", space=space, label=label))
-                for label in masks
-            ],
+            "Sources": list(uris.values()),
             "SpatialReference": spatial_reference,
             "Manual": False,
             "Description": "All lesion masks in one label map (lookup: seg-csvd_dseg.tsv at the "
-            f"dataset root); where masks overlap, the later of {', '.join(DSEG_PRIORITY)} wins.",
+            f"dataset root); where masks overlap, the later of {', '.join(dseg_priority())} wins.",
+            # absent from the map because not assessed (never because none was found)
+            "NotAssessed": not_assessed,
         },
     )
 
-    lesions = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
-    if not lesions.empty:
-        lesions["lesion_id"] = np.arange(1, len(lesions) + 1)
     lesions_path = out("stats", ".tsv", desc="lesions")
-    ds.write_tsv(lesions_path, lesions)
+    lesions = pd.read_csv(quantities.lesions, sep="\t", nrows=0)
+    ds.copy_file(Path(quantities.lesions), lesions_path)
     ds.write_json(
         lesions_path.with_suffix(".json"), {c: describe_lesion_column(c) for c in lesions.columns}
     )
-
-    warnings = coverage_warnings(coverages) + same_subject_warnings(anatomy.same_subject)
-    if anatomy.brain_report.get("Warning"):
-        warnings.append(f"brain extraction: {anatomy.brain_report['Warning']}")
-    warnings += [f"{modality} {why}" for modality, why in plan.get("unusable", {}).items()]
-    ratings = rate_session(
-        masks,
-        tables,
-        np.asanyarray(nib.load(anatomy.regions).dataobj) == REGION_INDEX["lateral_ventricles"],
-        brain_voxels,
-        brain.header.get_zooms()[:3],
-        anatomy.volumes["intracranial"],
-    )
-    row = summary_row(plan, lesions, anatomy.volumes, sources, warnings, ratings)
-    summary = pd.DataFrame([row])
     summary_path = out("stats", ".tsv", desc="summary")
+    columns = pd.read_csv(quantities.summary, sep="\t", nrows=0).columns
     ds.write_json(
-        summary_path.with_suffix(".json"), {c: describe_summary_column(c) for c in summary.columns}
+        summary_path.with_suffix(".json"), {c: describe_summary_column(c) for c in columns}
     )
-    ds.write_tsv(summary_path, summary)  # last: its presence marks a finished session
+    ds.copy_file(Path(quantities.summary), summary_path)  # last: marks a finished session
     return summary_path
+
+
+def _exclusions(excluded: dict[str, str], uris: dict[str, str]) -> dict[str, str]:
+    """Label -> what became of that marker's lesions: left out (as the written mask, or as
+    found by a node run only for this marker) or why not."""
+    described = {}
+    for key, why in excluded.items():
+        if why == LEFT_OUT:
+            why = (
+                f"left out, as {uris[key]}"
+                if key in uris
+                else (
+                    "left out, as found by its own node (not written: not selected with --markers)"
+                )
+            )
+        described[BY_KEY[key].label] = why
+    return described
 
 
 def _write_anatomy(
@@ -326,24 +335,6 @@ def _write_dwi(
             nib.load(dwi[desc]),
             {**common, **extra, "Registration": registration},
         )
-
-
-def _brain_coverages(
-    plan: dict, preproc: dict[str, str], brain: np.ndarray, brain_volume_mm3: float, transform: str
-) -> dict[str, float]:
-    """Suffix -> fraction of the brain inside that image's field of view (csvd_bids.quant.qc)."""
-    coverages = {
-        SUFFIXES[m]: brain_coverage(np.asanyarray(nib.load(f).dataobj), brain)
-        for m, f in preproc.items()
-    }
-    template = load_template().priors["brain"]
-    template_mm3 = float(np.asanyarray(template.dataobj).sum()) * voxel_volume_mm3(template)
-    linear = np.array(sitk.ReadTransform(transform).GetParameters()[:9]).reshape(3, 3)
-    reference = SUFFIXES[plan["reference"]]
-    coverages[reference] = min(
-        coverages[reference], reference_coverage(brain_volume_mm3, template_mm3, linear)
-    )
-    return coverages
 
 
 def _write_image_with_sidecar(path: Path, img: nib.Nifti1Image, sidecar: dict) -> None:

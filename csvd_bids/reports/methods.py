@@ -1,10 +1,13 @@
 """The methods paragraph of a session report, with the references it cites.
 
-Written from what the session actually used (reference modality, coregistered modalities,
-assessed markers and their detectors' own method text), so that it can be pasted into a paper.
+Assembled from the text each workflow carries beside its code (its ``__desc__``, citing
+``[@key]`` of REFERENCES), as the session's graph was built: what the session actually used,
+so that it can be pasted into a paper.
 """
 
 from __future__ import annotations
+
+import re
 
 REFERENCES = {
     "strive1": "Wardlaw JM, et al. Neuroimaging standards for research into small vessel disease "
@@ -40,52 +43,34 @@ REFERENCES = {
     "vessel disease in cerebral amyloid angiopathy: an imaging-pathologic study of concept "
     "validation. JAMA Neurol 2016;73:994-1001.",
 }
-_ORDER = list(REFERENCES)
+NUMBERS = {key: number for number, key in enumerate(REFERENCES, start=1)}
 
 
-def _cite(*keys: str) -> str:
-    return "[" + ", ".join(str(_ORDER.index(k) + 1) for k in keys) + "]"
+_CITATION = re.compile(r"\[(@[\w]+(?:;\s*@[\w]+)*)\]")
+
+
+def cite(text: str) -> str:
+    """``[@n4; @simpleitk]`` -> ``[6, 5]``: the numbers of REFERENCES (unknown key: KeyError)."""
+
+    def number(match: re.Match) -> str:
+        keys = [k.strip().lstrip("@") for k in match.group(1).split(";")]
+        return "[" + ", ".join(str(NUMBERS[k]) for k in keys) + "]"
+
+    return _CITATION.sub(number, text)
 
 
 def methods_paragraph(
-    version: str,
-    reference: str,
-    coregistered: list[str],
-    coregistration_method: str,
-    markers: list[tuple[str, str]],
-    not_assessed: list[str],
+    sections: list[dict], assessed: set[str], not_assessed: list[str]
 ) -> tuple[str, list[str]]:
-    """(paragraph, references in the order of their numbers). ``markers``: (name, method)
-    of the assessed markers; ``not_assessed``: names of the others."""
+    """(paragraph, references in the order of their numbers) from the sections the workflows
+    wrote (csvd_bids.workflows.base.methods_sections): a marker's section only when it was
+    assessed (``assessed``: marker keys); ``not_assessed``: names of the other markers."""
     parts = [
-        f"MRI markers of cerebral small vessel disease, as defined by STRIVE and STRIVE-2 "
-        f"{_cite('strive1', 'strive2')}, were measured with csvd-bids {version}, a nipype "
-        f"workflow {_cite('nipype')}. The {reference} image was the reference space: it was "
-        f"reoriented to RAS and corrected for intensity inhomogeneity with N4 {_cite('n4')} "
-        f"in SimpleITK {_cite('simpleitk')}."
+        cite(s["text"])
+        for s in sections
+        if s["section"] not in ("marker", "ratings") or s.get("marker") in assessed
     ]
-    if coregistered:
-        parts.append(
-            f"The {', '.join(coregistered)} image(s) were bias-corrected in the same way and "
-            f"registered to it ({coregistration_method}; Mattes mutual information "
-            f"{_cite('mattes')}), then resampled once onto its grid."
-        )
-    parts.append(
-        f"The brain was extracted with deepbet {_cite('deepbet')}. The ICBM 2009 template "
-        f"{_cite('mni')} was registered to the subject (affine, then deformable) to bring the "
-        f"Harvard-Oxford atlas {_cite('harvard_oxford')} into subject space; with a tissue "
-        "segmentation it defined the lateral ventricles, periventricular and deep white matter, "
-        "basal ganglia, centrum semiovale and lobes."
-    )
-    for name, method in markers:
-        parts.append(f"{name[0].upper()}{name[1:]}: {method.rstrip('.')}.")
     if not_assessed:
         parts.append(f"Not assessed (missing or unusable images): {', '.join(not_assessed)}.")
-    parts.append(
-        f"Visual ratings were estimated from the segmentations: Fazekas periventricular and "
-        f"deep grades {_cite('fazekas')}, PVS grades in the basal ganglia and centrum "
-        f"semiovale {_cite('potter')} and microbleed counts by MARS region {_cite('mars')}; "
-        f"the total SVD score {_cite('staals')}, the hypertensive-arteriopathy score "
-        f"{_cite('lau')} and the CAA-SVD score {_cite('charidimou')} were computed from them."
-    )
+    parts += [cite(s["text"]) for s in sections if s["section"] == "ratings"]
     return " ".join(parts), list(REFERENCES.values())

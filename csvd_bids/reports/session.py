@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from csvd_bids.bids import derivatives as ds
 from csvd_bids.bids.discovery import MODALITIES, SUFFIXES
 from csvd_bids.labels import MARKER_LABELS
 from csvd_bids.markers import REGISTRY
-from csvd_bids.preproc.coregister import METHOD as COREGISTRATION_METHOD
 from csvd_bids.quant.ratings import RATING_COLUMNS
 from csvd_bids.quant.scores import SCORE_RANGES, SCORE_TITLES
 from csvd_bids.reports.methods import methods_paragraph
@@ -120,6 +120,7 @@ def _markers(files: SessionFiles, row: pd.Series) -> list[dict]:
         ]
         markers.append(
             {
+                "key": marker.key,
                 "label": label,
                 "name": marker.plural,
                 "assessed": assessed,
@@ -155,15 +156,16 @@ def session_context(files: SessionFiles) -> dict:
     version = run.get("Version", NA)
     markers = _markers(files, row)
     warnings = [w for w in str(row.get("qc_warnings", NA)).split("; ") if w and w != NA]
-    warnings += [f"{m['label']} not assessed: {m['reason']}" for m in markers if not m["assessed"]]
+    warnings += [
+        f"{m['label']} not assessed: {m['reason']}"
+        for m in markers
+        if not m["assessed"] and not any(str(m["reason"]) in w for w in warnings)
+    ]
     preprocessing = _preprocessing(files)
     reference = str(row.get("reference", NA))
     paragraph, references = methods_paragraph(
-        version,
-        reference,
-        [p["image"] for p in preprocessing if p["image"] != reference],
-        COREGISTRATION_METHOD,
-        [(m["name"], m["method"]) for m in markers if m["assessed"]],
+        _read_json(ds.methods_file(files.output_dir, files.prefix)).get("sections", []),
+        {m["key"] for m in markers if m["assessed"]},
         [m["name"] for m in markers if not m["assessed"]],
     )
     qc_figures = [

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
+import importlib
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from csvd_bids.config import RunConfig
+from csvd_bids.errors import CsvdBidsError, ExitCode
 
 LOGGER = logging.getLogger("csvd_bids")
 
@@ -19,7 +23,29 @@ class Failure:
     node: str
     message: str
     crash_file: Path
-    input_error: bool  # an InputImageError: bad data rather than a processing fault
+    error: type[BaseException] | None  # the exception's class, None when it cannot be found
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The error's own code (e.g. 65 for an InputImageError), else a session failure."""
+        if self.error is not None and issubclass(self.error, CsvdBidsError):
+            return self.error.exit_code
+        return ExitCode.SESSION_FAILED
+
+
+# the last line of a Python traceback: "package.module.ErrorClass: message"
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*)(?::\s|$)")
+
+
+def exception_class(name: str) -> type[BaseException] | None:
+    """The exception class a traceback names (``csvd_bids.errors.InputImageError``,
+    ``ValueError``), if it can be imported."""
+    module, _, attribute = name.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module) if module else builtins, attribute)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
 
 
 def configure_nipype(config: RunConfig) -> Path:
@@ -67,8 +93,12 @@ def read_crash(path: Path) -> Failure:
     )
     parts = node.split(".")
     session_wf = next((p for p in parts if p.startswith("sub_") and p.endswith("_wf")), "?")
-    text = "\n".join(lines)
-    return Failure(session_wf, node, message, path, "InputImageError" in text)
+    error = None
+    for line in reversed(tail):  # the innermost exception is the last traceback line
+        match = _EXCEPTION_LINE.match(line)
+        if match and (error := exception_class(match.group(1))) is not None:
+            break
+    return Failure(session_wf, node, message, path, error)
 
 
 def run_graph(workflow, config: RunConfig, crash_dir: Path) -> list[Failure]:

@@ -10,7 +10,9 @@ from nipype.pipeline import engine as pe
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.derivatives import WriteSessionDerivatives
 from csvd_bids.interfaces.reports import RenderQC
+from csvd_bids.workflows.graph import connect_merged
 from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS
+from csvd_bids.workflows.quant import QUANT_OUTPUTS
 
 
 def init_ds_session_wf(
@@ -22,14 +24,17 @@ def init_ds_session_wf(
     name: str = "ds_session_wf",
 ) -> pe.Workflow:
     """Inputs: per modality ``<modality>`` (preprocessed) and ``<modality>_report``, the
-    anatomy fields of ``DS_ANATOMY`` (brain mask, transforms, tissues, regions, volumes), and
-    per marker ``<marker>_score``, ``<marker>_mask``, ``<marker>_lesions``."""
+    anatomy fields of ``DS_ANATOMY`` (brain mask, transforms, tissues, regions, volumes), per
+    marker ``<marker>_score`` and ``<marker>_mask``, and the quantification's
+    ``QUANT_OUTPUTS``."""
     wf = pe.Workflow(name=name)
     modality_fields = [*modalities, *(f"{m}_report" for m in modalities)]
-    marker_fields = [f"{m}_{kind}" for m in markers for kind in ("score", "mask", "lesions")]
+    marker_fields = [f"{m}_{kind}" for m in markers for kind in ("score", "mask")]
     dwi_fields = list(DWI_OUTPUTS) if "dwi_bval" in plan else []
     inputnode = pe.Node(
-        niu.IdentityInterface(fields=[*modality_fields, *DS_ANATOMY, *dwi_fields, *marker_fields]),
+        niu.IdentityInterface(
+            fields=[*modality_fields, *DS_ANATOMY, *dwi_fields, *marker_fields, *QUANT_OUTPUTS]
+        ),
         name="inputnode",
     )
     write = pe.Node(
@@ -43,10 +48,11 @@ def init_ds_session_wf(
         name="write_derivatives",
         run_without_submitting=True,
         # Always run: outputs deleted (or written elsewhere) since a cached run must reappear.
+        # It only names and copies what the cached nodes computed, so this is cheap.
         overwrite=True,
     )
     # same_subject stays unset for a session with the reference alone (nothing to compare).
-    wf.connect([(inputnode, write, [(field, field) for field in DS_ANATOMY])])
+    wf.connect([(inputnode, write, [(f, f) for f in (*DS_ANATOMY, *QUANT_OUTPUTS)])])
 
     qc = pe.Node(
         RenderQC(reference=plan["reference"], modalities=modalities, marker_keys=markers),
@@ -60,19 +66,12 @@ def init_ds_session_wf(
         wf.connect(inputnode, "dwi_b0", qc, "dwi_b0")
     wf.connect(qc, "figures", write, "figure_files")
 
-    def merge_into(fields: list[str], target: str, also_qc: bool = False) -> None:
-        """Gather ``fields`` of the inputnode, in order, into the list input ``target``."""
-        merge = pe.Node(niu.Merge(len(fields)), name=f"merge_{target}", run_without_submitting=True)
-        for index, field in enumerate(fields, start=1):
-            wf.connect(inputnode, field, merge, f"in{index}")
-        wf.connect(merge, "out", write, target)
-        if also_qc:
-            wf.connect(merge, "out", qc, target)
+    def merge(fields: list[str], targets: list[tuple[pe.Node, str]]) -> None:
+        connect_merged(wf, inputnode, fields, targets, f"merge_{targets[0][1]}")
 
-    merge_into(modalities, "preproc_files", also_qc=True)
-    merge_into([f"{m}_report" for m in modalities], "preproc_reports")
+    merge(modalities, [(write, "preproc_files"), (qc, "preproc_files")])
+    merge([f"{m}_report" for m in modalities], [(write, "preproc_reports")])
     if markers:
-        merge_into([f"{m}_score" for m in markers], "score_files")
-        merge_into([f"{m}_mask" for m in markers], "mask_files", also_qc=True)
-        merge_into([f"{m}_lesions" for m in markers], "lesion_files")
+        merge([f"{m}_score" for m in markers], [(write, "score_files")])
+        merge([f"{m}_mask" for m in markers], [(write, "mask_files"), (qc, "mask_files")])
     return wf

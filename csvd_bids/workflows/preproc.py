@@ -14,6 +14,7 @@ from csvd_bids.interfaces.preproc import (
     SegmentRegions,
     TemplatePriors,
 )
+from csvd_bids.preproc.coregister import METHOD as COREGISTRATION_METHOD
 
 # Template priors in subject space (the detectors' inputs), then the atlas maps.
 PRIOR_OUTPUTS = ("brain_mask", "wm", "gm", "csf", "ventricles")
@@ -27,11 +28,32 @@ DS_ANATOMY = (
     "brain_mask",
     "brain_report",
     "transform",
-    "affine",
     *TISSUE_OUTPUTS,
     "regions",
     "volumes",
 )
+
+
+def preproc_methods(modalities: list[str], reference: str) -> str:
+    """This workflow's part of the methods text ([@key]: csvd_bids.reports.methods.REFERENCES)."""
+    others = [SUFFIXES[m] for m in modalities if m != reference]
+    text = (
+        f"The {SUFFIXES[reference]} image was the reference space: it was reoriented to RAS and "
+        "corrected for intensity inhomogeneity with N4 [@n4] in SimpleITK [@simpleitk]."
+    )
+    if others:
+        text += (
+            f" The {', '.join(others)} image(s) were bias-corrected in the same way and "
+            f"registered to it ({COREGISTRATION_METHOD}; Mattes mutual information [@mattes]), "
+            "then resampled once onto its grid."
+        )
+    return text + (
+        " The brain was extracted with deepbet [@deepbet]. The ICBM 2009 template [@mni] was "
+        "registered to the subject (affine, then deformable) to bring the Harvard-Oxford atlas "
+        "[@harvard_oxford] into subject space; with a tissue segmentation it defined the "
+        "lateral ventricles, periventricular and deep white matter, basal ganglia, centrum "
+        "semiovale and lobes."
+    )
 
 
 def init_preproc_wf(
@@ -55,6 +77,7 @@ def init_preproc_wf(
     if reference not in modalities:
         raise ValueError(f"reference {reference!r} is not among {modalities}")
     wf = pe.Workflow(name=name)
+    wf.__desc__ = preproc_methods(modalities, reference)
     dwi_fields = ["dwi"] if dwi_bval else []
     inputnode = pe.Node(niu.IdentityInterface(fields=[*modalities, *dwi_fields]), name="inputnode")
     outputnode = pe.Node(

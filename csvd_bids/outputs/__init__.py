@@ -1,0 +1,1 @@
+"""Writing BIDS-Derivatives: each session's outputs, named, copied and described."""
