@@ -40,10 +40,13 @@ demo: install tools
 	@echo "Reports:         $(CURDIR)/$(DEMO)/derivatives/*.html (group_csvd.html, one per session)"
 
 test: install tools
+	# the layering contracts of pyproject.toml ([tool.importlinter])
+	$(BIN)/lint-imports
 	PATH=$(CURDIR)/$(TOOLS)/node_modules/.bin:$$PATH $(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
