@@ -1,0 +1,115 @@
+"""Compare two participant-level output folders file by file: did a change keep the outputs?
+
+    python benchmarks/compare_outputs.py OLD_DERIVATIVES NEW_DERIVATIVES [--tolerance 1e-5]
+
+For every file of either folder (HTML reports and figures left out), prints one line when the
+two differ: images by voxels that differ (and Dice for masks and label maps), TSV tables by
+cells and columns that differ, JSON sidecars by keys that differ. Ends with the number of
+files compared, identical and different, so a refactor that must keep outputs can be checked
+on the demo dataset and on the real scans.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from common import dice
+
+SKIPPED = (".html", ".png", ".svg")
+
+
+def compare_images(old: Path, new: Path, tolerance: float) -> str:
+    a = np.asanyarray(nib.load(old).dataobj)
+    b = np.asanyarray(nib.load(new).dataobj)
+    if a.shape != b.shape:
+        return f"shape {a.shape} -> {b.shape}"
+    differ = int((np.abs(a.astype(np.float64) - b.astype(np.float64)) > tolerance).sum())
+    if not differ:
+        return ""
+    text = f"{differ} voxels differ"
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        text += f" (Dice of the non-zero voxels {dice(a, b):.4f})"
+    return text
+
+
+def compare_tables(old: Path, new: Path, tolerance: float) -> str:
+    a = pd.read_csv(old, sep="\t", keep_default_na=False, dtype=str)
+    b = pd.read_csv(new, sep="\t", keep_default_na=False, dtype=str)
+    notes = []
+    if set(a.columns) != set(b.columns):
+        gone, added = (
+            sorted(set(a.columns) - set(b.columns)),
+            sorted(set(b.columns) - set(a.columns)),
+        )
+        notes.append(f"columns removed {gone} added {added}")
+    if len(a) != len(b):
+        return "; ".join([*notes, f"{len(a)} -> {len(b)} rows"])
+    changed = []
+    for column in [c for c in a.columns if c in b.columns]:
+        x, y = a[column], b[column]
+        nx, ny = pd.to_numeric(x, errors="coerce"), pd.to_numeric(y, errors="coerce")
+        numeric = nx.notna() & ny.notna()
+        same = (x == y) | (numeric & ((nx - ny).abs() <= tolerance * np.maximum(1, nx.abs())))
+        if not same.all():
+            changed.append(f"{column} ({int((~same).sum())} rows)")
+    if changed:
+        notes.append("cells differ in " + ", ".join(changed))
+    return "; ".join(notes)
+
+
+def compare_json(old: Path, new: Path) -> str:
+    a, b = json.loads(old.read_text()), json.loads(new.read_text())
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "" if a == b else "content differs"
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return f"keys differ: {keys}" if keys else ""
+
+
+def compare(old: Path, new: Path, tolerance: float) -> str:
+    name = new.name
+    if name.endswith((".nii", ".nii.gz")):
+        return compare_images(old, new, tolerance)
+    if name.endswith(".tsv"):
+        return compare_tables(old, new, tolerance)
+    if name.endswith(".json"):
+        return compare_json(old, new)
+    return "" if old.read_bytes() == new.read_bytes() else "bytes differ"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="numbers this close agree")
+    args = parser.parse_args()
+    files = sorted(
+        {
+            p.relative_to(root)
+            for root in (args.old, args.new)
+            for p in root.rglob("*")
+            if p.is_file() and not p.name.endswith(SKIPPED)
+        }
+    )
+    identical = different = 0
+    for relative in files:
+        old, new = args.old / relative, args.new / relative
+        if not old.exists() or not new.exists():
+            print(f"{relative}: only in {'new' if new.exists() else 'old'}")
+            different += 1
+            continue
+        verdict = compare(old, new, args.tolerance)
+        if verdict:
+            print(f"{relative}: {verdict}")
+            different += 1
+        else:
+            identical += 1
+    print(f"\n{len(files)} files: {identical} identical, {different} different")
+
+
+if __name__ == "__main__":
+    main()
