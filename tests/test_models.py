@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from csvd_bids.cli.run import main
 from csvd_bids.cli.train import main as train_main
@@ -28,6 +29,7 @@ from csvd_bids.models.bundle import (
 )
 from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
+from csvd_bids.morphology import FACES
 from csvd_bids.planning import model_status
 
 # These tests read the session-scoped demo run: keeping them on one xdist worker (make test
@@ -213,6 +215,13 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
     assert not (
         np.asanyarray(mask.dataobj) > (np.asanyarray(probability.dataobj) >= threshold)
     ).any()
+    # the lacunes (run for WMH, not written) are left out of the bundle's mask as of the detector's
+    assert sidecar["ExcludedLesions"]["LAC"].startswith("left out")
+    session_wf = tmp_path / "work" / "csvd_bids_wf" / "sub_01_ses_1_wf"
+    lacunes = nib.load(session_wf / "lacunes_wf" / "detect" / "mask.nii.gz")
+    rims = ndimage.binary_dilation(np.asanyarray(lacunes.dataobj) > 0, FACES)
+    assert not (np.asanyarray(mask.dataobj) > 0)[rims].any()
+    assert not (anat / "sub-01_ses-1_space-T1w_label-LAC_mask.nii.gz").exists()
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(demo_run, bundle_dir, tmp_path):

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from csvd_bids.labels import BY_KEY, MarkerLabel, add_marker_label, remove_marker_label
+from csvd_bids.morphology import FACES, remove_small_lesions
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,18 @@ class SessionImages:
 
     def data(self, modality: str) -> np.ndarray:
         return np.asanyarray(self.images[modality].dataobj, dtype=np.float32)
+
+    def leave_out_excluded(self, mask: np.ndarray, min_volume_mm3: float) -> np.ndarray:
+        """``mask`` without the lesions of the markers it excludes, grown by one voxel (a
+        lacune's gliotic rim, an infarct's edge), and without what that leaves under
+        ``min_volume_mm3``. The one exclusion rule, for a detector and a model bundle alike."""
+        if not self.excluded:
+            return mask
+        other = np.zeros(self.brain_mask.shape, dtype=bool)
+        for excluded in self.excluded.values():
+            other |= excluded
+        kept = mask & ~ndimage.binary_dilation(other, FACES)
+        return remove_small_lesions(kept, float(np.prod(self.zooms)), min_volume_mm3)
 
 
 @dataclass

@@ -144,10 +144,8 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
     # periventricular = within 10 mm of the lateral ventricles (region 1), deep otherwise
     pv_regions = np.full(session.brain_mask.shape, 2, dtype=np.uint8)
     full_mask[box], full_score[box] = mask, score
-    if params.exclude_other_lesions and session.excluded:  # step 6: lacunes, recent infarcts
-        other = _other_lesions(session)
-        voxel_mm3 = float(np.prod(session.zooms))
-        full_mask = remove_small_lesions(full_mask & ~other, voxel_mm3, params.min_volume_mm3)
+    if params.exclude_other_lesions:  # step 6: lacunes, recent infarcts
+        full_mask = session.leave_out_excluded(full_mask, params.min_volume_mm3)
     pv_regions[box] = np.where(dist_ventricles <= PERIVENTRICULAR_MM, 1, 2)
     return Detection(
         score=full_score,
@@ -155,15 +153,6 @@ def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
         regions=pv_regions,
         region_names={1: "periventricular", 2: "deep"},
     )
-
-
-def _other_lesions(session: SessionImages) -> np.ndarray:
-    """The masks of the markers WMH excludes (lacunes; recent infarcts when the session has a
-    DWI), as their own nodes found them, grown by one voxel."""
-    found = np.zeros(session.brain_mask.shape, dtype=bool)
-    for mask in session.excluded.values():
-        found |= mask
-    return ndimage.binary_dilation(found, FACES)
 
 
 def _segment(

@@ -1,10 +1,11 @@
 """A marker's detection by a model bundle instead of its unsupervised detector.
 
 The probability map is the score; the mask is the probability at or above the bundle's
-threshold inside the brain, without lesions under the bundle's minimum volume; the caller
-applies the marker's size rule (``csvd_bids.markers.size_rules``) to it, as to a detector's
-mask. Regions are named by the marker's own ``locate``, so tables and summaries do not depend
-on the method.
+threshold inside the brain, without lesions under the bundle's minimum volume and without the
+lesions of the markers it excludes (``SessionImages.leave_out_excluded``, as the detector);
+the caller applies the marker's size rule (``csvd_bids.markers.size_rules``) to it, as to a
+detector's mask. Regions are named by the marker's own ``locate``, so tables and summaries do
+not depend on the method.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def detect_with_bundle(
     mask = brain & (probability >= float(bundle.metadata["threshold"]))
     affine = session.reference.affine
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    mask = remove_small_lesions(mask, voxel_mm3, float(bundle.metadata["min_lesion_mm3"]))
+    min_volume = float(bundle.metadata["min_lesion_mm3"])
+    mask = remove_small_lesions(mask, voxel_mm3, min_volume)
+    mask = session.leave_out_excluded(mask, min_volume)  # as the marker's detector does
     regions, names = spec.locate(session, mask)
     return Detection(score=probability, mask=mask, regions=regions, region_names=names)
