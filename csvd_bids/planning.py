@@ -128,6 +128,14 @@ def make_plan(
         "detectors": detector_order(markers, possible),
         "unusable": unusable,
     }
+    for key in plan["detectors"]:
+        if not markers[key]["assessed"]:
+            LOGGER.info(
+                "%s: %s runs so that %s can leave its lesions out (not written: not selected)",
+                inputs.prefix,
+                key,
+                ", ".join(markers[key]["needed_by"]),
+            )
     uses_dwi = any("dwi" in REGISTRY[k].modalities(["dwi"]) for k in plan["detectors"])
     if "dwi" in files and uses_dwi:  # processed only for the markers that use it
         plan["dwi_bval"] = str(inputs.bval)

@@ -437,3 +437,12 @@ def test_database_dir_is_reused(longitudinal, tmp_path):
     assert database.is_dir() and any(database.iterdir())
     second = [s.files for s in discover_sessions(load_layout(longitudinal, database))]
     assert first == second
+
+
+def test_wmh_alone_runs_the_lacune_node_and_says_so(tmp_path, caplog):
+    root = _dataset(tmp_path / "bids", [_anat("01", "1", "FLAIR.nii.gz")])
+    with caplog.at_level("INFO", logger="csvd_bids"):
+        plan = make_plan(_one(root), ("wmh",))
+    assert plan["detectors"] == ["lacunes", "wmh"]
+    assert plan["markers"]["lacunes"]["assessed"] is False  # run for WMH, not written
+    assert "lacunes runs so that wmh can leave its lesions out" in caplog.text
