@@ -1,5 +1,6 @@
-"""Shared fixtures: small synthetic datasets made by the project's generator (3 mm, fixed seeds)
-and one full participant + group run that several tests inspect."""
+"""Shared fixtures: small synthetic datasets made by the project's generator (3 mm, fixed seeds),
+one full participant + group run that several tests inspect, and one 1.5 mm participant run of
+the small-lesion markers (PVS, lacunes, RSSI)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,45 @@ def demo_run(demo_bids, tmp_path_factory) -> dict:
         "bids_before": before,
         "bids_after": snapshot(demo_bids),
     }
+
+
+# The small-lesion run: one subject, one session, on the coarsest grid at which the detectors
+# find PVS and lacunes (c43165b, seed 185: at 2 mm 0 of 45 PVS and 2 of 6 lacunes; at 1.5 mm
+# 43 and 5). Seed 185's subject is a lacunar-stroke case that plants 45 PVS, 6 lacunes of
+# 7.6-12.6 mm and one recent small subcortical infarct (seeds >= 400 are for benchmarks).
+SMALL_LESIONS_SEED = 185
+SMALL_LESIONS_RESOLUTION_MM = 1.5
+SMALL_LESIONS_MARKERS = ("pvs", "lacunes", "rssi")
+
+
+@pytest.fixture(scope="session")
+def small_lesions_run(tmp_path_factory) -> dict:
+    """PVS, lacunes and RSSI segmented where they can be judged (the 3 mm demo shows no PVS or
+    lacunes and plants no RSSI): participant level only, those three markers only."""
+    root = tmp_path_factory.mktemp("small_lesions")
+    bids = generate_dataset(
+        root / "bids",
+        n_subjects=1,
+        n_sessions=1,
+        seed=SMALL_LESIONS_SEED,
+        resolution=SMALL_LESIONS_RESOLUTION_MM,
+    )
+    out, work = root / "out", root / "work"
+    participant = main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "-w",
+            str(work),
+            "--nprocs",
+            "2",
+            "--skip-bids-validation",
+            "--markers",
+            *SMALL_LESIONS_MARKERS,
+        ]
+    )
+    return {"bids": bids, "out": out, "work": work, "participant": participant}
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
