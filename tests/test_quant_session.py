@@ -136,3 +136,13 @@ def test_lesion_table_has_every_image_and_session_wide_ids(transform):
     assert set(q.lesions["marker"]) == {"WMH", "LAC"}
     assert (q.lesions["mean_flair"] == 100.0).all()
     assert (q.lesions["mean_dwi_adc"] == 800.0).all()
+
+
+def test_a_session_without_markers_has_a_lesion_table_with_its_header(transform):
+    """A T1w-only session: no marker assessed, a table of no rows (the writer reads its
+    columns for the data dictionary)."""
+    q = _quantify(transform, {}, _planned(assessed=()))
+    assert q.lesions.empty
+    assert list(q.lesions.columns[:3]) == ["lesion_id", "marker", "region"]
+    assert "mean_flair" in q.lesions.columns
+    assert all(q.summary[f"{label}_count"] == NA for label in ("WMH", "CMB", "PVS", "LAC"))

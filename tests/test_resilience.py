@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import flair_path, participant_args, summary_path
 
@@ -141,3 +142,19 @@ def test_runs_as_unprivileged_user(single_bids):
     finally:
         for folder in shared.parent.glob(f"{shared.name}*"):
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_session_with_the_reference_alone(single_bids, tmp_path):
+    """A T1w alone (as sub-chris of the real data): every marker not assessed, and the session's
+    outputs all written, the lesion table with its header and no row."""
+    anat = single_bids / "sub-01" / "anat"
+    for path in [*anat.iterdir(), *(single_bids / "sub-01" / "dwi").iterdir()]:
+        if "_T1w." not in path.name:
+            path.unlink()
+    args = participant_args(single_bids, tmp_path, "--participant-label", "01")
+    assert main(args) == ExitCode.OK
+    out = tmp_path / "out" / "sub-01" / "anat"
+    summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t").iloc[0]
+    assert all(summary[f"{label}_status"] == "not assessed" for label in ("WMH", "CMB", "LAC"))
+    lesions = pd.read_csv(out / "sub-01_desc-lesions_stats.tsv", sep="\t")
+    assert lesions.empty and "volume_mm3" in lesions.columns

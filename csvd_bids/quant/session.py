@@ -20,7 +20,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.preproc.template import load_template
-from csvd_bids.quant.lesions import lesion_table
+from csvd_bids.quant.lesions import LESION_COLUMNS, lesion_table
 from csvd_bids.quant.qc import (
     brain_coverage,
     coverage_warnings,
@@ -143,9 +143,10 @@ def quantify_session(
             intensities=values,
             anatomy=regions,
         )
-    lesions = pd.concat(tables.values(), ignore_index=True) if tables else pd.DataFrame()
-    if not lesions.empty:
-        lesions["lesion_id"] = np.arange(1, len(lesions) + 1)
+    # no marker assessed: a table with its header and no row (never an empty file)
+    empty = pd.DataFrame(columns=[*LESION_COLUMNS, *(f"mean_{name}" for name in values)])
+    lesions = pd.concat(tables.values(), ignore_index=True) if tables else empty
+    lesions["lesion_id"] = np.arange(1, len(lesions) + 1)
 
     warnings = coverage_warnings(coverage) + same_subject_warnings(same_subject)
     if brain_report.get("Warning"):
