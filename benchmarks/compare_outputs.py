@@ -37,9 +37,15 @@ def compare_images(old: Path, new: Path, tolerance: float) -> str:
     return text
 
 
+def _table(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    except pd.errors.EmptyDataError:  # an empty file: no column, no row
+        return pd.DataFrame()
+
+
 def compare_tables(old: Path, new: Path, tolerance: float) -> str:
-    a = pd.read_csv(old, sep="\t", keep_default_na=False, dtype=str)
-    b = pd.read_csv(new, sep="\t", keep_default_na=False, dtype=str)
+    a, b = _table(old), _table(new)
     notes = []
     if set(a.columns) != set(b.columns):
         gone, added = (
