@@ -97,7 +97,19 @@ def test_pybids_indexes_outputs(demo_run):
         assert mask.entities["space"] == "T1w"
         sidecar = mask.get_metadata()
         assert sidecar["Type"] == "Lesion" and sidecar["Manual"] is False
-        assert all(s.startswith("bids:raw:sub-") for s in sidecar["Sources"])
+        raw = [s for s in sidecar["Sources"] if s.startswith("bids:raw:sub-")]
+        assert raw and any(s.endswith("_FLAIR.nii.gz") for s in raw)
+        # and the masks WMH leaves out, in this derivative dataset
+        derived = sorted(set(sidecar["Sources"]) - set(raw))
+        assert [s.rsplit("_label-", 1)[1] for s in derived] == [
+            "LAC_mask.nii.gz",
+            "RSSI_mask.nii.gz",
+        ]
+        assert all(s.startswith("bids::sub-") for s in derived)
+        assert sidecar["ExcludedLesions"] == {
+            "LAC": f"left out, as {derived[0]}",
+            "RSSI": f"left out, as {derived[1]}",
+        }
     assert len(layout.get(segmentation="csvd", suffix="dseg", extension=".nii.gz")) == 4
     assert len(layout.get(desc="brain", suffix="mask", extension=".nii.gz")) == 4
     assert len(layout.get(segmentation="regions", suffix="dseg", extension=".nii.gz")) == 4

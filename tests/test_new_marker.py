@@ -20,7 +20,8 @@ from scipy import ndimage
 
 PLUGINS = Path(__file__).parent / "plugins"
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs the module, so the toy run happens once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("toy_marker")]
 
 
 def _run(module: str, args: list[str]) -> subprocess.CompletedProcess:
