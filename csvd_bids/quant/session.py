@@ -49,7 +49,7 @@ class SessionQuantities:
     summary: dict  # the summary row
 
 
-def marker_statuses(plan: dict, results: dict[str, MarkerResult]) -> dict[str, dict]:
+def final_statuses(plan: dict, results: dict[str, MarkerResult]) -> dict[str, dict]:
     """Each marker's status for the outputs: the plan's, made "not assessed" where the node
     found the images could not be modelled, with the node's notes and what it left out."""
     statuses = {}
@@ -123,7 +123,7 @@ def quantify_session(
     brain = np.asanyarray(brain_img.dataobj) > 0
     brain_volume = float(brain.sum()) * voxel_volume_mm3(brain_img)
     coverage = brain_coverages(plan["reference"], images, brain, brain_volume, affine_transform)
-    statuses = marker_statuses(plan, results)
+    statuses = final_statuses(plan, results)
     values = {
         name: np.asanyarray(img.dataobj, dtype=np.float32) for name, img in intensities.items()
     }
