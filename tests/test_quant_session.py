@@ -39,10 +39,10 @@ def _result(mask: np.ndarray, assessed: bool = True, reason: str = "", notes=())
     return MarkerResult(mask=mask, located=np.where(mask, 2, 0).astype(np.uint8), status=status)
 
 
-def _quantify(transform: str, results: dict, markers: dict) -> object:
+def _quantify(transform: str, results: dict, markers: dict, flair=None, regions=None) -> object:
     brain = np.zeros(SHAPE, bool)
     brain[3:27, 3:27, 3:27] = True
-    flair = np.where(brain, 100.0, 0.0)
+    flair = np.where(brain, 100.0, 0.0) if flair is None else flair
     plan = {
         "subject": "01",
         "session": None,
@@ -58,7 +58,7 @@ def _quantify(transform: str, results: dict, markers: dict) -> object:
         "csf": 100.0,
         "regions": {"lateral_ventricles": 10.0},
     }
-    regions = np.where(brain, 2, 0).astype(np.uint8)
+    regions = np.where(brain, 2, 0).astype(np.uint8) if regions is None else regions
     return quantify_session(
         plan,
         {"flair": _img(flair)},
@@ -146,3 +146,19 @@ def test_a_session_without_markers_has_a_lesion_table_with_its_header(transform)
     assert list(q.lesions.columns[:3]) == ["lesion_id", "marker", "region"]
     assert "mean_flair" in q.lesions.columns
     assert all(q.summary[f"{label}_count"] == NA for label in ("WMH", "CMB", "PVS", "LAC"))
+
+
+def test_a_wmh_mask_that_contradicts_the_flair_is_a_warning(transform, monkeypatch):
+    """Confluent WMH (the white matter brighter than cortex) and an empty WMH mask."""
+    from csvd_bids.quant import plausibility
+    from csvd_bids.region_sets import CORTEX_REGIONS, DEEP_WM
+
+    monkeypatch.setattr(plausibility, "MIN_MISSED_ML", 1.0)
+    regions = np.zeros(SHAPE, np.uint8)
+    regions[3:27, 3:27, 3:27] = CORTEX_REGIONS[0]
+    regions[8:22, 8:22, 8:22] = DEEP_WM
+    flair = np.where(regions == DEEP_WM, 140.0, np.where(regions > 0, 100.0, 0.0))
+    results = {"wmh": _result(np.zeros(SHAPE, bool))}
+    q = _quantify(transform, results, _planned(), flair=flair, regions=regions)
+    assert "as bright as cortex on FLAIR" in q.summary["qc_warnings"]
+    assert "the WMH volume is likely far too low" in q.summary["qc_warnings"]

@@ -21,6 +21,7 @@ from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.preproc.template import load_template
 from csvd_bids.quant.lesions import LESION_COLUMNS, lesion_table
+from csvd_bids.quant.plausibility import wmh_plausibility
 from csvd_bids.quant.qc import (
     brain_coverage,
     coverage_warnings,
@@ -153,6 +154,9 @@ def quantify_session(
         warnings.append(f"brain extraction: {brain_report['Warning']}")
     warnings += [f"{modality} {why}" for modality, why in plan.get("unusable", {}).items()]
     warnings += marker_warnings(statuses, plan)
+    if "WMH" in masks and "flair" in values:  # a WMH mask that contradicts its FLAIR
+        voxel_mm3 = voxel_volume_mm3(brain_img)
+        warnings += wmh_plausibility(values["flair"], regions, masks["WMH"], voxel_mm3)
     ratings = rate_session(
         masks,
         tables,
