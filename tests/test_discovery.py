@@ -446,3 +446,26 @@ def test_wmh_alone_runs_the_lacune_node_and_says_so(tmp_path, caplog):
     assert plan["detectors"] == ["lacunes", "wmh"]
     assert plan["markers"]["lacunes"]["assessed"] is False  # run for WMH, not written
     assert "lacunes runs so that wmh can leave its lesions out" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "parent", ["plain", "perf", "anat", "dwi", "ses-pilot", "acq-old", "sub-99/ses-1/anat"]
+)
+def test_folders_above_the_dataset_do_not_change_its_entities(tmp_path, parent):
+    """pybids matches entity patterns against absolute paths: a lab folder named like a
+    datatype or an entity must not leak into the files' entities."""
+    files = [
+        _anat("01", None, "T1w.nii.gz"),
+        _anat("01", None, "FLAIR.nii.gz"),
+        "sub-01/dwi/sub-01_dwi.nii.gz",
+    ]
+    root = _dataset(tmp_path / parent / "ds", files)
+    sessions = _discover(root)
+    assert [(s.subject, s.session) for s in sessions] == [("01", None)]
+    assert sorted(sessions[0].files) == ["dwi", "flair", "t1w"]
+    layout = load_layout(root)
+    for f in layout.get(extension=".nii.gz"):
+        entities = {k: v for k, v in f.entities.items() if k[0].islower()}
+        assert "session" not in entities and "acquisition" not in entities, f.path
+        assert entities["subject"] == "01"
+        assert entities["datatype"] == Path(f.path).parent.name, f.path

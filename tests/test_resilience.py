@@ -158,3 +158,18 @@ def test_a_session_with_the_reference_alone(single_bids, tmp_path):
     assert all(summary[f"{label}_status"] == "not assessed" for label in ("WMH", "CMB", "LAC"))
     lesions = pd.read_csv(out / "sub-01_desc-lesions_stats.tsv", sep="\t")
     assert lesions.empty and "volume_mm3" in lesions.columns
+
+
+def test_a_dataset_under_folders_named_like_entities(single_bids, tmp_path):
+    """The same dataset under /.../ses-pilot/perf/acq-old/anat/: the same session, and output
+    names without the parents' entities (pybids matched them in the absolute path)."""
+    moved = tmp_path / "ses-pilot" / "perf" / "acq-old" / "anat" / "ds"
+    shutil.copytree(single_bids, moved)
+    args = participant_args(moved, tmp_path, "--participant-label", "01", "--markers", "wmh")
+    assert main(args) == ExitCode.OK
+    out = tmp_path / "out"
+    assert summary_path(out, "01").is_file()
+    names = [p.name for p in (out / "sub-01").rglob("*.nii.gz")]
+    assert "sub-01_space-T1w_label-WMH_mask.nii.gz" in names
+    assert not any("ses-" in n or "acq-old" in n for n in names), names
+    assert not (out / "sub-01" / "ses-pilot").exists()

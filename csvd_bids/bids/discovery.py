@@ -19,6 +19,8 @@ Rules users need to know (README repeats them):
 from __future__ import annotations
 
 import copy
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,12 +163,32 @@ def _parts_only(parts: list) -> str:
     return f"only {kinds} images ({names}); a magnitude image is needed"
 
 
+def root_anchored_config(root: Path) -> dict:
+    """pybids' BIDS configuration with every entity pattern anchored below ``root``.
+
+    pybids (0.22) matches its entity patterns against each file's absolute path, so a folder
+    above the dataset named like a datatype or an entity (``/data/perf/ds``,
+    ``/data/ses-pilot/ds``, ``/data/acq-old/ds``) leaks into every file's entities: every file
+    of datatype ``perf``, a session that does not exist. Anchored at the root (as given and
+    resolved), a pattern can only match the path inside the dataset."""
+    import bids.layout
+
+    default = Path(bids.layout.__file__).parent / "config" / "bids.json"
+    config = json.loads(default.read_text())
+    roots = dict.fromkeys([str(root.absolute()), str(root.resolve())])
+    prefix = "^(?:" + "|".join(re.escape(r) for r in roots) + r")(?=[/\\]).*?"
+    for entity in config["entities"]:
+        entity["pattern"] = prefix + entity["pattern"]
+    return config
+
+
 def load_layout(bids_dir: Path, database_dir: Path | None = None):
     from bids import BIDSLayout
 
     return BIDSLayout(
         bids_dir,
         validate=False,
+        config=[root_anchored_config(bids_dir)],  # entities from inside the dataset only
         database_path=database_dir,
         reset_database=False,
     )
