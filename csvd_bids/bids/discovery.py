@@ -170,7 +170,9 @@ def root_anchored_config(root: Path) -> dict:
     above the dataset named like a datatype or an entity (``/data/perf/ds``,
     ``/data/ses-pilot/ds``, ``/data/acq-old/ds``) leaks into every file's entities: every file
     of datatype ``perf``, a session that does not exist. Anchored at the root (as given and
-    resolved), a pattern can only match the path inside the dataset."""
+    resolved), a pattern can only match the path inside the dataset. Known upstream (pybids
+    issues 595, 600, 1270), fixed by pybids pull request 1273, in no release up to 0.22.0: drop
+    this when the pinned pybids has the fix."""
     import bids.layout
 
     default = Path(bids.layout.__file__).parent / "config" / "bids.json"
