@@ -196,6 +196,9 @@ def test_the_size_rule_is_applied_after_the_detector(tmp_path, oversized, monkey
     monkeypatch.setitem(size_rules.SIZE_RULES, oversized, size_rules.SIZE_RULES["cmb"])
     filtered = _run(DetectMarker(marker=oversized, **inputs), tmp_path / "filtered")
     assert not np.asanyarray(nib.load(filtered.outputs.mask).dataobj).any()
+    # and its belief stays below 0.5, so that probseg >= 0.5 is the written mask
+    assert np.asanyarray(nib.load(filtered.outputs.score).dataobj).max() == pytest.approx(0.49)
+    assert np.asanyarray(nib.load(kept.outputs.score).dataobj).max() == 1.0
 
 
 def test_excluded_masks_reach_the_detector(tmp_path, oversized):
