@@ -1,7 +1,9 @@
-"""Tests of the synthetic dataset generator (fast: 3 mm grid, two subjects, two sessions)."""
+"""Tests of the synthetic dataset generator (fast: 3 mm grid, two subjects, two sessions; the
+clinical profile on a 2 mm grid, where its slabs can be 6 or 8 mm)."""
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import json
 from pathlib import Path
@@ -18,8 +20,17 @@ from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.synth import SynthUsageError, generate_dataset
 from csvd_bids.synth.__main__ import EX_USAGE, main
 from csvd_bids.synth.anatomy import make_anatomy
+from csvd_bids.synth.contrasts import AcqGrid, occupied, thick_slice_grid
+from csvd_bids.synth.lesions import plan_lesions
 from csvd_bids.synth.measure import component_stats, label_components
-from csvd_bids.synth.participants import burden, draw_participant
+from csvd_bids.synth.participants import (
+    CLINICAL_WMH_ML,
+    burden,
+    draw_load,
+    draw_participant,
+)
+from csvd_bids.synth.regions import make_regions
+from csvd_bids.synth.truth import block_majority
 
 SEED, SUBJECTS, SESSIONS, RES = 0, 2, 2, 3.0  # seed 0 plants all five markers at 3 mm
 SIZE_RULES_MM = {"CMB": (2.0, 10.0), "LAC": (3.0, 15.0), "RSSI": (0.0, 20.0)}
@@ -84,7 +95,8 @@ def test_same_arguments_give_identical_bytes(dataset, tmp_path):
 
 
 def test_subject_does_not_change_when_cohort_grows(dataset, tmp_path):
-    small = _files(generate_dataset(tmp_path / "one", 1, SESSIONS, SEED, RES))
+    """... and the research profile is the default (the fixture names none)."""
+    small = _files(generate_dataset(tmp_path / "one", 1, SESSIONS, SEED, RES, profile="research"))
     subject_files = [k for k in small if "sub-01" in k]
     assert subject_files and not any("sub-02" in k for k in small)
     full = _files(dataset)
@@ -386,3 +398,157 @@ def test_misalign_option_on_the_command_line(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "x"), "--misalign", "5"])
     assert exit_info.value.code == EX_USAGE
+
+
+# --- the clinical profile -------------------------------------------------------------------
+
+CLINICAL_RES = 2.0  # slabs of 3 or 4 voxels: 6 or 8 mm
+BRAIN_TRUTHS = ("desc-brain_mask", "seg-csvd_dseg", "seg-regions_dseg")
+
+
+@pytest.fixture(scope="module")
+def clinical(tmp_path_factory) -> Path:
+    """Made through the command line, which must pass the profile on."""
+    root = tmp_path_factory.mktemp("c") / "ds"
+    args = ["--subjects", "2", "--sessions", "2", "--seed", str(SEED)]
+    assert main([str(root), *args, "--resolution", str(CLINICAL_RES), "--profile", "clinical"]) == 0
+    return root
+
+
+def _clinical_truth(root: Path, sub: str, ses: str, name: str) -> Path:
+    anat = root / "derivatives" / "groundtruth" / f"sub-{sub}" / f"ses-{ses}" / "anat"
+    return anat / f"sub-{sub}_ses-{ses}_space-FLAIR_{name}"
+
+
+def _flair(root: Path, sub: str, ses: str) -> Path:
+    return root / f"sub-{sub}" / f"ses-{ses}" / "anat" / f"sub-{sub}_ses-{ses}_FLAIR.nii.gz"
+
+
+def test_clinical_sessions_are_a_skull_stripped_thick_slice_flair(clinical):
+    raw = {k for k in _files(clinical) if k.startswith("sub-") and "sessions" not in k}
+    assert raw == {
+        f"sub-{sub}/ses-{ses}/anat/{prefix}_FLAIR.{ext}"
+        for sub, ses, prefix in _sessions()
+        for ext in ("nii.gz", "json")
+    }
+    for sub, ses, _ in _sessions():
+        img = nib.load(_flair(clinical, sub, ses))
+        zooms = img.header.get_zooms()
+        assert np.allclose(zooms[:2], CLINICAL_RES) and 5.0 <= zooms[2] <= 8.0
+        sidecar = json.loads(
+            _flair(clinical, sub, ses).with_suffix("").with_suffix(".json").read_text()
+        )
+        assert sidecar["SliceThickness"] == pytest.approx(zooms[2])
+        flair = np.asarray(img.dataobj)
+        brain = _load(_clinical_truth(clinical, sub, ses, "desc-brain_mask.nii.gz")) > 0
+        assert brain.shape == flair.shape and brain.sum() > 1000
+        assert not flair[~brain].any()  # skull, scalp and noise outside the brain are gone
+        assert (flair[brain] > 0).mean() > 0.99
+
+
+def test_clinical_truth_is_on_the_flair_grid(clinical):
+    for sub, ses, _ in _sessions():
+        flair = nib.load(_flair(clinical, sub, ses))
+        names = [f"label-{label}_mask" for label in LABELS] + list(BRAIN_TRUTHS)
+        for name in names:
+            img = nib.load(_clinical_truth(clinical, sub, ses, f"{name}.nii.gz"))
+            assert img.shape == flair.shape and np.allclose(img.affine, flair.affine), name
+        brain = _load(_clinical_truth(clinical, sub, ses, "desc-brain_mask.nii.gz")) > 0
+        regions = _load(_clinical_truth(clinical, sub, ses, "seg-regions_dseg.nii.gz"))
+        assert (regions == 1).any() and not regions[~brain].any()
+        table = pd.read_csv(_clinical_truth(clinical, sub, ses, "desc-lesions_stats.tsv"), sep="\t")
+        dseg = _load(_clinical_truth(clinical, sub, ses, "seg-csvd_dseg.nii.gz"))
+        voxel_mm3 = float(np.prod(flair.header.get_zooms()))
+        for marker in MARKER_LABELS:
+            mask = _load(_clinical_truth(clinical, sub, ses, f"label-{marker.label}_mask.nii.gz"))
+            rows = table[table["marker"] == marker.label]
+            assert mask.sum() == rows["n_voxels"].sum()
+            assert rows["volume_mm3"].to_numpy() == pytest.approx(rows["n_voxels"] * voxel_mm3)
+            assert not (mask.astype(bool) & ~brain).any()
+            assert (dseg[mask > 0] == marker.index).all()
+        wmh = _load(_clinical_truth(clinical, sub, ses, "label-WMH_mask.nii.gz")) > 0
+        flair_data = np.asarray(flair.dataobj, dtype=np.float32)
+        assert flair_data[wmh].mean() > 1.3 * np.median(flair_data[brain & ~wmh])
+
+
+def test_clinical_readme_and_refusals(clinical, tmp_path):
+    assert "clinical profile" in (clinical / "README").read_text()
+    with pytest.raises(SynthUsageError, match="profile"):
+        generate_dataset(tmp_path / "x", 1, 1, SEED, RES, profile="hospital")
+    with pytest.raises(SynthUsageError, match="T1w"):
+        generate_dataset(tmp_path / "x", 1, 1, SEED, RES, misalign=(5.0, 5.0), profile="clinical")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "x"), "--profile", "hospital"])
+    assert exit_info.value.code == EX_USAGE
+
+
+@pytest.mark.parametrize("resolution", [1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
+def test_thick_slices_are_5_to_8_mm(resolution):
+    shape, affine = (40, 40, 40), np.diag([resolution] * 3 + [1.0])
+    for thickness in np.linspace(5.0, 8.0, 13):
+        grid = thick_slice_grid(shape, affine, resolution, thickness, (5.0, 8.0))
+        assert grid.factors[:2] == (1, 1) and grid.factors[2] >= 2
+        assert 5.0 <= grid.factors[2] * resolution <= 8.0
+        assert abs(np.linalg.norm(grid.affine[:3, 2]) - grid.factors[2] * resolution) < 1e-9
+        if resolution == 1.0:
+            assert grid.factors[2] == round(thickness)
+
+
+def test_truth_voxels_are_at_least_half_filled():
+    grid = AcqGrid((1, 1, 4), (1, 1, 2), np.eye(4))
+    mask = np.array([1, 1, 0, 0, 1, 0, 0, 0], dtype=bool).reshape(1, 1, 8)
+    assert occupied(mask, grid).ravel().tolist() == [True, False]
+    labels = np.array([5, 5, 0, 0, 6, 0, 0, 1], dtype=np.uint8).reshape(1, 1, 8)
+    assert block_majority(labels, grid).ravel().tolist() == [5, 0]  # tie -> the structure
+
+
+def test_clinical_wmh_volumes_span_light_to_confluent():
+    """A third each of light, moderate and heavy (80-150 ml) burdens; the other draws are the
+    research profile's."""
+    rng = np.random.default_rng(3)
+    loads = [draw_load(rng, draw_participant(rng), 1, clinical=True) for _ in range(600)]
+    volumes = np.array([load.wmh_ml for load in loads])
+    assert volumes.min() >= 0.5 and volumes.max() <= 150.0
+    thirds = [np.mean((volumes >= a) & (volumes < b)) for a, b in CLINICAL_WMH_ML]
+    assert all(0.27 < share < 0.4 for share in thirds), thirds
+    person = draw_participant(np.random.default_rng(4))
+    research, clinic = (draw_load(np.random.default_rng(5), person, 2, c) for c in (False, True))
+    assert research.counts == clinic.counts and research.rssi_session == clinic.rssi_session
+
+
+def _planted_wmh(sub: str, wmh_ml: float):
+    """(anatomy, regions, WMH mask) of a subject planted with a forced clinical WMH volume."""
+    anat = _anatomy(sub)
+    regions = make_regions(anat)
+    person = draw_participant(np.random.default_rng(int(sub)))
+    rng = np.random.default_rng(int(sub) + 100)
+    load = dataclasses.replace(draw_load(rng, person, 1, clinical=True), wmh_ml=wmh_ml)
+    lesions = plan_lesions(rng, anat, regions, load, 1, confluent_wmh=True)
+    mask = np.zeros(anat.shape, dtype=bool)
+    for lesion in lesions:
+        if lesion.marker == "WMH":
+            mask.flat[lesion.index] = True
+    return anat, regions, mask
+
+
+@pytest.mark.parametrize(("sub", "wmh_ml"), [("01", 130.0), ("02", 130.0), ("01", 350.0)])
+def test_heavy_clinical_wmh_fill_the_drawn_volume_and_are_confluent(sub, wmh_ml):
+    """350 ml (150 ml grown over four later sessions) is more than the WM within 25 mm of the
+    ventricles holds: the halo must reach further."""
+    anat, regions, wmh = _planted_wmh(sub, wmh_ml)
+    assert wmh.sum() * RES**3 / 1000 == pytest.approx(wmh_ml, rel=0.1)
+    labels, _ = label_components(wmh)
+    assert np.bincount(labels[wmh]).max() >= 0.8 * wmh.sum()  # one confluent region
+    near = regions.wm & (anat.dist_ventricles <= 20.0)
+    assert (wmh & near).sum() >= 0.4 * near.sum()  # it replaces most periventricular WM
+
+
+@pytest.mark.parametrize("sub", ["01", "02"])
+def test_clinical_wmh_line_the_ventricles_two_voxels_thick(sub):
+    """A lining one voxel thick would average away in thick slices: nearly every WMH voxel
+    next to the ventricles has a WMH voxel behind it (not where grey matter is behind)."""
+    anat, _, wmh = _planted_wmh(sub, 25.0)
+    wall = wmh & (anat.dist_ventricles <= 1.5 * RES)
+    behind = wmh & (anat.dist_ventricles > 1.5 * RES)
+    backed = wall & ndi.binary_dilation(behind, np.ones((3, 3, 3), dtype=bool))
+    assert wall.sum() > 50 and backed.sum() >= 0.85 * wall.sum()

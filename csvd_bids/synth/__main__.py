@@ -1,5 +1,5 @@
 """``python -m csvd_bids.synth OUT_DIR --subjects N --sessions K --seed S [--resolution MM]
-[--misalign DEG MM]``."""
+[--misalign DEG MM] [--profile {research,clinical}]``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .dataset import SynthUsageError, generate_dataset
+from .profiles import PROFILES
 
 EX_USAGE = 64  # sysexits.h: command-line usage error
 
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="MM",
-        help="reference (T1w) voxel size in mm, 1-4 (default 1)",
+        help="working voxel size in mm, 1-4 (default 1): the T1w's (research) or the FLAIR's "
+        "in-plane (clinical)",
     )
     parser.add_argument(
         "--misalign",
@@ -45,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
         "axis, translations uniform in [-MM, MM] per axis; only the affines change. The truth is "
         "written to derivatives/groundtruth as <prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt "
         "(ITK text, T1w LPS points -> image LPS points, as the pipeline writes). Default: none",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="research",
+        help="research (default): T1w, FLAIR, T2w, SWI and DWI with a skull, the truth on the "
+        "T1w grid (space-T1w). clinical: a skull-stripped 2D FLAIR only (0 outside the brain), "
+        "in-plane at --resolution, slices 5-8 mm thick drawn per session; baseline WMH volume "
+        "0.5-20, 20-80 or 80-150 ml with equal probability, heavy burdens confluent around the "
+        "ventricles; the truth on each session's FLAIR grid (space-FLAIR: a voxel is lesion when "
+        "the planted lesion fills at least half of it); no --misalign",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     return parser
@@ -61,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             args.resolution,
             overwrite=args.overwrite,
             misalign=tuple(args.misalign) if args.misalign else None,
+            profile=args.profile,
         )
     except SynthUsageError as error:
         print(f"error: {error}", file=sys.stderr)

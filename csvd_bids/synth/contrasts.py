@@ -5,7 +5,9 @@ tissue intensities, lesions are blended in, and each modality is then averaged o
 acquisition grid (thicker slices for FLAIR/T2w, coarser voxels for DWI). Grids differ only
 by integer block factors, so all images share one world space through their affines, unless
 :mod:`.motion` moved an ``AcqGrid.affine`` (a known misalignment). Each acquisition gets its
-own smooth multiplicative bias field and Rician noise.
+own smooth multiplicative bias field and Rician noise. The clinical profile (:mod:`.profiles`)
+draws a 5-8 mm FLAIR slab per session (``thick_slice_grid``) and skull-strips it
+(``acquire_session`` with a brain mask).
 
 DWI is one b=0 volume and b=1000 s/mm2 volumes along six directions; the b=1000 signal of a
 tissue is b0 * exp(-b * ADC) with ADC (1e-3 mm2/s): CSF 3.0, GM 0.85, WM 0.75, WMH 1.1,
@@ -77,28 +79,51 @@ def acquisition_grids(shape, affine: np.ndarray, resolution: float) -> dict[str,
         "T2starw": (1, 1, 1),
         "dwi": (dwi, dwi, dwi),
     }
-    grids = {}
-    for name, f in factors.items():
-        scale = np.diag([*f, 1.0])
-        scale[:3, 3] = (np.array(f) - 1) / 2.0  # acquired voxel centre = centre of its block
-        grids[name] = AcqGrid(
-            f, tuple(n // k for n, k in zip(shape, f, strict=True)), affine @ scale
-        )
-    return grids
+    return {name: _grid(f, shape, affine) for name, f in factors.items()}
+
+
+def _grid(factors: tuple[int, int, int], shape, affine: np.ndarray) -> AcqGrid:
+    scale = np.diag([*factors, 1.0])
+    scale[:3, 3] = (np.array(factors) - 1) / 2.0  # acquired voxel centre = centre of its block
+    return AcqGrid(
+        factors, tuple(n // k for n, k in zip(shape, factors, strict=True)), affine @ scale
+    )
+
+
+def thick_slice_grid(
+    shape, affine: np.ndarray, resolution: float, thickness: float, limits: tuple[float, float]
+) -> AcqGrid:
+    """In-plane at the resolution, ``thickness`` mm slices rounded to a whole number (at least
+    2) of working voxels, kept within ``limits`` (mm) where such a number exists."""
+    lowest, highest = int(np.ceil(limits[0] / resolution)), int(limits[1] // resolution)
+    k = int(round(thickness / resolution))
+    if lowest <= highest:
+        k = min(max(k, lowest), highest)
+    return _grid((1, 1, max(2, k)), shape, affine)
+
+
+BLOCK_AXES = (1, 3, 5)  # the within-block axes of ``blocks``
+
+
+def blocks(volume: np.ndarray, grid: AcqGrid) -> np.ndarray:
+    """View of a working-grid volume as (nx, fx, ny, fy, nz, fz): the grid's blocks (the
+    working voxels beyond the last whole block are dropped)."""
+    (fx, fy, fz), (nx, ny, nz) = grid.factors, grid.shape
+    cropped = volume[: nx * fx, : ny * fy, : nz * fz]
+    return cropped.reshape(nx, fx, ny, fy, nz, fz)
 
 
 def to_grid(volume: np.ndarray, grid: AcqGrid) -> np.ndarray:
     """Average a working-grid volume over the blocks of an acquisition grid."""
-    (fx, fy, fz), (nx, ny, nz) = grid.factors, grid.shape
-    cropped = volume[: nx * fx, : ny * fy, : nz * fz]
-    return cropped.reshape(nx, fx, ny, fy, nz, fz).mean(axis=(1, 3, 5), dtype=np.float32)
+    return blocks(volume, grid).mean(axis=BLOCK_AXES, dtype=np.float32)
 
 
-def base_images(anat: A.Anatomy) -> dict[str, np.ndarray]:
-    """Lesion-free intensity of every channel on the working grid (partial-volume mix)."""
+def base_images(anat: A.Anatomy, channels: tuple[str, ...] = CHANNELS) -> dict[str, np.ndarray]:
+    """Lesion-free intensity of each channel on the working grid (partial-volume mix)."""
     head_table = np.array([HEAD[k] for k in range(len(HEAD))], dtype=np.float32)
     images = {}
-    for c, name in enumerate(CHANNELS):
+    for name in channels:
+        c = CHANNELS.index(name)
         image = anat.gm * BRAIN["GM"][c] + anat.wm * BRAIN["WM"][c] + anat.csf * BRAIN["CSF"][c]
         image += anat.outside * head_table[anat.head, c] * anat.head_texture
         images[name] = image.astype(np.float32)
@@ -106,10 +131,13 @@ def base_images(anat: A.Anatomy) -> dict[str, np.ndarray]:
 
 
 def apply_lesions(images: dict[str, np.ndarray], lesions: list[L.Lesion]) -> None:
-    """Blend lesion tissue into the images in place; NaN entries leave a contrast alone."""
+    """Blend lesion tissue into the images in place; NaN entries leave a contrast alone, and
+    channels missing from ``images`` are not rendered."""
     for lesion in lesions:
         target = LESION_TABLE[lesion.tissue]  # (n, channels)
         for c, name in enumerate(CHANNELS):
+            if name not in images:
+                continue
             value = target[:, c]
             ok = ~np.isnan(value)
             if not ok.any():
@@ -124,20 +152,43 @@ def _acquire(rng: np.random.Generator, image: np.ndarray, sigma: float, bias) ->
     return np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
 
 
+def occupied(mask: np.ndarray, grid: AcqGrid) -> np.ndarray:
+    """bool on ``grid``: the blocks that ``mask`` (working grid) fills at least half."""
+    count = blocks(mask, grid).sum(axis=BLOCK_AXES, dtype=np.int32)
+    return 2 * count >= int(np.prod(grid.factors))
+
+
 def acquire_session(
-    rng: np.random.Generator, images: dict[str, np.ndarray], grids: dict[str, AcqGrid]
+    rng: np.random.Generator,
+    images: dict[str, np.ndarray],
+    grids: dict[str, AcqGrid],
+    brain_mask: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """int16 image of every modality on its own grid, with bias and noise of this session."""
+    """int16 image of every modality in ``grids`` on its own grid, with bias and noise of this
+    session (drawn in a fixed modality order).
+
+    With ``brain_mask`` the images are skull-stripped: the working-grid image is multiplied by
+    the mask before averaging (the brain edge is partial-volumed, as after a real stripping)
+    and, after noise, every acquired voxel not at least half brain (``occupied``) is 0.
+    """
+
+    def acquired(name: str, volume: np.ndarray) -> np.ndarray:
+        return to_grid(volume if brain_mask is None else volume * brain_mask, grids[name])
+
     out = {}
     for name in ("T1w", "FLAIR", "T2w", "T2starw"):
-        grid = grids[name]
-        bias = bias_field(rng, grid.shape, BIAS_STRENGTH)
-        out[name] = _acquire(rng, to_grid(images[name], grid), NOISE_SIGMA[name], bias)
-    grid = grids["dwi"]
-    bias = bias_field(rng, grid.shape, BIAS_STRENGTH)
-    b0, b1000 = to_grid(images["b0"], grid), to_grid(images["b1000"], grid)
-    volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
-    out["dwi"] = np.stack([_acquire(rng, v, NOISE_SIGMA["dwi"], bias) for v in volumes], -1)
+        if name not in grids:
+            continue
+        bias = bias_field(rng, grids[name].shape, BIAS_STRENGTH)
+        out[name] = _acquire(rng, acquired(name, images[name]), NOISE_SIGMA[name], bias)
+    if "dwi" in grids:
+        bias = bias_field(rng, grids["dwi"].shape, BIAS_STRENGTH)
+        b0, b1000 = acquired("dwi", images["b0"]), acquired("dwi", images["b1000"])
+        volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
+        out["dwi"] = np.stack([_acquire(rng, v, NOISE_SIGMA["dwi"], bias) for v in volumes], -1)
+    if brain_mask is not None:
+        for name, data in out.items():
+            data[~occupied(brain_mask, grids[name])] = 0
     return out
 
 

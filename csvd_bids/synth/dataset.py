@@ -12,6 +12,12 @@ written to the ground truth as ``<prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.tx
 FLAIR, T2w, T2starw, dwi; ITK text, T1w LPS points -> moved image LPS points, the convention
 of the pipeline's own transforms). The motion draws come from their own stream, so the
 default output does not depend on this option's code path.
+
+``profile`` (:mod:`.profiles`): ``research`` (default) or ``clinical`` (skull-stripped
+thick-slice FLAIR only, heavier and confluent WMH, truth on the FLAIR grid). The clinical
+profile draws the slice thickness first from each session's acquisition stream and its WMH
+volume last from the lesion stream, so the research output does not depend on it;
+``misalign`` needs the T1w of the research profile.
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
 from .participants import draw_load, draw_participant
 from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
+from .profiles import PROFILES, Profile, session_grids
 from .regions import make_regions
-from .truth import STATS_COLUMNS, STATS_SIDECAR, region_truth, regions_tsv_text, session_truth
+from .truth import (
+    STATS_COLUMNS,
+    anatomy_truth,
+    region_truth,
+    regions_tsv_text,
+    session_truth,
+    stats_sidecar,
+)
 
 RESOLUTION_RANGE = (1.0, 4.0)
 MAX_MISALIGN_DEG = 180.0  # Euler angles beyond that wrap around
@@ -41,8 +55,12 @@ class SynthUsageError(ValueError):
 
 
 def _check_arguments(
-    out_dir: Path, n_subjects, n_sessions, seed, resolution, overwrite, misalign
+    out_dir: Path, n_subjects, n_sessions, seed, resolution, overwrite, misalign, profile
 ) -> None:
+    if profile not in PROFILES:
+        raise SynthUsageError(f"--profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    if misalign is not None and "T1w" not in PROFILES[profile].modalities:
+        raise SynthUsageError(f"--misalign moves images relative to the T1w: {profile} has none")
     if n_subjects < 1 or n_sessions < 1:
         raise SynthUsageError("--subjects and --sessions must be at least 1")
     if seed < 0:
@@ -61,9 +79,7 @@ def _check_arguments(
         raise SynthUsageError(f"{out_dir} is not empty (use --overwrite to replace it)")
 
 
-def _write_session(
-    root, truth_root, sub, ses, anat, lesions, s, acquired, grids, motions, structures
-) -> None:
+def _write_images(root: Path, sub: str, ses: str | None, acquired: dict, grids: dict) -> None:
     prefix = layout.entity_prefix(sub, ses)
     folder = layout.session_dir(root, sub, ses)
     for modality, data in acquired.items():
@@ -73,23 +89,29 @@ def _write_session(
         writer.write_json(
             stem.with_name(stem.name + ".json"), layout.sidecar(modality, grids[modality])
         )
-    bval, bvec = contrasts.bvals_bvecs()
-    writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
-    writer.write_text(folder / "dwi" / f"{prefix}_dwi.bvec", bvec)
+    if "dwi" in acquired:
+        bval, bvec = contrasts.bvals_bvecs()
+        writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
+        writer.write_text(folder / "dwi" / f"{prefix}_dwi.bvec", bvec)
 
-    truth = session_truth(anat, lesions, s)
+
+def _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid) -> None:
+    """The truth of session ``s`` on the working grid (``grid`` None) or on ``grid``, named
+    ``space-<space>``."""
+    prefix = layout.entity_prefix(sub, ses)
+    truth = session_truth(anat, lesions, s, grid)
+    brain, regions, affine = anatomy_truth(anat, structures, grid)
     out = layout.session_dir(truth_root, sub, ses) / "anat"
-    base = f"{prefix}_space-T1w"
+    base = f"{prefix}_space-{space}"
     for marker in MARKER_LABELS:
         writer.write_nifti(
-            out / f"{base}_label-{marker.label}_mask.nii.gz", truth.masks[marker.label], anat.affine
+            out / f"{base}_label-{marker.label}_mask.nii.gz", truth.masks[marker.label], affine
         )
-    brain = anat.brain_mask.astype(np.uint8)
-    writer.write_nifti(out / f"{base}_desc-brain_mask.nii.gz", brain, anat.affine)
-    writer.write_nifti(out / f"{base}_seg-csvd_dseg.nii.gz", truth.dseg, anat.affine)
-    writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", structures, anat.affine)
+    writer.write_nifti(out / f"{base}_desc-brain_mask.nii.gz", brain, affine)
+    writer.write_nifti(out / f"{base}_seg-csvd_dseg.nii.gz", truth.dseg, affine)
+    writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", regions, affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
-    writer.write_json(out / f"{base}_desc-lesions_stats.json", STATS_SIDECAR)
+    writer.write_json(out / f"{base}_desc-lesions_stats.json", stats_sidecar(space))
     ratings = planted_ratings(anat, lesions, s)
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
@@ -122,16 +144,20 @@ def _write_subject(
     seed: int,
     resolution: float,
     misalign: tuple[float, float] | None,
+    profile: Profile,
 ) -> dict:
     """Render and write one subject; returns its participants.tsv row."""
     demo, anat_seq, lesion_seq, acq_seq, motion_seq = subject_streams(seed, index)
     person = draw_participant(np.random.default_rng(demo))
     lesion_rng = np.random.default_rng(lesion_seq)
-    load = draw_load(lesion_rng, person, n_sessions)
+    load = draw_load(lesion_rng, person, n_sessions, clinical=profile.clinical_burden)
     anat = make_anatomy(np.random.default_rng(anat_seq), resolution)
-    lesions = plan_lesions(lesion_rng, anat, make_regions(anat), load, n_sessions)
-    grids = contrasts.acquisition_grids(anat.shape, anat.affine, resolution)
-    base = contrasts.base_images(anat)
+    regions = make_regions(anat)
+    lesions = plan_lesions(
+        lesion_rng, anat, regions, load, n_sessions, confluent_wmh=profile.clinical_burden
+    )
+    base = contrasts.base_images(anat, profile.channels)
+    brain = anat.brain_mask if profile.skull_stripped else None
     structures = region_truth(anat)  # anatomy only: the same for every session
     sub = f"{index:0{width}d}"
     sessions = [str(s + 1) for s in range(n_sessions)] if n_sessions > 1 else [None]
@@ -139,18 +165,21 @@ def _write_subject(
         sessions, acq_seq.spawn(n_sessions), motion_seq.spawn(n_sessions), strict=True
     )
     for s, (ses, seq, motion_stream) in enumerate(session_streams):
+        rng = np.random.default_rng(seq)
+        grids = session_grids(profile, rng, anat.shape, anat.affine, resolution)
         images = {name: image.copy() for name, image in base.items()}
         contrasts.apply_lesions(images, [x for x in lesions if s in x.sessions])
-        acquired = contrasts.acquire_session(np.random.default_rng(seq), images, grids)
+        acquired = contrasts.acquire_session(rng, images, grids, brain)
         del images
         placed, motions = grids, {}
         if misalign is not None:
             placed, motions = motion.misalign_grids(
                 np.random.default_rng(motion_stream), grids, *misalign, motion.brain_centre(anat)
             )
-        _write_session(
-            root, truth_root, sub, ses, anat, lesions, s, acquired, placed, motions, structures
-        )
+        _write_images(root, sub, ses, acquired, placed)
+        space = profile.truth_space
+        grid = None if space == "T1w" else grids[space]
+        _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid)
     if n_sessions > 1:
         rows = [
             {
@@ -181,18 +210,18 @@ def _write_dataset(
     seed: int,
     resolution: float,
     misalign: tuple[float, float] | None,
+    profile: Profile,
 ) -> None:
     from .. import __version__
 
     truth_root = root / "derivatives" / layout.TRUTH_PIPELINE
     width = max(2, len(str(n_subjects)))
     rows = [
-        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution, misalign)
+        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution, misalign, profile)
         for i in range(1, n_subjects + 1)
     ]
     writer.write_json(root / "dataset_description.json", layout.raw_description())
-    readme = layout.README + (layout.MISALIGN_README if misalign is not None else "")
-    writer.write_text(root / "README", readme.format(version=__version__, misalign=misalign))
+    writer.write_text(root / "README", layout.readme(profile.name, misalign))
     writer.write_text(root / "CHANGES", layout.CHANGES.format(version=__version__))
     writer.write_tsv(root / "participants.tsv", layout.PARTICIPANTS_COLUMNS, rows)
     writer.write_json(root / "participants.json", layout.PARTICIPANTS_SIDECAR)
@@ -210,6 +239,7 @@ def generate_dataset(
     *,
     overwrite: bool = False,
     misalign: tuple[float, float] | None = None,
+    profile: str = "research",
 ) -> Path:
     """Write a synthetic BIDS dataset with planted CSVD lesions and its ground truth.
 
@@ -218,14 +248,17 @@ def generate_dataset(
     Raises :class:`SynthUsageError` for invalid arguments or a non-empty ``out_dir``
     (unless ``overwrite``). ``misalign=(DEG, MM)``: random rigid misalignments of every
     modality but the T1w, with their truth transforms (see the module docstring).
+    ``profile``: ``research`` or ``clinical`` (:mod:`.profiles`).
     """
     out_dir = Path(out_dir).absolute()
-    _check_arguments(out_dir, n_subjects, n_sessions, seed, resolution, overwrite, misalign)
+    _check_arguments(
+        out_dir, n_subjects, n_sessions, seed, resolution, overwrite, misalign, profile
+    )
     working_grid(resolution)  # fail early if the template is missing
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution, misalign)
+        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution, misalign, PROFILES[profile])
         tmp.chmod(0o755)  # mkdtemp makes it private
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))

@@ -9,6 +9,17 @@ masks are therefore disjoint. Sizes are checked with :mod:`.measure` against the
 (CMB 2-10 mm, lacunes 3-15 mm, RSSI < 20 mm, PVS < 3 mm across and 5-15 mm long).
 Locations follow :mod:`.regions`; a WMH component is periventricular when any of its voxels
 is within 10 mm of the lateral ventricles, deep otherwise.
+
+Confluent WMH (``plan_lesions(..., confluent_wmh=True)``, the clinical profile): the halo may
+reach 25 mm + 0.2 mm per mL of the last session's volume from the ventricles (25 mm
+otherwise) and grows, in the same order, until halo and deep foci together hold the drawn
+volume (otherwise the halo is 70 % of it and the foci what they make), so that a heavy burden
+is one confluent region around the ventricles that swallows the deep foci near it. Its
+lining is at least two working voxels thick wherever it touches the ventricles: voxels within
+two voxels of them may be halo whatever their WM fraction (1.5 voxels otherwise), and each
+halo voxel of the wall layer (within 1.5 voxels) brings in its neighbours behind it (up to two
+voxels out), unless grey matter (e.g. the caudate) is there. A one-voxel lining would average
+away in thick FLAIR slices.
 """
 
 from __future__ import annotations
@@ -259,16 +270,74 @@ def _core(idx: np.ndarray, score: np.ndarray, threshold: float, shape) -> np.nda
     return idx[labels[tuple((ijk - lo).T)] == labels[peak]]
 
 
-def _wmh(p: Planter, load: LesionLoad, new_deep: list[int], growth: np.ndarray) -> list[Lesion]:
-    """One WMH layer per session: periventricular halo + deep foci, growing over time."""
+def _halo_size(order: np.ndarray, deep: np.ndarray, target: int) -> int:
+    """Fewest leading voxels of ``order`` whose union with ``deep`` (unique flat indices) holds
+    ``target`` voxels; all of ``order`` when even that falls short."""
+    if len(deep) >= target:
+        return 0
+    union = len(deep) + np.cumsum(~np.isin(order, deep))  # union with the first 1, 2, ... voxels
+    return int(min(np.searchsorted(union, target) + 1, len(order)))
+
+
+def _thicken_lining(idx: np.ndarray, wall: np.ndarray, behind: np.ndarray) -> np.ndarray:
+    """The halo ``idx`` plus the ``behind`` voxels next to its ``wall`` voxels (no new wall
+    voxel: the lining gets thicker, not wider, so it has no thin edge of its own)."""
+    mask = np.zeros(wall.shape, dtype=bool)
+    mask.flat[idx] = True
+    mask |= ndi.binary_dilation(mask & wall, CONNECTIVITY) & behind
+    return np.flatnonzero(mask)
+
+
+@dataclass
+class _Halo:
+    """Halo candidates in growth order, and the halo made of the first ``n`` of them."""
+
+    order: np.ndarray
+    ventricles: np.ndarray
+    lining: tuple[np.ndarray, np.ndarray] | None = None  # (wall, behind) to thicken, if any
+
+    def first(self, n: int) -> np.ndarray:
+        idx = _attached_halo(self.order[:n], self.ventricles)
+        return idx if self.lining is None else _thicken_lining(idx, *self.lining)
+
+
+FILL_STEPS, FILL_TOLERANCE = 4, 0.01
+
+
+def _fill(halo: _Halo, deep: np.ndarray, target: int, n_min: int) -> tuple[np.ndarray, int]:
+    """(halo, n): the halo of about the fewest candidates, at least ``n_min``, with which it
+    and ``deep`` hold ``target`` voxels. Detached parts and the lining make the halo differ
+    from a count of candidates, hence a few corrective steps."""
+    n = max(n_min, _halo_size(halo.order, deep, target))
+    idx = halo.first(n)
+    for _ in range(FILL_STEPS):
+        miss = target - len(np.union1d(idx, deep))
+        step = min(max(n + miss, n_min), len(halo.order))
+        if abs(miss) <= FILL_TOLERANCE * target or step == n:
+            break
+        n, idx = step, halo.first(step)
+    return idx, n
+
+
+def _wmh(
+    p: Planter,
+    load: LesionLoad,
+    new_deep: list[int],
+    growth: np.ndarray,
+    confluent: bool = False,
+) -> list[Lesion]:
+    """One WMH layer per session: periventricular halo + deep foci, growing over time
+    (``confluent``: see the module docstring)."""
     anat = p.anat
     vox_ml = anat.voxel_mm**3 / 1000.0
     free = ~p.lesion_voxels & ~anat.ventricles & anat.brain_mask & (anat.gm < 0.5)
+    wall = (2.0 if confluent else 1.5) * anat.voxel_mm
+    reach = 25.0 + (0.2 * load.wmh_ml * growth[-1] if confluent else 0.0)
     halo = (
         free
         & (anat.mni[2] > -10)
-        & ((anat.wm >= 0.3) | (anat.dist_ventricles <= 1.5 * anat.voxel_mm))
-        & (anat.dist_ventricles <= 25.0)
+        & ((anat.wm >= 0.3) | (anat.dist_ventricles <= wall))
+        & (anat.dist_ventricles <= reach)
     )
     halo_idx = np.flatnonzero(halo)
     # score ~ distance to the ventricles, jittered, lower at the horns (caps)
@@ -288,14 +357,25 @@ def _wmh(p: Planter, load: LesionLoad, new_deep: list[int], growth: np.ndarray) 
             if made is not None:
                 blobs.append((onset, *made))
 
-    layers = []
+    grower = _Halo(order, anat.ventricles)
+    if confluent:
+        first_layer = anat.dist_ventricles <= 1.5 * anat.voxel_mm
+        grower.lining = (halo & first_layer, halo & ~first_layer & (anat.dist_ventricles <= wall))
+    layers, n_halo = [], 0
     for s, g in enumerate(growth):
-        n_halo = int(round(0.7 * load.wmh_ml * g / vox_ml))
-        parts = [_attached_halo(order[:n_halo], anat.ventricles)]
-        for onset, idx, score in blobs:
-            if onset <= s:
-                parts.append(_core(idx, score, -0.15 * (s - onset), p.shape))
-        idx = np.unique(np.concatenate(parts))
+        cores = [
+            _core(idx, score, -0.15 * (s - onset), p.shape)
+            for onset, idx, score in blobs
+            if onset <= s
+        ]
+        if confluent:  # never fewer candidates than the last session: layers stay nested
+            deep = np.unique(np.concatenate(cores)) if cores else order[:0]
+            target = int(round(load.wmh_ml * g / vox_ml))
+            attached, n_halo = _fill(grower, deep[free.flat[deep]], target, n_halo)
+        else:
+            n_halo = int(round(0.7 * load.wmh_ml * g / vox_ml))
+            attached = grower.first(n_halo)
+        idx = np.unique(np.concatenate([attached, *cores]))
         idx = idx[free.flat[idx]]
         layers.append(
             Lesion(
@@ -311,9 +391,15 @@ def _wmh(p: Planter, load: LesionLoad, new_deep: list[int], growth: np.ndarray) 
 
 
 def plan_lesions(
-    rng: np.random.Generator, anat: Anatomy, regions: Regions, load: LesionLoad, n_sessions: int
+    rng: np.random.Generator,
+    anat: Anatomy,
+    regions: Regions,
+    load: LesionLoad,
+    n_sessions: int,
+    confluent_wmh: bool = False,
 ) -> list[Lesion]:
-    """All lesions (and veins) of one subject over its sessions."""
+    """All lesions (and veins) of one subject over its sessions (``confluent_wmh``: WMH of the
+    clinical profile, see the module docstring)."""
     p = Planter(rng, anat, regions)
     r = regions
     lesions: list[Lesion] = _veins(p, 10)
@@ -378,5 +464,5 @@ def plan_lesions(
                     )
                 )
     growth = np.cumprod([1.0, *rng.uniform(1.05, 1.25, n_sessions - 1)])
-    lesions += _wmh(p, load, new_counts("wmh_deep"), growth)
+    lesions += _wmh(p, load, new_counts("wmh_deep"), growth, confluent_wmh)
     return [lesion for lesion in lesions if lesion is not None]

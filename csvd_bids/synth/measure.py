@@ -41,8 +41,13 @@ def max_diameter_mm(ijk: np.ndarray, voxel_mm: float) -> float:
 
 
 def component_stats(labels: np.ndarray, n: int, affine: np.ndarray) -> list[ComponentStats]:
-    """Size, extent and world centroid of components ``1..n`` (isotropic grid assumed)."""
-    voxel_mm = float(abs(affine[0, 0]))
+    """Size, extent and world centroid of components ``1..n`` on an axis-aligned grid (thick
+    slices allowed: the extra voxel of the diameter is then the mean voxel edge, as in the
+    pipeline's lesion tables)."""
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    isotropic = bool((zooms == zooms[0]).all())
+    edge = float(zooms[0]) if isotropic else float(zooms.mean())
+    voxel_mm3 = edge**3 if isotropic else float(np.prod(zooms))
     stats = []
     for label, box in enumerate(ndi.find_objects(labels, n), start=1):
         if box is None:
@@ -53,8 +58,8 @@ def component_stats(labels: np.ndarray, n: int, affine: np.ndarray) -> list[Comp
             ComponentStats(
                 label=label,
                 n_voxels=len(local),
-                volume_mm3=len(local) * voxel_mm**3,
-                max_diameter_mm=max_diameter_mm(local, voxel_mm),
+                volume_mm3=len(local) * voxel_mm3,
+                max_diameter_mm=morphology.max_diameter_mm(local * zooms, edge),
                 centroid_mm=tuple(float(c) for c in centroid),
                 box=box,
             )

@@ -17,6 +17,14 @@ Per subject (its own random stream, so a subject does not change when the cohort
   (control), in one session drawn uniformly.
 - later sessions: WMH volume x Uniform(1.05, 1.25) per session and about a quarter of
   the baseline rates of new deep WMH foci, CMB, lacunes and PVS.
+
+Clinical profile (``draw_load(..., clinical=True)``): everything above is drawn as in the
+research profile (the same seed gives the same demographics and lesion counts), then the
+baseline WMH volume is replaced by a draw from a mixture of three equally likely uniforms,
+Uniform(0.5, 20), Uniform(20, 80) and Uniform(80, 150) mL, independent of the latent burden
+(clinical series are selected on disease): a third of the subjects light, a third moderate,
+a third with confluent WMH of 80-150 mL (real clinical series span about 10 to 130 mL). The
+later sessions grow from it as above.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ AGE_MEAN, AGE_SD = 67.5, 10.1
 SBP_MEAN, SBP_SD = 130.5, 13.5
 BURDEN_AGE, BURDEN_SBP, BURDEN_NOISE = 0.8, 0.6, 0.5
 CAPS = {"cmb": 25, "lac": 10, "pvs_bg": 45, "pvs_cso": 45, "wmh_deep": 25}
+CLINICAL_WMH_ML = ((0.5, 20.0), (20.0, 80.0), (80.0, 150.0))  # equally likely components
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,16 @@ def draw_participant(rng: np.random.Generator) -> Participant:
     )
 
 
-def draw_load(rng: np.random.Generator, person: Participant, n_sessions: int) -> LesionLoad:
+def clinical_wmh_ml(rng: np.random.Generator) -> float:
+    """Baseline WMH volume of the clinical profile: the mixture of ``CLINICAL_WMH_ML``."""
+    low, high = CLINICAL_WMH_ML[int(rng.integers(len(CLINICAL_WMH_ML)))]
+    return float(rng.uniform(low, high))
+
+
+def draw_load(
+    rng: np.random.Generator, person: Participant, n_sessions: int, clinical: bool = False
+) -> LesionLoad:
+    """Baseline lesion load (module docstring); ``clinical``: the clinical WMH volume."""
     b = person.burden
     stroke = person.group == "lacunar_stroke"
     wmh_ml = float(np.clip(np.exp(np.log(4.0) + b + rng.normal(0.0, 0.4)), 0.5, 60.0))
@@ -88,4 +106,6 @@ def draw_load(rng: np.random.Generator, person: Participant, n_sessions: int) ->
     counts = {k: int(min(rng.poisson(rates[k]), CAPS[k])) for k in CAPS}
     has_rssi = rng.random() < (0.8 if stroke else 0.1)
     rssi_session = int(rng.integers(n_sessions)) if has_rssi else None
+    if clinical:  # drawn last: the research draws above stay the same
+        wmh_ml = clinical_wmh_ml(rng)
     return LesionLoad(wmh_ml, {k: float(v) for k, v in rates.items()}, counts, rssi_session)

@@ -4,6 +4,18 @@ of one subject: the anatomical structures (``seg-regions_dseg``) for preprocessi
 Masks hold exactly the voxels whose intensities a lesion changed on the working (T1w) grid.
 One table row per 26-connected component of each marker mask (see :mod:`.measure`).
 
+On an acquisition grid (``grid``: the clinical profile's thick-slice FLAIR, which has no T1w
+to be truth on) the truth is what that image's voxels show: a voxel belongs to a marker when
+the marker's working-grid mask fills at least half of its block (``contrasts.occupied``;
+where two markers each fill half, the dseg order decides, so masks stay disjoint), to the
+brain likewise, and takes the most frequent structure of its block (``block_majority``, ties
+to the structure). The lesion table is measured on those grid masks; a WMH component's
+distance to the ventricles is the least over its blocks, and a lesion's planted attributes
+(lobe, planted diameter, onset) are those of the highest-numbered planted lesion in its
+blocks. The ratings file (:mod:`.planted`) stays measured on the planted lesions themselves
+on the working grid: a lesion too small or thin to fill half a voxel counts there but has no
+mask voxel.
+
 Structures: the lateral ventricles are the generator's own (``Anatomy.ventricles``); basal
 ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem and cerebellum are the
 pipeline's atlas labels (:func:`csvd_bids.preproc.atlas.load_atlas`) read with nearest
@@ -23,6 +35,7 @@ from ..preproc.atlas import STRUCTURES, Atlas, load_atlas
 from ..preproc.regions import REGION_LABELS
 from ..quant.lesions import LESION_COLUMNS
 from .anatomy import Anatomy
+from .contrasts import BLOCK_AXES, AcqGrid, blocks, occupied
 from .lesions import Lesion
 from .measure import component_stats, label_components
 from .regions import PV_DISTANCE_MM
@@ -78,6 +91,28 @@ def region_truth(anat: Anatomy, atlas: Atlas | None = None) -> np.ndarray:
     return out
 
 
+def block_majority(labels: np.ndarray, grid: AcqGrid) -> np.ndarray:
+    """Most frequent value of each block of a uint8 label map on ``grid``; a tie goes to the
+    higher value (a structure filling half a block wins over background, as for masks)."""
+    values = np.moveaxis(blocks(labels, grid), BLOCK_AXES, (3, 4, 5))
+    values = values.reshape(*grid.shape, -1).astype(np.int32)
+    counts = np.stack(
+        [(values == values[..., j : j + 1]).sum(axis=-1) for j in range(values.shape[-1])], -1
+    )
+    best = np.argmax(counts * 256 + values, axis=-1)
+    return np.take_along_axis(values, best[..., None], axis=-1)[..., 0].astype(labels.dtype)
+
+
+def anatomy_truth(
+    anat: Anatomy, structures: np.ndarray, grid: AcqGrid | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(brain mask uint8, structures, affine) on the working grid or on ``grid``."""
+    if grid is None:
+        return anat.brain_mask.astype(np.uint8), structures, anat.affine
+    brain = occupied(anat.brain_mask, grid).astype(np.uint8)
+    return brain, block_majority(structures, grid), grid.affine
+
+
 @dataclass
 class Truth:
     masks: dict[str, np.ndarray]  # label -> uint8 0/1
@@ -91,25 +126,38 @@ def _region(lesion: Lesion | None, dist: float) -> str:
     return lesion.region
 
 
-def session_truth(anat: Anatomy, lesions: list[Lesion], session: int) -> Truth:
+def session_truth(
+    anat: Anatomy, lesions: list[Lesion], session: int, grid: AcqGrid | None = None
+) -> Truth:
+    """Masks, dseg and lesion table of a session (0-based) on the working grid, or on an
+    acquisition ``grid`` (module docstring)."""
     active = [x for x in lesions if session in x.sessions and x.marker in BY_LABEL]
     owner = np.full(anat.shape, -1, dtype=np.int32)  # which planted lesion made a voxel
     masks = {m.label: np.zeros(anat.shape, dtype=np.uint8) for m in MARKER_LABELS}
     for serial, lesion in enumerate(active):
         masks[lesion.marker].flat[lesion.index] = 1
         owner.flat[lesion.index] = serial
-    dseg = paint_dseg(masks, anat.shape)
+    affine, dist = anat.affine, anat.dist_ventricles
+    if grid is not None:
+        masks = {label: occupied(mask, grid) for label, mask in masks.items()}
+        owner = blocks(owner, grid).max(axis=BLOCK_AXES)
+        dist = blocks(dist, grid).min(axis=BLOCK_AXES)
+        affine = grid.affine
+    shape = owner.shape
+    dseg = paint_dseg(masks, shape)
+    # from the dseg: disjoint even where two markers fill half a block each
+    masks = {m.label: (dseg == m.index).astype(np.uint8) for m in MARKER_LABELS}
     rows: list[dict] = []
     for marker in MARKER_LABELS:
         labels, n = label_components(masks[marker.label])
-        for stat in component_stats(labels, n, anat.affine):
+        for stat in component_stats(labels, n, affine):
             voxels = labels[stat.box] == stat.label
             planted = None if marker.label == "WMH" else active[owner[stat.box][voxels].max()]
             rows.append(
                 {
                     "lesion_id": len(rows) + 1,
                     "marker": marker.label,
-                    "region": _region(planted, float(anat.dist_ventricles[stat.box][voxels].min())),
+                    "region": _region(planted, float(dist[stat.box][voxels].min())),
                     "volume_mm3": round(stat.volume_mm3, 3),
                     "max_diameter_mm": round(stat.max_diameter_mm, 3),
                     "centroid_x_mm": round(stat.centroid_mm[0], 3),
@@ -152,3 +200,9 @@ STATS_SIDECAR = {
     },
     "onset_session": {"Description": "Session number in which the lesion first appeared."},
 }
+
+
+def stats_sidecar(space: str = "T1w") -> dict:
+    """``STATS_SIDECAR`` for a table measured on the grid of ``space`` (T1w or FLAIR)."""
+    entry = {"Description": f"Number of voxels (26-connected component on the {space} grid)."}
+    return {**STATS_SIDECAR, "n_voxels": entry}
