@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from csvd_bids.preproc.atlas import STRUCTURES, atlas_dir, load_atlas, lobe_of
 from csvd_bids.preproc.brain import extract_brain, skull_stripped_mask
-from csvd_bids.preproc.regions import REGION_INDEX, distance_mm, region_map
+from csvd_bids.preproc.regions import REGION_INDEX, distance_mm, region_map, subject_ventricles
 from csvd_bids.preproc.template import (
     deformable_refine,
     load_template,
@@ -172,3 +172,46 @@ def test_constant_image_cannot_be_segmented(anat):
     priors = {k: np.full(anat.shape, 1 / 3, np.float32) for k in ("gm", "wm", "csf")}
     with pytest.raises(ValueError, match="constant"):
         segment_tissues(flat, anat.brain_mask, priors)
+
+
+@pytest.mark.parametrize("csf_bright", [False, True])
+def test_lesions_beyond_the_tissues_are_never_csf(csf_bright):
+    """FLAIR-like (CSF darkest) and T2w-like (CSF brightest): hyperintense (hypointense) lesions
+    lie beyond both tissue means, away from CSF. The EM's single, wide CSF Gaussian took them in
+    (periventricular WMH became ventricle on a FLAIR reference); the rule gives them to tissue."""
+    rng = np.random.default_rng(0)
+    levels = {"csf": 80.0, "gm": 650.0, "wm": 500.0, "lesion": 1000.0}
+    if csf_bright:
+        levels = {"csf": 1400.0, "gm": 700.0, "wm": 500.0, "lesion": 150.0}
+    shape = (40, 40, 40)
+    classes = np.zeros(shape, np.int8)  # 0 csf, 1 gm, 2 wm
+    classes[:, :, 10:25], classes[:, :, 25:] = 1, 2
+    lesion = np.zeros(shape, bool)
+    lesion[5:15, 5:15, 30:36] = True
+    image = np.choose(classes, [levels["csf"], levels["gm"], levels["wm"]]).astype(np.float32)
+    image[lesion] = levels["lesion"]
+    image += rng.normal(0, 25.0 if not csf_bright else 60.0, shape).astype(np.float32)
+    image[classes == 0] += rng.normal(0, 150.0, int((classes == 0).sum())).astype(np.float32)
+    priors = {k: (classes == i).astype(np.float32) for i, k in enumerate(("csf", "gm", "wm"))}
+    brain = np.ones(shape, bool)
+    tissues = segment_tissues(image, brain, priors)
+    assert tissues["csf"][lesion].max() == 0.0
+    assert np.allclose(tissues["gm"][lesion] + tissues["wm"][lesion], 1.0)
+    assert np.median(tissues["csf"][classes == 0]) > 0.9  # CSF itself stays CSF
+
+
+def test_template_ventricles_count_only_where_the_image_shows_csf():
+    """Template ventricles reaching over the subject's tissue (a larger template ventricle, a
+    thick-slice registration) do not make that tissue ventricle; with no CSF under them at all
+    (a failed segmentation) they are kept as they are."""
+    grid = np.indices((40, 40, 40)).astype(np.float32)
+    radius = np.sqrt(((grid - 20.0) ** 2).sum(axis=0))
+    prior = (radius <= 10).astype(np.float32)  # the template's ventricle
+    dark = radius <= 6  # the subject's, smaller
+    found = subject_ventricles(prior, dark, (1.0, 1.0, 1.0), csf_like=dark)
+    assert np.array_equal(found, dark)
+    assert subject_ventricles(prior, dark, (1.0, 1.0, 1.0)).sum() == (radius <= 10).sum()
+    nothing = np.zeros_like(dark)
+    assert np.array_equal(
+        subject_ventricles(prior, nothing, (1.0, 1.0, 1.0), csf_like=nothing), radius <= 10
+    )

@@ -3,9 +3,12 @@
 Rules, applied in this order (a voxel keeps the first region it gets; distances in mm, in the
 subject's own space):
 
-1. lateral_ventricles: the warped template ventricles grown into connected voxels of clear
-   CSF (posterior >= ``VENTRICLE_CSF_P``, within ``VENTRICLE_REACH_MM``), so enlarged
-   ventricles are followed.
+1. lateral_ventricles: the warped template ventricles where the image shows CSF (posterior
+   >= ``VENTRICLE_SEED_CSF_P``; all of them if it shows none there), grown into connected
+   voxels of clear CSF (posterior >= ``VENTRICLE_CSF_P``, within ``VENTRICLE_REACH_MM``), so
+   enlarged ventricles are followed. Tissue under the template's ventricles is not ventricle:
+   where the template's ventricles reach beyond the subject's (registration of a thick-slice
+   FLAIR, small ventricles), periventricular WMH were labelled ventricle and left out of WMH.
 2. basal_ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem, cerebellum:
    the warped atlas labels, whatever the tissue class (PVS are CSF-like inside the BG).
 3. internal_capsule: WM-class voxels within ``CAPSULE_MM`` of the lentiform nucleus (putamen,
@@ -41,6 +44,7 @@ CORTEX_MM = 3.0
 JUXTACORTICAL_MM = 3.0
 VENTRICLE_REACH_MM = 10.0
 VENTRICLE_CSF_P = 0.9  # ventricles grow only into clear CSF, not partial-volume voxels
+VENTRICLE_SEED_CSF_P = 0.5  # the template's ventricles count where CSF is the likeliest class
 
 # The subject-space region map (``seg-regions_dseg``): one label per brain voxel.
 REGION_LABELS = {
@@ -87,12 +91,16 @@ def subject_ventricles(
     dark: np.ndarray,
     zooms: tuple[float, float, float],
     reach_mm: float = VENTRICLE_REACH_MM,
+    csf_like: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Ventricles of this subject: the warped template ventricles grown into CSF-dark voxels
-    (within ``reach_mm``) that connect to them through a face, so enlarged ventricles are
-    followed (face connectivity: an edge or corner contact through partial volume does not
-    lead the ventricles into the sulci or cisterns)."""
+    """Ventricles of this subject: the warped template ventricles (only where ``csf_like``,
+    when given and that leaves any) grown into CSF-dark voxels (within ``reach_mm``) that
+    connect to them through a face, so enlarged ventricles are followed (face connectivity:
+    an edge or corner contact through partial volume does not lead the ventricles into the
+    sulci or cisterns)."""
     seed = prior > 0.5
+    if csf_like is not None and (seed & csf_like).any():
+        seed &= csf_like
     near = distance_mm(seed, zooms) <= reach_mm
     return keep_seeded((dark & near) | seed, seed, FACES)
 
@@ -126,7 +134,8 @@ def region_map(
         return distance_mm(mask, zooms) <= mm
 
     clear_csf = brain & (tissues["csf"][box] >= VENTRICLE_CSF_P)
-    ventricles = subject_ventricles(ventricle_prior[box], clear_csf, zooms)
+    csf_like = tissues["csf"][box] >= VENTRICLE_SEED_CSF_P
+    ventricles = subject_ventricles(ventricle_prior[box], clear_csf, zooms, csf_like=csf_like)
     assign(ventricles, REGION_INDEX["lateral_ventricles"])
     bg = np.isin(structures, [_S["caudate"], _S["putamen"], _S["pallidum"], _S["accumbens"]])
     assign(bg, REGION_INDEX["basal_ganglia"])

@@ -6,6 +6,11 @@ segmentation idea of Ashburner & Friston 2005, without its bias and warp updates
 and Demons already did). scikit-learn's GaussianMixture has no per-voxel weights, hence the
 few lines below. Priors are softened (``PRIOR_WEIGHT``) so the subject's own contrast can
 override a misregistered prior, e.g. in enlarged ventricles.
+
+CSF is the extreme intensity of every contrast (darkest on T1w and FLAIR, brightest on T2w):
+a voxel beyond both tissue means, on the side away from the CSF mean, is not CSF
+(``not_csf_beyond_tissue``). One Gaussian fits CSF badly; on a FLAIR reference its wide tail
+took the hyperintense lesions in, and periventricular WMH became ventricle in the region map.
 """
 
 from __future__ import annotations
@@ -37,9 +42,35 @@ def segment_tissues(
         likelihood = stats.norm.pdf(x[:, None], mean, sd)
         joint = prior * likelihood
         posterior = joint / np.maximum(joint.sum(1, keepdims=True), 1e-300)
+    posterior = not_csf_beyond_tissue(posterior, x, mean)
     out = {}
     for k, tissue in enumerate(TISSUES):
         full = np.zeros(image.shape, dtype=np.float32)
         full[brain] = posterior[:, k]
         out[tissue] = full
     return out
+
+
+def not_csf_beyond_tissue(posterior: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``posterior`` (voxels x TISSUES) with no CSF for the voxels whose intensity lies beyond
+    both tissue class means, away from the CSF mean; renormalised over GM and WM."""
+    csf = TISSUES.index("csf")
+    tissue_means = np.delete(mean, csf)
+    if np.all(tissue_means > mean[csf]):
+        beyond = x > tissue_means.max()
+    elif np.all(tissue_means < mean[csf]):
+        beyond = x < tissue_means.min()
+    else:  # CSF between the tissues: not a contrast this rule knows
+        return posterior
+    posterior = posterior.copy()
+    posterior[beyond, csf] = 0.0
+    total = posterior[beyond].sum(1, keepdims=True)
+    # a voxel the fit gave to CSF alone goes to the nearer tissue class
+    nearest = np.zeros((int(beyond.sum()), len(TISSUES)))
+    tissues = [k for k in range(len(TISSUES)) if k != csf]
+    pick = np.argmin(np.abs(x[beyond, None] - tissue_means[None, :]), axis=1)
+    nearest[np.arange(len(pick)), np.array(tissues)[pick]] = 1.0
+    posterior[beyond] = np.where(
+        total > 1e-12, posterior[beyond] / np.maximum(total, 1e-300), nearest
+    )
+    return posterior
