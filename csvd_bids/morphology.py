@@ -9,6 +9,10 @@ lesion tables share: one definition of each rule.
 - Robust statistics: the median and the MAD scaled to a normal standard deviation
   (``scipy.stats.median_abs_deviation(scale="normal")``, 1.4826 x MAD), the spread never below
   ``SPREAD_FLOOR`` x max(|median|, 1) so that a flat image gives no division by zero.
+- Mode statistics (``mode_stats``): the densest intensity of a histogram smoothed over a few
+  bins, and the spread of the values below it only (1.4826 x their median distance to the
+  mode): a normal tissue's level when brighter lesions are most of the values, where the
+  median and MAD follow the lesions.
 - Bounding boxes are ``None`` for an empty mask (callers decide what that means).
 
 Only numpy, scipy and scikit-image: nothing here knows of markers, sessions or BIDS.
@@ -64,6 +68,26 @@ def robust_stats(values: np.ndarray) -> tuple[float, float]:
     median = float(np.median(values))
     spread = float(median_abs_deviation(values, scale="normal"))
     return median, max(spread, SPREAD_FLOOR * max(abs(median), 1.0))
+
+
+def mode_stats(values: np.ndarray, bins: int = 200) -> tuple[float, float]:
+    """(mode, 1.4826 x the median distance below the mode) of ``values``: robust to a
+    majority of brighter outliers, as long as the normal values are the densest.
+
+    The histogram spans the 0.5th to 99.5th percentiles and is smoothed by a Gaussian of 2 bins
+    (noise must not make a peak); the spread never falls below ``SPREAD_FLOOR`` as in
+    ``robust_stats``."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    if hi <= lo:
+        return robust_stats(values)
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    density = ndimage.gaussian_filter1d(counts.astype(np.float64), 2.0, mode="constant")
+    peak = int(np.argmax(density))
+    mode = float(0.5 * (edges[peak] + edges[peak + 1]))
+    below = mode - values[values <= mode]
+    spread = 1.4826 * float(np.median(below)) if len(below) else 0.0
+    return mode, max(spread, SPREAD_FLOOR * max(abs(mode), 1.0))
 
 
 def keep_seeded(

@@ -240,6 +240,37 @@ def test_flair_only_and_no_ventricles_in_the_region_map():
         assert sorted(table["region"]) == ["deep", "periventricular"]
 
 
+@pytest.mark.parametrize("t1w", [False, True])
+def test_confluent_wmh_filling_most_of_the_white_matter(t1w):
+    """Fazekas 3: lesions are most of the white matter (the NAWM reference must not follow
+    them: with a median reference nothing at all was found). With T1w too, where the lesions
+    are nearly T1w-isointense (a T1w-only NAWM selection takes them in)."""
+    phantom = Phantom()
+    near = distance_mm(phantom.ventricles, (1.0, 1.0, 1.0))
+    confluent = phantom.wm & (near <= 20.0)
+    assert confluent.sum() > 0.6 * phantom.wm.sum()
+    phantom.paint(confluent, 1.6 * FLAIR["wm"], 0.9 * T1W["wm"])
+    detection = detect_wmh(phantom.session(t1w=t1w))
+    assert _dice(detection.mask, phantom.truth) > 0.85
+
+
+def test_weak_cortex_contrast_of_thick_slices_does_not_make_normal_white_matter_wmh():
+    """Thick slices average the cortex towards the white matter (its FLAIR median 1.02 x
+    NAWM here): a mildly brighter normal tract (1.12 x) stays normal, as a 1.5 x lesion is
+    found, because the cortex counts as at least ``min_grey_contrast`` brighter."""
+    phantom = Phantom()
+    phantom.flair[phantom.cortex] = 1.02 * FLAIR["wm"]
+    tract = _ellipsoid(CENTRE + [-22, 0, 0], (3.0, 12.0, 6.0)) & phantom.wm
+    phantom.paint(tract, 1.12 * FLAIR["wm"], T1W["wm"], lesion=False)
+    phantom.paint(DEEP, 1.5 * FLAIR["wm"], T1W["wmh"])
+    session = phantom.session(t1w=False)
+    detection = detect_wmh(session)
+    assert _found(detection.mask, DEEP, 0.8)
+    assert not (detection.mask & tract).any()
+    no_floor = detect_wmh(session, replace(PARAMS, min_grey_contrast=0.0))
+    assert _found(no_floor.mask, tract, 0.5)  # what the floor is for
+
+
 def test_unusable_inputs_are_reported():
     phantom = Phantom()
     session = phantom.session()

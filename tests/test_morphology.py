@@ -18,6 +18,7 @@ from csvd_bids.morphology import (
     label_lesions,
     majority_label,
     max_diameter_mm,
+    mode_stats,
     paint_majority,
     remove_small_lesions,
     robust_stats,
@@ -76,6 +77,21 @@ def test_robust_stats_is_median_and_normal_scaled_mad():
     median, spread = robust_stats(sample)
     assert median == pytest.approx(10.0, abs=0.02) and spread == pytest.approx(2.0, rel=0.01)
     assert isinstance(median, float) and isinstance(spread, float)
+
+
+def test_mode_stats_finds_the_normal_level_under_a_majority_of_brighter_values():
+    """Confluent WMH: 70 % of the white matter is lesion (brighter, broader); the median and
+    MAD follow the lesions, the mode and the spread below it stay with the normal tissue."""
+    rng = np.random.default_rng(1)
+    normal = rng.normal(500.0, 10.0, 30_000)
+    lesions = rng.normal(720.0, 40.0, 70_000)
+    values = np.concatenate([normal, lesions])
+    assert robust_stats(values)[0] > 600.0  # what the median-based reference did
+    level, spread = mode_stats(values)
+    assert level == pytest.approx(500.0, abs=5.0)
+    assert spread == pytest.approx(10.0, rel=0.15)  # the lesions above do not widen it
+    flat = np.full(100, 7.0)  # no histogram: the robust statistics and their floor
+    assert mode_stats(flat) == robust_stats(flat)
 
 
 @pytest.mark.parametrize(("level", "floor"), [(0.0, 1.0), (0.5, 1.0), (-250.0, 250.0)])

@@ -4,11 +4,17 @@ Method (an intensity-outlier, lesion-growth approach in the family of LST-LGA, S
 NeuroImage 2012, and of the thresholding methods reviewed by Caligiuri et al.,
 Neuroinformatics 2015), on the session's region map (``csvd_bids.preproc.regions``):
 
-1. Normal-appearing white matter (NAWM) = periventricular, deep and centrum-semiovale WM
-   voxels whose T1w intensity is nearer the WM than the cortex median (without T1w: the same
-   on FLAIR, at least 2 voxels from FLAIR-dark CSF). Its FLAIR median and 1.4826 x MAD (robust
-   to lesions) give a z-score, and with the cortex median a contrast
-   u = (FLAIR - NAWM) / (cortex - NAWM), which puts WM at 0 and GM at 1. On T1w,
+1. Normal-appearing white matter (NAWM), a reference that holds when confluent lesions are
+   most of the white matter: voxels of the periventricular, deep, centrum-semiovale and
+   juxtacortical WM (the U-fibres are spared longest) that the template calls WM (prior
+   >= 0.5), at least 2 voxels from FLAIR-dark CSF, darker on FLAIR than the cortex median
+   (lesions are brighter than the cortex, normal WM darker) and, with a T1w, nearer the WM
+   than the cortex median on T1w. Its FLAIR level is the histogram mode and its spread
+   1.4826 x the median distance below the mode (``morphology.mode_stats``): a median
+   followed the lesions of heavy disease, and nothing was found. Level and spread give a
+   z-score, and with the cortex median a contrast u = (FLAIR - NAWM) / (cortex - NAWM), which
+   puts WM at 0 and GM at 1; the cortex counts as at least ``min_grey_contrast`` x NAWM
+   brighter (thick slices average it towards the WM). On T1w,
    v = (NAWM - T1w) / (NAWM - cortex) is 0 in WM and 1 in GM.
 2. Search region: the WM regions (periventricular, deep, centrum semiovale, capsules,
    juxtacortical), basal ganglia, thalamus and brainstem, where the template priors call the
@@ -63,8 +69,8 @@ from csvd_bids.morphology import (
     FACES,
     bounding_box,
     keep_seeded,
+    mode_stats,
     remove_small_lesions,
-    robust_stats,
     smooth_mm,
 )
 from csvd_bids.preproc.regions import PERIVENTRICULAR_MM, distance_mm, subject_ventricles
@@ -74,7 +80,7 @@ from csvd_bids.region_sets import (
     CSF_REGIONS,
     DEEP_GM_REGIONS,
     LATERAL_VENTRICLES,
-    NAWM_REGIONS,
+    NONCAPSULAR_WM_REGIONS,
     WHITE_MATTER_REGIONS,
 )
 
@@ -96,6 +102,11 @@ class WMHParams:
     # WM on FLAIR, u >= u_seed would ask a lesion for over 1.7 x NAWM, and small, faint
     # lesions (low-load subjects: held-out Dice 0.0-0.15) had no seed at all.
     seed_ratio: float = 1.5
+    # The cortex counts as at least this much brighter than NAWM on FLAIR (of the NAWM
+    # level): thick slices average the cortex with WM and CSF, its median falls towards the
+    # NAWM's (1.05 x at 7 mm on the real MS scans, 1.12-1.15 x at 1 mm), and every u threshold
+    # with it: 30 ml of false positives on a 7 ml scan.
+    min_grey_contrast: float = 0.08
     u_grow: float = 2.5
     smoothing_sigma_mm: float = 0.5
     min_seed_mm3: float = 6.0  # a seed is a connected cluster at least this large (not noise)
@@ -117,10 +128,41 @@ def _hysteresis(
     return keep_seeded(grow, remove_small_lesions(seeds & grow, voxel_mm3, min_seed_mm3))
 
 
-def _median(image: np.ndarray, where: np.ndarray, what: str) -> float:
+def _enough(where: np.ndarray, what: str) -> np.ndarray:
     if where.sum() < 100:
-        raise NotAssessableError(f"too few {what} voxels to model the image intensities")
-    return float(np.median(image[where]))
+        raise NotAssessableError(f"too few {what} voxels to model the FLAIR signal")
+    return where
+
+
+def _normal_tissue(
+    flair: np.ndarray,
+    t1: np.ndarray | None,
+    brain: np.ndarray,
+    wm_regions: np.ndarray,
+    cortex: np.ndarray,
+    params: WMHParams,
+) -> np.ndarray:
+    """Normal-appearing white matter (step 1), without FLAIR-dark CSF and the partial volume
+    around it.
+
+    On FLAIR, normal WM is darker than the cortex and lesions are brighter, so NAWM candidates
+    are the WM-region voxels under the cortex median, and their level is the histogram mode:
+    when confluent WMH are most of the white matter, a median (or a T1w-only selection: mild
+    WMH are T1w-isointense) follows the lesions, and nothing is found.
+    """
+    _enough(wm_regions, "white matter")
+    _enough(cortex, "cortex")
+    candidates = _enough(wm_regions & (flair < np.median(flair[cortex])), "white matter")
+    level, spread = mode_stats(flair[candidates])
+    # the brain's FLAIR-dark voxels (CSF) and 2 voxels around them: partial volume
+    csf = ndimage.binary_dilation(brain & (flair < level + params.csf_z * spread), iterations=2)
+    nawm = wm_regions & ~csf & (flair < np.median(flair[_enough(cortex & ~csf, "cortex")]))
+    if t1 is not None:  # and WM-like on T1w: nearer the WM than the cortex median
+        t1_wm = mode_stats(t1[_enough(nawm, "white matter")])[0]
+        t1_gm = float(np.median(t1[cortex]))
+        midpoint = 0.5 * (t1_wm + t1_gm)
+        nawm &= (t1 > midpoint) if t1_wm > t1_gm else (t1 < midpoint)
+    return _enough(nawm, "normal-appearing white matter")
 
 
 def detect_wmh(session: SessionImages, params: WMHParams = PARAMS) -> Detection:
@@ -167,33 +209,21 @@ def _segment(
     """Mask, score and distance to the lateral ventricles (mm) on the brain's box."""
     voxel_mm3 = float(np.prod(zooms))
     flair = smooth_mm(raw, params.smoothing_sigma_mm, zooms)
-    wm_regions = brain & np.isin(regions, NAWM_REGIONS)
+    # where normal white matter is looked for: WM regions but the capsules (bright on FLAIR
+    # in many healthy brains) where the template calls the voxel WM
+    wm_regions = brain & np.isin(regions, NONCAPSULAR_WM_REGIONS) & (priors["wm"] >= 0.5)
     cortex = brain & np.isin(regions, CORTEX_REGIONS)
-    # NAWM: WM-like on T1w (nearer the WM than the cortex median), which keeps GM partial
-    # volumes and lesions out; without T1w, the same on FLAIR, away from FLAIR-dark CSF.
-    tissue_image = t1 if t1 is not None else flair
-    nawm = wm_regions
-    if t1 is None:
-        median, spread = robust_stats(flair[wm_regions])
-        csf = brain & ((flair - median) / spread < params.csf_z)
-        nawm = nawm & ~ndimage.binary_dilation(csf, iterations=2)
-    wm_level = _median(tissue_image, nawm, "white matter")
-    gm_level = _median(tissue_image, cortex, "cortex")
-    midpoint = 0.5 * (wm_level + gm_level)
-    nawm &= (tissue_image > midpoint) if wm_level > gm_level else (tissue_image < midpoint)
-    if nawm.sum() < 100 or cortex.sum() < 100:
-        raise NotAssessableError(
-            "too few normal-appearing white matter or cortex voxels to model the FLAIR signal"
-        )
+    nawm = _normal_tissue(flair, t1, brain, wm_regions, cortex, params)
 
     def contrasts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        median, spread = robust_stats(image[nawm])
+        level, spread = mode_stats(image[nawm])
         grey = float(np.median(image[cortex]))
-        return (image - median) / spread, (image - median) / max(grey - median, spread)
+        contrast = max(grey - level, spread, params.min_grey_contrast * level)
+        return (image - level) / spread, (image - level) / contrast
 
     z, u = contrasts(flair)
     z_raw, u_raw = contrasts(raw)
-    nawm_flair = float(np.median(flair[nawm]))
+    nawm_flair = mode_stats(flair[nawm])[0]
     dark = brain & (z < params.csf_z)
     ventricles = brain & (regions == LATERAL_VENTRICLES)
     if not ventricles.any():  # no atlas ventricles: follow the template's into dark voxels
@@ -215,8 +245,9 @@ def _segment(
     v, t1_ok = None, np.ones_like(brain)
     if t1 is not None:
         t1_nawm = float(np.median(t1[nawm]))
-        if abs(t1_nawm - gm_level) > 1e-6 * max(abs(t1_nawm), 1.0):  # else T1w cannot help
-            v = (t1_nawm - t1) / (t1_nawm - gm_level)
+        t1_grey = float(np.median(t1[cortex]))
+        if abs(t1_nawm - t1_grey) > 1e-6 * max(abs(t1_nawm), 1.0):  # else T1w cannot help
+            v = (t1_nawm - t1) / (t1_nawm - t1_grey)
             t1_ok = v >= params.t1_min_v
 
     grow = (region | cortex_ok) & (z >= params.z_grow) & (u >= params.u_grow)
@@ -267,7 +298,9 @@ register(
         locate=locate_wmh,
         regions=("periventricular", "deep"),
         method="FLAIR hyperintensity inside the subject's white matter (region map), relative "
-        "to normal-appearing white matter and cortex, with hysteresis lesion growth (seeds: "
+        "to normal-appearing white matter (the FLAIR histogram mode of template white matter "
+        "darker than the cortex, robust to confluent lesions) and cortex, with hysteresis "
+        "lesion growth (seeds: "
         f"z >= {PARAMS.z_seed} and u >= {PARAMS.u_seed} or FLAIR >= {PARAMS.seed_ratio} x "
         f"NAWM; growth: z >= {PARAMS.z_grow} and "
         f"u >= {PARAMS.u_grow}), a second pass on the unsmoothed FLAIR for periventricular "
