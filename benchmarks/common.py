@@ -22,12 +22,17 @@ def dice(reference: np.ndarray, found: np.ndarray) -> float:
     return float(2 * np.logical_and(reference, found).sum() / total) if total else 1.0
 
 
-def mask_on_grid(path: Path, grid: nib.Nifti1Image) -> np.ndarray:
-    """A mask resampled (nearest neighbour) onto another image's grid."""
+def data_on_grid(path: Path, grid: nib.Nifti1Image) -> np.ndarray:
+    """An image's data resampled (nearest neighbour) onto another image's grid."""
     img = nib.load(path)
     if img.shape[:3] != grid.shape[:3] or not np.allclose(img.affine, grid.affine, atol=1e-3):
         img = resample_from_to(img, (grid.shape[:3], grid.affine), order=0)
-    return np.asanyarray(img.dataobj) > 0
+    return np.asanyarray(img.dataobj)
+
+
+def mask_on_grid(path: Path, grid: nib.Nifti1Image) -> np.ndarray:
+    """A mask resampled (nearest neighbour) onto another image's grid."""
+    return data_on_grid(path, grid) > 0
 
 
 def _tree_rss_bytes(root: int) -> int:
