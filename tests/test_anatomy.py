@@ -12,7 +12,13 @@ from scipy import ndimage
 
 from csvd_bids.preproc.atlas import STRUCTURES, atlas_dir, load_atlas, lobe_of
 from csvd_bids.preproc.brain import extract_brain, skull_stripped_mask
-from csvd_bids.preproc.regions import REGION_INDEX, distance_mm, region_map, subject_ventricles
+from csvd_bids.preproc.regions import (
+    REGION_INDEX,
+    VENTRICLE_SEED_CSF_P,
+    distance_mm,
+    region_map,
+    subject_ventricles,
+)
 from csvd_bids.preproc.template import (
     deformable_refine,
     load_template,
@@ -200,18 +206,23 @@ def test_lesions_beyond_the_tissues_are_never_csf(csf_bright):
     assert np.median(tissues["csf"][classes == 0]) > 0.9  # CSF itself stays CSF
 
 
-def test_template_ventricles_count_only_where_the_image_shows_csf():
-    """Template ventricles reaching over the subject's tissue (a larger template ventricle, a
-    thick-slice registration) do not make that tissue ventricle; with no CSF under them at all
-    (a failed segmentation) they are kept as they are."""
+def test_template_ventricles_count_wherever_csf_is_possible():
+    """Template ventricles reaching over tissue the fit rules out as CSF (FLAIR-bright WMH under
+    a larger template ventricle, a thick-slice registration) do not make it ventricle; the
+    wall's partial-volume voxels (CSF unlikely, not ruled out) stay ventricle, as the WMH
+    detector's lining and wall rules expect; with CSF ruled out everywhere under them (a failed
+    segmentation) the template's ventricles are kept as they are."""
     grid = np.indices((40, 40, 40)).astype(np.float32)
     radius = np.sqrt(((grid - 20.0) ** 2).sum(axis=0))
     prior = (radius <= 10).astype(np.float32)  # the template's ventricle
-    dark = radius <= 6  # the subject's, smaller
-    found = subject_ventricles(prior, dark, (1.0, 1.0, 1.0), csf_like=dark)
-    assert np.array_equal(found, dark)
-    assert subject_ventricles(prior, dark, (1.0, 1.0, 1.0)).sum() == (radius <= 10).sum()
+    dark = radius <= 6  # the subject's clear CSF
+    csf = np.where(dark, 1.0, 0.1).astype(np.float32)  # partial volume around it ...
+    lesion = (radius > 7) & (grid[0] > 20)
+    csf[lesion] = 0.0  # ... and a lesion the fit rules out as CSF
+    possible = csf >= VENTRICLE_SEED_CSF_P
+    found = subject_ventricles(prior, dark, (1.0, 1.0, 1.0), csf_possible=possible)
+    assert np.array_equal(found, (radius <= 10) & ~lesion)
     nothing = np.zeros_like(dark)
     assert np.array_equal(
-        subject_ventricles(prior, nothing, (1.0, 1.0, 1.0), csf_like=nothing), radius <= 10
+        subject_ventricles(prior, nothing, (1.0, 1.0, 1.0), csf_possible=nothing), radius <= 10
     )

@@ -3,12 +3,12 @@
 Rules, applied in this order (a voxel keeps the first region it gets; distances in mm, in the
 subject's own space):
 
-1. lateral_ventricles: the warped template ventricles where the image shows CSF (posterior
-   >= ``VENTRICLE_SEED_CSF_P``; all of them if it shows none there), grown into connected
-   voxels of clear CSF (posterior >= ``VENTRICLE_CSF_P``, within ``VENTRICLE_REACH_MM``), so
-   enlarged ventricles are followed. Tissue under the template's ventricles is not ventricle:
-   where the template's ventricles reach beyond the subject's (registration of a thick-slice
-   FLAIR, small ventricles), periventricular WMH were labelled ventricle and left out of WMH.
+1. lateral_ventricles: the warped template ventricles where CSF is possible (posterior
+   >= ``VENTRICLE_SEED_CSF_P``; all of them if it is possible nowhere there), grown into
+   connected voxels of clear CSF (posterior >= ``VENTRICLE_CSF_P``, within
+   ``VENTRICLE_REACH_MM``), so enlarged ventricles are followed. Where the template's
+   ventricles reach beyond the subject's (registration of a thick-slice FLAIR), the
+   FLAIR-bright periventricular WMH under them were labelled ventricle and left out of WMH.
 2. basal_ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem, cerebellum:
    the warped atlas labels, whatever the tissue class (PVS are CSF-like inside the BG).
 3. internal_capsule: WM-class voxels within ``CAPSULE_MM`` of the lentiform nucleus (putamen,
@@ -44,7 +44,10 @@ CORTEX_MM = 3.0
 JUXTACORTICAL_MM = 3.0
 VENTRICLE_REACH_MM = 10.0
 VENTRICLE_CSF_P = 0.9  # ventricles grow only into clear CSF, not partial-volume voxels
-VENTRICLE_SEED_CSF_P = 0.5  # the template's ventricles count where CSF is the likeliest class
+# The template's ventricles count wherever CSF is possible at all: not where the fit rules it
+# out (tissues.not_csf_beyond_tissue: a FLAIR-bright lesion). A higher bar (0.05-0.5) also took
+# the ventricle wall's partial-volume voxels away and cost held-out WMH Dice 0.01-0.04.
+VENTRICLE_SEED_CSF_P = 1e-6
 
 # The subject-space region map (``seg-regions_dseg``): one label per brain voxel.
 REGION_LABELS = {
@@ -91,16 +94,16 @@ def subject_ventricles(
     dark: np.ndarray,
     zooms: tuple[float, float, float],
     reach_mm: float = VENTRICLE_REACH_MM,
-    csf_like: np.ndarray | None = None,
+    csf_possible: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Ventricles of this subject: the warped template ventricles (only where ``csf_like``,
+    """Ventricles of this subject: the warped template ventricles (only where ``csf_possible``,
     when given and that leaves any) grown into CSF-dark voxels (within ``reach_mm``) that
     connect to them through a face, so enlarged ventricles are followed (face connectivity:
     an edge or corner contact through partial volume does not lead the ventricles into the
     sulci or cisterns)."""
     seed = prior > 0.5
-    if csf_like is not None and (seed & csf_like).any():
-        seed &= csf_like
+    if csf_possible is not None and (seed & csf_possible).any():
+        seed &= csf_possible
     near = distance_mm(seed, zooms) <= reach_mm
     return keep_seeded((dark & near) | seed, seed, FACES)
 
@@ -134,8 +137,10 @@ def region_map(
         return distance_mm(mask, zooms) <= mm
 
     clear_csf = brain & (tissues["csf"][box] >= VENTRICLE_CSF_P)
-    csf_like = tissues["csf"][box] >= VENTRICLE_SEED_CSF_P
-    ventricles = subject_ventricles(ventricle_prior[box], clear_csf, zooms, csf_like=csf_like)
+    csf_possible = tissues["csf"][box] >= VENTRICLE_SEED_CSF_P
+    ventricles = subject_ventricles(
+        ventricle_prior[box], clear_csf, zooms, csf_possible=csf_possible
+    )
     assign(ventricles, REGION_INDEX["lateral_ventricles"])
     bg = np.isin(structures, [_S["caudate"], _S["putamen"], _S["pallidum"], _S["accumbens"]])
     assign(bg, REGION_INDEX["basal_ganglia"])
