@@ -23,8 +23,6 @@ tuned on, on real anatomy, real noise and real normal-tissue contrast.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -34,6 +32,8 @@ from scipy import ndimage
 
 from csvd_bids.preproc.regions import distance_mm
 from csvd_bids.region_sets import LATERAL_VENTRICLES, NAWM_REGIONS
+from csvd_bids.synth.contrasts import thick_slice_grid, to_grid
+from csvd_bids.synth.writer import write_json, write_nifti, write_text
 
 GAIN = (1.25, 1.6)  # painted FLAIR / normal white matter, low and high end of the texture
 
@@ -74,28 +74,24 @@ def paint(
 
 
 def thick_slices(image: nib.Nifti1Image, data: np.ndarray, factor: int) -> nib.Nifti1Image:
-    """``data`` (on ``image``'s RAS grid) averaged over blocks of ``factor`` axial slices."""
-    nz = data.shape[2] // factor * factor
-    blocks = data[..., :nz].reshape(*data.shape[:2], nz // factor, factor).mean(axis=-1)
-    scale = np.diag([1.0, 1.0, float(factor), 1.0])
-    scale[2, 3] = (factor - 1) / 2.0  # a thick voxel's centre is its block's centre
-    return nib.Nifti1Image(blocks.astype(np.float32), image.affine @ scale)
-
-
-def _write(path: Path, img: nib.Nifti1Image, dtype) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = nib.Nifti1Image(np.asanyarray(img.dataobj).astype(dtype), img.affine)
-    out.header.set_xyzt_units("mm")
-    nib.save(out, path)
+    """``data`` (on ``image``'s RAS grid) averaged over blocks of ``factor`` axial slices: the
+    generator's own thick-slice grid and block average."""
+    slice_mm = float(image.header.get_zooms()[2])
+    thickness = factor * slice_mm
+    grid = thick_slice_grid(data.shape, image.affine, slice_mm, thickness, (thickness, thickness))
+    return nib.Nifti1Image(to_grid(data, grid), grid.affine)
 
 
 def build(real: Path, regions_out: Path, dest: Path, thickness: int, burdens, seed: int) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise SystemExit(f"error: {dest} is not empty (the test bed is written into a new folder)")
+    masks = sorted((real / "derivatives" / "manual").glob("sub-*/anat/*_label-WMH_mask.nii.gz"))
+    if not masks:
+        raise SystemExit(
+            f"error: no derivatives/manual/sub-*/anat/*_label-WMH_mask.nii.gz in {real}"
+        )
     rows = []
-    for manual_path in sorted(
-        (real / "derivatives" / "manual").glob("sub-*/anat/*_label-WMH_mask.nii.gz")
-    ):
+    for manual_path in masks:
         subject = manual_path.name.split("_")[0][4:]
         flair_img = _canonical(real / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz")
         flair = np.asanyarray(flair_img.dataobj, dtype=np.float32)
@@ -107,44 +103,34 @@ def build(real: Path, regions_out: Path, dest: Path, thickness: int, burdens, se
         for burden in burdens:
             rng = np.random.default_rng([seed, int(burden)])
             painted, truth = paint(flair, manual, regions, wm_prob, zooms, burden, rng)
-            name = f"{subject}b{int(burden)}"
-            folder = dest / f"sub-{name}" / "anat"
+            name = f"sub-{subject}b{int(burden)}"
             image = thick_slices(flair_img, painted, thickness)
-            _write(folder / f"sub-{name}_FLAIR.nii.gz", image, np.float32)
+            anat_dir = dest / name / "anat"
+            write_nifti(
+                anat_dir / f"{name}_FLAIR.nii.gz", image.get_fdata(dtype=np.float32), image.affine
+            )
             sidecar = {"SliceThickness": thickness * zooms[2], "MRAcquisitionType": "2D"}
-            (folder / f"sub-{name}_FLAIR.json").write_text(json.dumps(sidecar, indent=2))
-            truth_img = thick_slices(flair_img, truth.astype(np.float32), thickness)
-            truth_img = nib.Nifti1Image(
-                (truth_img.get_fdata() >= 0.5).astype(np.uint8), image.affine
-            )
-            _write(
-                dest
-                / "derivatives"
-                / "manual"
-                / f"sub-{name}"
-                / "anat"
-                / f"sub-{name}_label-WMH_mask.nii.gz",
-                truth_img,
-                np.uint8,
-            )
-            volume = truth_img.get_fdata().sum() * np.prod(image.header.get_zooms()[:3]) / 1000
-            print(f"sub-{name}: {volume:.1f} ml of WMH, {thickness * zooms[2]:.1f} mm slices")
-            rows.append(f"sub-{name}")
-    (dest / "dataset_description.json").write_text(
-        json.dumps({"Name": "csvd-bids clinical WMH test bed", "BIDSVersion": "1.8.0"}, indent=2)
+            write_json(anat_dir / f"{name}_FLAIR.json", sidecar)
+            lesion = thick_slices(flair_img, truth.astype(np.float32), thickness).get_fdata() >= 0.5
+            manual_dir = dest / "derivatives" / "manual" / name / "anat"
+            mask_path = manual_dir / f"{name}_label-WMH_mask.nii.gz"
+            write_nifti(mask_path, lesion.astype(np.uint8), image.affine)
+            volume = lesion.sum() * np.prod(image.header.get_zooms()[:3]) / 1000
+            print(f"{name}: {volume:.1f} ml of WMH, {thickness * zooms[2]:.1f} mm slices")
+            rows.append(name)
+    write_json(
+        dest / "dataset_description.json",
+        {"Name": "csvd-bids clinical WMH test bed", "BIDSVersion": "1.8.0"},
     )
-    (dest / "participants.tsv").write_text("participant_id\n" + "\n".join(rows) + "\n")
-    manual_root = dest / "derivatives" / "manual"
-    (manual_root / "dataset_description.json").write_text(
-        json.dumps(
-            {
-                "Name": "manual WMH plus painted confluent WMH",
-                "BIDSVersion": "1.8.0",
-                "DatasetType": "derivative",
-                "GeneratedBy": [{"Name": "benchmarks/clinical_testbed.py"}],
-            },
-            indent=2,
-        )
+    write_text(dest / "participants.tsv", "participant_id\n" + "\n".join(rows) + "\n")
+    write_json(
+        dest / "derivatives" / "manual" / "dataset_description.json",
+        {
+            "Name": "manual WMH plus painted confluent WMH",
+            "BIDSVersion": "1.8.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "benchmarks/clinical_testbed.py"}],
+        },
     )
 
 

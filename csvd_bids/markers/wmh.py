@@ -215,15 +215,15 @@ def _segment(
     cortex = brain & np.isin(regions, CORTEX_REGIONS)
     nawm = _normal_tissue(flair, t1, brain, wm_regions, cortex, params)
 
-    def contrasts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def contrasts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """z, u and the NAWM level of ``image``."""
         level, spread = mode_stats(image[nawm])
         grey = float(np.median(image[cortex]))
         contrast = max(grey - level, spread, params.min_grey_contrast * level)
-        return (image - level) / spread, (image - level) / contrast
+        return (image - level) / spread, (image - level) / contrast, level
 
-    z, u = contrasts(flair)
-    z_raw, u_raw = contrasts(raw)
-    nawm_flair = mode_stats(flair[nawm])[0]
+    z, u, nawm_flair = contrasts(flair)
+    z_raw, u_raw, _ = contrasts(raw)
     dark = brain & (z < params.csf_z)
     ventricles = brain & (regions == LATERAL_VENTRICLES)
     if not ventricles.any():  # no atlas ventricles: follow the template's into dark voxels

@@ -64,13 +64,11 @@ def not_csf_beyond_tissue(posterior: np.ndarray, x: np.ndarray, mean: np.ndarray
         return posterior
     posterior = posterior.copy()
     posterior[beyond, csf] = 0.0
-    total = posterior[beyond].sum(1, keepdims=True)
-    # a voxel the fit gave to CSF alone goes to the nearer tissue class
-    nearest = np.zeros((int(beyond.sum()), len(TISSUES)))
-    tissues = [k for k in range(len(TISSUES)) if k != csf]
-    pick = np.argmin(np.abs(x[beyond, None] - tissue_means[None, :]), axis=1)
-    nearest[np.arange(len(pick)), np.array(tissues)[pick]] = 1.0
-    posterior[beyond] = np.where(
-        total > 1e-12, posterior[beyond] / np.maximum(total, 1e-300), nearest
-    )
+    # a voxel the fit gave to CSF alone goes to the tissue class with the nearer mean
+    alone = beyond & (posterior.sum(1) <= 1e-12)
+    others = np.delete(np.arange(len(TISSUES)), csf)
+    nearer = others[np.argmin(np.abs(x[alone, None] - tissue_means[None, :]), axis=1)]
+    posterior[alone] = 0.0
+    posterior[np.flatnonzero(alone), nearer] = 1.0
+    posterior[beyond] /= posterior[beyond].sum(1, keepdims=True)
     return posterior
