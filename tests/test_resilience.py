@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ from helpers import flair_path, participant_args, summary_path
 
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
+from csvd_bids.preproc.images import check_input_image
 
 REPO = Path(__file__).resolve().parent.parent
 UNWRITABLE = Path("/proc/csvd-bids-no-home")  # cannot be created, not even by root
@@ -25,9 +27,14 @@ def _args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
     return participant_args(bids, tmp_path, "--markers", "wmh", *extra)
 
 
-def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys):
-    """A constant FLAIR passes the header checks but fails when a node reads it: that session
-    fails, the other finishes; once the file is fixed, a re-run redoes only what is missing."""
+def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys, monkeypatch):
+    """A FLAIR that fails when a node reads it: that session fails, the other finishes; once the
+    file is fixed, a re-run redoes only what is missing. (A constant image is refused up front
+    since the planning checks values; here planning checks headers only, so that the node's
+    own check, which stays, is what fails.)"""
+    monkeypatch.setattr(
+        "csvd_bids.planning.check_input_image", partial(check_input_image, values=False)
+    )
     flair = flair_path(single_bids, "02")
     original = flair.read_bytes()
     img = nib.load(flair)

@@ -1,8 +1,10 @@
 """Reading input images safely, and converting between nibabel and SimpleITK.
 
 Every problem with an input image is raised as InputImageError naming the file, before any
-output is written: the checks in :func:`check_input_image` run on every selected file when the
-run is planned, and :func:`load_3d` repeats the data-level checks when a node reads it.
+output is written: the checks in :func:`check_input_image` (header, shape, voxel sizes, affine,
+data stream, and the values: finite, not constant, no wrapped-round negatives; see
+csvd_bids.preproc.image_checks) run on every selected file when the run is planned, and
+:func:`load_3d` repeats them when a node reads it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from csvd_bids.errors import InputImageError
+from csvd_bids.preproc.image_checks import (
+    check_exists,
+    check_extent,
+    check_values,
+    check_voxel_sizes,
+    read_values,
+)
 
 _CHUNK = 1 << 22
 # RAS (nibabel) <-> LPS (ITK): flip the first two world axes.
@@ -32,11 +41,13 @@ def _check_gzip_stream(path: Path) -> None:
         raise InputImageError(str(path), f"truncated or corrupt gzip data ({exc})") from exc
 
 
-def check_input_image(path: str | Path, expect_4d: bool = False) -> tuple[int, ...]:
-    """Header, shape, affine and data-stream checks; returns the image shape."""
+def check_input_image(
+    path: str | Path, expect_4d: bool = False, values: bool = True
+) -> tuple[int, ...]:
+    """Header, shape, voxel sizes, affine and data-stream checks, then (``values``) the data's
+    values, of a 4D series its first volume only; returns the image shape."""
     path = Path(path)
-    if not path.is_file():
-        raise InputImageError(str(path), "file does not exist")
+    check_exists(path)
     if path.name.endswith(".gz"):
         _check_gzip_stream(path)
     try:
@@ -44,13 +55,9 @@ def check_input_image(path: str | Path, expect_4d: bool = False) -> tuple[int, .
     except Exception as exc:  # nibabel raises many types for bad headers
         raise InputImageError(str(path), f"not a readable NIfTI image ({exc})") from exc
     shape = tuple(int(s) for s in img.shape)
-    if expect_4d:
-        if len(shape) != 4:
-            raise InputImageError(str(path), f"expected a 4D image, found shape {shape}")
-    elif len(shape) == 4 and shape[3] != 1 or len(shape) > 4:
-        raise InputImageError(str(path), f"a 4D image (shape {shape}) where a 3D image is expected")
-    elif len(shape) < 3:
-        raise InputImageError(str(path), f"a {len(shape)}D image (shape {shape}), expected 3D")
+    _check_dimensions(path, shape, expect_4d)
+    check_extent(path, shape)
+    check_voxel_sizes(path, img)  # before the affine: nibabel builds it from fixed-up sizes
     affine = img.affine
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise InputImageError(
@@ -63,7 +70,19 @@ def check_input_image(path: str | Path, expect_4d: bool = False) -> tuple[int, .
         )
         if path.stat().st_size < expected:
             raise InputImageError(str(path), "truncated (file shorter than its header says)")
+    if values:
+        check_values(path, read_values(path, img, expect_4d), img.get_data_dtype())
     return shape
+
+
+def _check_dimensions(path: Path, shape: tuple[int, ...], expect_4d: bool) -> None:
+    if expect_4d:
+        if len(shape) != 4:
+            raise InputImageError(str(path), f"expected a 4D image, found shape {shape}")
+    elif len(shape) == 4 and shape[3] != 1 or len(shape) > 4:
+        raise InputImageError(str(path), f"a 4D image (shape {shape}) where a 3D image is expected")
+    elif len(shape) < 3:
+        raise InputImageError(str(path), f"a {len(shape)}D image (shape {shape}), expected 3D")
 
 
 def check_dwi(path: str | Path, bval: str | None, bvec: str | None) -> None:
@@ -87,18 +106,15 @@ def check_dwi(path: str | Path, bval: str | None, bvec: str | None) -> None:
 def load_3d(path: str | Path) -> nib.Nifti1Image:
     """A 3D float32 image reoriented to RAS, with finite, non-constant data."""
     path = Path(path)
-    check_input_image(path)
+    check_input_image(path, values=False)  # the values are checked below, on the data read
     img = nib.as_closest_canonical(nib.load(path))
     try:
         data = np.asanyarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise InputImageError(str(path), f"cannot read the image data ({exc})") from exc
     data = data.reshape(data.shape[:3])
-    if not np.any(np.isfinite(data)):
-        raise InputImageError(str(path), "no finite voxel values")
+    check_values(path, data, img.get_data_dtype())
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    if float(data.max()) <= float(data.min()):
-        raise InputImageError(str(path), "constant image (every voxel has the same value)")
     out = nib.Nifti1Image(data, img.affine)
     out.set_qform(img.affine, code=1)
     out.set_sform(img.affine, code=1)
