@@ -117,12 +117,19 @@ def report_sessions(
 
 
 def run_group(config: RunConfig) -> None:
-    from csvd_bids.group.aggregate import run_group_level
+    from csvd_bids.group.aggregate import SkippedSummariesError, run_group_level
     from csvd_bids.reports.build import build_group_report
 
-    run_group_level(
-        config.output_dir, config.bids_dir, config.group_outcome, config.group_covariates or None
-    )
+    try:
+        run_group_level(
+            config.output_dir,
+            config.bids_dir,
+            config.group_outcome,
+            config.group_covariates or None,
+        )
+    except SkippedSummariesError:  # the tables of the other sessions were written: report them
+        build_group_report(config.output_dir)
+        raise
     build_group_report(config.output_dir)
 
 

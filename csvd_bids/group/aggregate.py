@@ -3,6 +3,14 @@ dataset's ``participants.tsv`` and ``sessions.tsv``, then the group analyses.
 
 Reads the participant-level derivatives and those two phenotype tables (never the images
 or the work dir).
+
+Damaged summaries (empty, cut short, not UTF-8, without the session's ids...): the session is
+left out with a warning naming the file and the problem, the group tables are written for the
+other sessions, the problems are listed in ``group_stats.json`` ("InputProblems", and its
+"Warnings" for the report), and the run ends with exit code 1 (ExitCode.SESSION_FAILED). A
+summary that lacks columns other summaries have is kept, with a warning naming the columns
+(their values are n/a in the group table). No usable summary at all: exit code 65, nothing
+written.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
-from csvd_bids.errors import NoInputError
+from csvd_bids.errors import CsvdBidsError, ExitCode, NoInputError
 from csvd_bids.group.analysis import write_group_analyses
 
 LOGGER = logging.getLogger("csvd_bids.group")
@@ -27,20 +35,95 @@ def find_summaries(output_dir: Path) -> list[Path]:
     return sorted(p for pattern in SUMMARY_GLOBS for p in output_dir.glob(pattern))
 
 
-def collect_summaries(paths: list[Path]) -> pd.DataFrame:
-    """Every summary in one table. Files with the same header are parsed together (one
-    ``read_csv`` per header instead of one per session: 1,000 sessions in well under 1 s)."""
+class SkippedSummariesError(CsvdBidsError):
+    """Raised after the group tables were written without the sessions named in it."""
+
+    exit_code = ExitCode.SESSION_FAILED
+
+
+def read_summary(path: Path) -> tuple[str, str] | str:
+    """(header line, data line) of one session's summary, or why it cannot be used."""
+    try:
+        # utf-8-sig: a byte-order mark (a spreadsheet's save) would rename the first column
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return "empty file"
+    header, rows = lines[0].split("\t"), lines[1:]
+    if not rows:  # a file cut inside its header, or a header alone
+        return "no data row (file cut short?)"
+    if len(rows) > 1:  # one summary, one session
+        return f"{len(rows)} data rows instead of 1"
+    fields = rows[0].split("\t")
+    if len(fields) != len(header):  # pandas would pad a short row with n/a, silently
+        return f"{len(fields)} values for {len(header)} columns (file cut short?)"
+    missing = [key for key in KEYS if key not in header]
+    if missing:
+        return f"no {' or '.join(missing)} column"
+    # the ids must be the file's own: a blank or foreign id would merge or misname sessions
+    values = dict(zip(header, fields, strict=True))
+    entities = path.name.split("_")
+    expected = {
+        "participant_id": entities[0],
+        "session_id": next((e for e in entities if e.startswith("ses-")), "n/a"),
+    }
+    wrong = [
+        f"{key} {values[key]!r} is not the file name's {expected[key]!r}"
+        for key in KEYS
+        if values[key] != expected[key]
+    ]
+    if wrong:
+        return ", ".join(wrong)
+    return lines[0], rows[0]
+
+
+def collect_summaries(
+    paths: list[Path],
+) -> tuple[pd.DataFrame | None, dict[Path, str], dict[Path, list[str]]]:
+    """Every usable summary in one table (None: none usable), the skipped files with their
+    problem, and the kept files that lack columns others have, with those columns.
+
+    Files with the same header are parsed together (one ``read_csv`` per header instead of one
+    per session: 1,000 sessions in well under 1 s)."""
     by_header: dict[str, list[str]] = {}
+    header_of: dict[Path, str] = {}
+    skipped: dict[Path, str] = {}
     for path in paths:
-        header, *rows = path.read_text().splitlines()
-        by_header.setdefault(header, []).extend(r for r in rows if r.strip())
+        summary = read_summary(path)
+        if isinstance(summary, str):
+            skipped[path] = summary
+            LOGGER.warning("%s: %s; session left out of the group tables", path, summary)
+            continue
+        header, row = summary
+        by_header.setdefault(header, []).append(row)
+        header_of[path] = header
+    if not by_header:
+        return None, skipped, {}
+    # a column some summaries have and this one lacks would be n/a for it in the group table
+    columns = dict.fromkeys(c for header in by_header for c in header.split("\t"))
+    absent_by_header = {h: [c for c in columns if c not in h.split("\t")] for h in by_header}
+    incomplete: dict[Path, list[str]] = {}
+    for path, header in header_of.items():
+        absent = absent_by_header[header]
+        if absent:
+            incomplete[path] = absent
+            LOGGER.warning(
+                "%s: no column %s (other summaries have it; n/a in the group table)",
+                path,
+                ", ".join(absent),
+            )
     tables = [
         _read_tsv(io.StringIO("\n".join([header, *rows]))) for header, rows in by_header.items()
     ]
     table = pd.concat(tables, ignore_index=True, sort=False)
-    return table.sort_values(
+    table = table.sort_values(
         ["participant_id", "session_id"], na_position="first", ignore_index=True
     )
+    return table, skipped, incomplete
 
 
 def _dictionary(paths: list[Path]) -> dict:
@@ -94,15 +177,63 @@ def run_group_level(
             f"{output_dir}: no participant-level outputs (*_desc-summary_stats.tsv) to aggregate; "
             "run the participant level first"
         )
-    table, phenotype_dictionary = join_phenotypes(collect_summaries(paths), bids_dir)
+    summaries, skipped, incomplete = collect_summaries(paths)
+    if summaries is None:
+        raise CsvdBidsError(
+            f"{output_dir}: no usable participant-level summary: "
+            + "; ".join(f"{path}: {problem}" for path, problem in skipped.items()),
+            ExitCode.INPUT_DATA,
+        )
+    table, phenotype_dictionary = join_phenotypes(summaries, bids_dir)
     out = output_dir / "group_csvd.tsv"
-    ds.write_json(out.with_suffix(".json"), {**_dictionary(paths), **phenotype_dictionary})
+    kept = [path for path in paths if path not in skipped]
+    ds.write_json(out.with_suffix(".json"), {**_dictionary(kept), **phenotype_dictionary})
     ds.write_tsv(out, table)
     write_group_analyses(table, output_dir, outcome, covariates)
+    _record_problems(output_dir, skipped, incomplete)
     LOGGER.info(
         "group level: %d sessions of %d subjects -> %s",
         len(table),
         table["participant_id"].nunique(),
         out,
     )
+    if skipped:
+        raise SkippedSummariesError(
+            f"group level: {len(skipped)} of {len(paths)} session(s) left out, their summary "
+            "is damaged: "
+            + "; ".join(f"{path}: {problem}" for path, problem in skipped.items())
+            + f". The group tables in {output_dir} hold the other {len(table)} session(s) "
+            "(problems listed in group_stats.json and the report); re-run the participant level "
+            "for the sessions left out"
+        )
     return out
+
+
+def _record_problems(
+    output_dir: Path, skipped: dict[Path, str], incomplete: dict[Path, list[str]]
+) -> None:
+    """The damaged summaries in group_stats.json: "InputProblems" for scripts, and its
+    "Warnings", which the group report shows."""
+    if not skipped and not incomplete:
+        return
+    problems = [
+        {"file": str(path.relative_to(output_dir)), "problem": problem, "session_left_out": True}
+        for path, problem in skipped.items()
+    ] + [
+        {
+            "file": str(path.relative_to(output_dir)),
+            "problem": f"no column {', '.join(columns)}",
+            "session_left_out": False,
+        }
+        for path, columns in incomplete.items()
+    ]
+    path = output_dir / "group_stats.json"
+    meta = json.loads(path.read_text())
+    notes = [
+        f"{p['file']}: {p['problem']}"
+        + ("; session left out" if p["session_left_out"] else "; n/a in the group table")
+        for p in problems
+    ]
+    meta["Warnings"] = notes + meta.get("Warnings", [])
+    meta["InputProblems"] = problems
+    ds.write_json(path, meta)
