@@ -37,6 +37,7 @@ class RunConfig:
     group_outcome: str | None = None  # None: participants.tsv's two-level "group" column
     group_covariates: tuple[str, ...] = ()  # (): csvd_bids.group.stats.DEFAULT_COVARIATES
     models_dir: Path | None = None  # model bundles that replace markers' detectors
+    wmh_method: str = "detector"  # or "model": the shipped WMH bundle (csvd_bids.models.builtin)
     device: str = "auto"  # torch device of model inference: auto, cpu, cuda
     tta: bool = False  # left-right flip test-time augmentation of model inference
     reports_only: bool = False  # rebuild the HTML reports from existing outputs, run nothing

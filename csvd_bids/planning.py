@@ -162,16 +162,20 @@ def model_status(bundle, available: set[str]) -> dict:
 
 
 def load_models(config: RunConfig) -> dict:
-    """marker key -> bundle from --models-dir, each checked against its marker; {} without."""
-    if config.models_dir is None:
+    """marker key -> bundle: those of --models-dir, each checked against its marker, over the
+    shipped ones the run asks for (--wmh-method model); {} without either."""
+    if config.models_dir is None and config.wmh_method == "detector":
         return {}
     from csvd_bids.markers import REGISTRY
+    from csvd_bids.models.builtin import builtin_bundles
     from csvd_bids.models.bundle import find_bundles
     from csvd_bids.models.detect import check_bundle_supported
     from csvd_bids.models.inference import resolve_device
 
     resolve_device(config.device)  # refuse cuda without a GPU before anything runs
-    bundles = find_bundles(config.models_dir)
+    bundles = builtin_bundles(config.wmh_method)
+    if config.models_dir is not None:
+        bundles.update(find_bundles(config.models_dir))
     for key, bundle in bundles.items():
         check_bundle_supported(bundle, REGISTRY[key])
         LOGGER.info("%s: model bundle %s replaces the detector", key, bundle.path)

@@ -14,9 +14,11 @@ from scipy import ndimage
 
 from csvd_bids.cli.run import main
 from csvd_bids.cli.train import main as train_main
+from csvd_bids.config import RunConfig
 from csvd_bids.errors import ExitCode, UsageError
 from csvd_bids.interfaces.markers import DetectMarker
 from csvd_bids.markers import REGISTRY
+from csvd_bids.models.builtin import WMH_BUNDLE
 from csvd_bids.models.bundle import (
     INFERENCE,
     METADATA,
@@ -30,7 +32,7 @@ from csvd_bids.models.bundle import (
 from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
 from csvd_bids.morphology import FACES
-from csvd_bids.planning import model_status
+from csvd_bids.planning import load_models, model_status
 
 # These tests read the session-scoped demo run: keeping them on one xdist worker (make test
 # uses --dist loadgroup) runs the 2 x 2 demo once instead of once per worker.
@@ -233,3 +235,41 @@ def test_cuda_without_a_gpu_is_a_usage_error(demo_run, bundle_dir, tmp_path):
             str(tmp_path / "work"), "--skip-bids-validation", "--models-dir", str(models),
             "--device", "cuda"]  # fmt: skip
     assert main(args) == ExitCode.USAGE
+
+
+def test_the_shipped_wmh_model_is_a_checked_flair_only_bundle_under_30_mb():
+    bundle = load_bundle(WMH_BUNDLE)
+    assert bundle.marker == "wmh" and bundle.inputs == ("flair",)
+    size = sum(f.stat().st_size for f in WMH_BUNDLE.rglob("*") if f.is_file())
+    assert size < 30e6
+    assert not (WMH_BUNDLE / "checkpoints").exists()
+    training = bundle.metadata["training"]
+    assert training["settings"]["bf16"] and training["settings"]["spacing_mm"] == [1.0] * 3
+    # the exact command is documented beside the weights
+    assert "csvd-bids-train wmh" in (WMH_BUNDLE / "TRAINING.md").read_text()
+
+
+def test_wmh_method_chooses_the_shipped_model_and_models_dir_wins(bundle_dir, tmp_path):
+    config = RunConfig(Path("bids"), Path("out"), ("participant",), Path("work"))
+    assert load_models(config) == {}  # the detector by default
+    config.wmh_method = "model"
+    assert load_models(config)["wmh"].path == WMH_BUNDLE
+    shutil.copytree(bundle_dir, tmp_path / "models" / "wmh")
+    config.models_dir = tmp_path / "models"
+    assert load_models(config)["wmh"].path == tmp_path / "models" / "wmh"
+
+
+def test_training_sessions_are_resampled_to_the_bundle_spacing():
+    """A 1x1x4 mm session (a thick-slice FLAIR) is trained on at 1 mm, as inference sees it."""
+    from csvd_bids.models.train import Session, to_spacing
+
+    brain = np.zeros((20, 20, 6), bool)
+    brain[2:18, 2:18, 1:5] = True
+    label = np.zeros((1, 20, 20, 6), np.float32)
+    label[0, 5:10, 5:10, 2:4] = 1
+    image = np.where(brain, 100.0, 0.0).astype(np.float32)[None] + 50 * label
+    session = to_spacing(Session("s", image, label, brain, (1.0, 1.0, 4.0)), (1.0, 1.0, 1.0))
+    assert session.image.shape == (1, 20, 20, 24) and session.zooms == (1.0, 1.0, 1.0)
+    assert abs(session.label.sum() - 4 * label.sum()) <= 0.25 * 4 * label.sum()
+    assert not session.image[0][~session.brain].any()  # 0 outside the brain, as in training
+    assert to_spacing(session, (1.05, 1.0, 1.0)) is session  # within 10 %: left as it is

@@ -46,3 +46,17 @@ def test_ci_and_readme_use_the_same_test_command():
     readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_wheel_ships_the_wmh_model(tmp_path):
+    """The shipped bundle must be inside the installed package (no download at run time)."""
+    import zipfile
+
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*pip, "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("csvd_bids-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    bundle = "csvd_bids/models/bundles/wmh_flair_unet/"
+    for part in ("configs/metadata.json", "configs/inference.json", "models/model.pt"):
+        assert bundle + part in names
+    assert not any("checkpoints" in name for name in names)

@@ -13,6 +13,7 @@ import yaml
 from csvd_bids import __version__
 from csvd_bids.config import DEVICES, RunConfig
 from csvd_bids.errors import ExitCode, NoInputError, UsageError
+from csvd_bids.models.builtin import WMH_METHODS
 
 ANALYSIS_LEVELS = ("participant", "group")
 _MEM_UNITS = {
@@ -197,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of MONAI model bundles; a bundle replaces its marker's detector",
     )
     perf.add_argument(
+        "--wmh-method",
+        choices=WMH_METHODS,
+        default="detector",
+        help="WMH by the unsupervised detector (default) or by the FLAIR-only UNet shipped with "
+        "csvd-bids (see Models in the README for where each does better); a WMH bundle in "
+        "--models-dir wins over both",
+    )
+    perf.add_argument(
         "--device",
         choices=DEVICES,
         default="auto",
@@ -295,6 +304,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         group_outcome=opts.group_outcome,
         group_covariates=tuple(opts.group_covariates),
         models_dir=opts.models_dir.expanduser().absolute() if opts.models_dir else None,
+        wmh_method=opts.wmh_method,
         device=opts.device,
         tta=opts.tta,
         reports_only=opts.reports_only,

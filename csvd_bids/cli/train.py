@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--spacing", type=float, nargs=3, metavar="MM",
+                       help="the bundle's voxel size, every session resampled to it (default: "
+                       "the training sessions' median voxel)")  # fmt: skip
+    train.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast in training (2-3x faster on recent CPUs)",
+    )
     train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     return parser
@@ -121,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             channels=tuple(opts.channels),
             seed=opts.seed,
             device=opts.device,
+            spacing_mm=tuple(opts.spacing) if opts.spacing else None,
+            bf16=opts.bf16,
         )
         pairs = list(zip(opts.outputs or [], opts.labels or [], strict=True))
         if opts.synthetic is not None:

@@ -47,7 +47,18 @@ def normalise(channels: np.ndarray, brain: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resize(volume: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def spacing_shape(
+    shape: tuple[int, ...], zooms: tuple[float, ...], spacing: tuple[float, ...]
+) -> tuple[int, ...] | None:
+    """The array shape at ``spacing`` (axes scaled by voxel size over spacing), or None when
+    every axis is within ``SPACING_TOLERANCE`` of it (no resampling)."""
+    ratio = np.asarray(zooms, dtype=float) / np.asarray(spacing, dtype=float)
+    if not np.any(np.abs(ratio - 1.0) > SPACING_TOLERANCE):
+        return None
+    return tuple(max(1, int(round(n * r))) for n, r in zip(shape, ratio, strict=True))
+
+
+def resize(volume: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return F.interpolate(volume, size=shape, mode="trilinear", align_corners=False)
 
 
@@ -66,19 +77,18 @@ def predict(
 
     where = resolve_device(device)
     x = torch.from_numpy(normalise(channels, brain))[None]
-    spacing = np.asarray(bundle.metadata["spacing_mm"], dtype=float)
-    ratio = np.asarray(zooms, dtype=float) / spacing
+    spacing = bundle.metadata["spacing_mm"]
     shape = tuple(int(s) for s in channels.shape[1:])
-    resample = bool(np.any(np.abs(ratio - 1.0) > SPACING_TOLERANCE))
+    target = spacing_shape(shape, zooms, spacing)
+    resample = target is not None
     if resample:
-        target = tuple(max(1, int(round(n * r))) for n, r in zip(shape, ratio, strict=True))
         LOGGER.info(
             "%s: voxels %s mm resampled to the bundle's %s mm for inference, and back",
             bundle.metadata["name"],
             "x".join(f"{z:g}" for z in zooms),
             "x".join(f"{s:g}" for s in spacing),
         )
-        x = _resize(x, target)
+        x = resize(x, target)
     network = network.to(where)
     roi = tuple(int(p) for p in bundle.metadata["patch_size"])
 
@@ -94,7 +104,7 @@ def predict(
         if tta:  # left-right mirror: lesions have no side
             probability = 0.5 * (probability + run(x.flip(2)).flip(2))
         if resample:
-            probability = _resize(probability, shape)
+            probability = resize(probability, shape)
     out = probability[0, 0].numpy().astype(np.float32)
     out[~brain] = 0.0
     return out
