@@ -103,6 +103,30 @@ def test_raw_uri(raw, monkeypatch):
         ds.raw_uri(raw, raw.parent / "elsewhere.nii.gz")
 
 
+def test_raw_uri_of_a_link_to_content_outside_the_dataset(tmp_path):
+    """DataLad/git-annex: the image is a link to .git/annex/objects or further away; the URI
+    is its name inside the dataset (was: a ValueError after the whole graph had run)."""
+    raw, content = tmp_path / "raw", tmp_path / "annex" / "objects" / "XX" / "key"
+    content.parent.mkdir(parents=True)
+    content.write_bytes(b"data")
+    link = raw / "sub-01" / "anat" / "sub-01_FLAIR.nii.gz"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(content)
+    assert ds.raw_uri(raw, link) == "bids:raw:sub-01/anat/sub-01_FLAIR.nii.gz"
+
+
+def test_raw_uri_through_a_linked_dataset_root(tmp_path):
+    """bids_dir given as a link, files listed under its target (or the other way round)."""
+    real = tmp_path / "real"
+    t1w = real / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+    t1w.parent.mkdir(parents=True)
+    t1w.write_bytes(b"data")
+    (tmp_path / "link").symlink_to(real)
+    expected = "bids:raw:sub-01/anat/sub-01_T1w.nii.gz"
+    assert ds.raw_uri(tmp_path / "link", t1w) == expected
+    assert ds.raw_uri(real, tmp_path / "link" / "sub-01" / "anat" / t1w.name) == expected
+
+
 def test_local_uri(tmp_path):
     out = tmp_path / "out"
     mask = out / "sub-01" / "ses-1" / "anat" / "sub-01_ses-1_desc-brain_mask.nii.gz"
@@ -292,3 +316,81 @@ def test_init_output_dir(raw, tmp_path, no_container):
     assert ".tmp-*" in ignored and "figures/" in ignored and "logs/" in ignored
     init_output_dir(out, raw)  # a second call (resume) rewrites in place
     assert _leftovers(out) == []
+
+
+# --- a session's outputs published together; reproducible transforms ---
+
+
+def test_publish_folder_moves_every_file_the_last_one_last(tmp_path):
+    staging, out = tmp_path / ".staging", tmp_path / "out"
+    for name in ("sub-01/anat/a.nii.gz", "sub-01/figures/b.png", "sub-01/anat/summary.tsv"):
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_text(name)
+    order = []
+    real_replace = os.replace
+
+    def recorded(src, dst):
+        order.append(Path(dst).name)
+        real_replace(src, dst)
+
+    last = staging / "sub-01/anat/summary.tsv"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ds.os, "replace", recorded)
+        assert ds.publish_folder(staging, out, last=last) == out / "sub-01/anat/summary.tsv"
+    assert order[-1] == "summary.tsv" and len(order) == 3
+    assert (out / "sub-01/figures/b.png").read_text() == "sub-01/figures/b.png"
+
+
+def test_publish_folder_takes_back_what_it_moved_when_a_move_fails(tmp_path):
+    staging, out = tmp_path / ".staging", tmp_path / "out"
+    for name in ("a.tsv", "b.tsv", "z.tsv"):
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_text(name)
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(src).name == "b.tsv":
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ds.os, "replace", failing)
+        with pytest.raises(OSError):
+            ds.publish_folder(staging, out, last=staging / "z.tsv")
+    assert not list(out.iterdir())
+
+
+def test_staging_folder_turns_a_full_disk_into_exit_73_and_cleans_up(tmp_path):
+    from csvd_bids.errors import ExitCode, OutputError
+    from csvd_bids.outputs.session import staging_folder
+
+    words = "No space left on device while writing the outputs of sub-01"
+    with pytest.raises(OutputError, match=words) as caught, staging_folder(tmp_path, "sub-01") as s:
+        (s / "partial.nii.gz").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    assert caught.value.exit_code == ExitCode.CANNOT_WRITE
+    assert not list(tmp_path.iterdir())
+
+
+def test_copy_hdf5_gives_the_same_bytes_for_the_same_transform(tmp_path):
+    """ITK stamps the time on every HDF5 object: two writes a second apart differ; the copies
+    do not, and read back as the same transform."""
+    import time
+
+    import SimpleITK as sitk
+
+    field = sitk.Image([6, 6, 6], sitk.sitkVectorFloat64, 3)
+    field.SetOrigin((-3.0, 2.0, 1.0))
+    rigid = sitk.Euler3DTransform((0, 0, 0), 0.1, -0.2, 0.05, (1.0, -2.0, 3.0))
+    transform = sitk.CompositeTransform([rigid, sitk.DisplacementFieldTransform(field)])
+    written = []
+    for name in ("a", "b"):
+        sitk.WriteTransform(transform, str(tmp_path / f"{name}.h5"))
+        written.append((tmp_path / f"{name}.h5").read_bytes())
+        time.sleep(1.1)
+    assert written[0] != written[1]  # else this test shows nothing
+    copies = [ds.copy_hdf5(tmp_path / f"{n}.h5", tmp_path / "out" / f"{n}.h5") for n in "ab"]
+    assert copies[0].read_bytes() == copies[1].read_bytes()
+    read = sitk.ReadTransform(str(copies[0]))
+    for point in [(0.0, 0.0, 0.0), (10.0, -5.0, 2.0)]:
+        assert read.TransformPoint(point) == pytest.approx(transform.TransformPoint(point))

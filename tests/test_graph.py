@@ -284,6 +284,19 @@ def test_the_exit_code_comes_from_the_exception_class(tmp_path):
     assert fault.exit_code == ExitCode.SESSION_FAILED
 
 
+@pytest.mark.parametrize(
+    ("last_line", "code"),
+    [
+        ("OSError: [Errno 28] No space left on device: '/work/x'", ExitCode.CANNOT_WRITE),
+        ("OSError: [Errno 122] Disk quota exceeded", ExitCode.CANNOT_WRITE),
+        ("FileNotFoundError: [Errno 2] No such file or directory: 'x'", ExitCode.SESSION_FAILED),
+        ("ValueError: [Errno 28] quoted in a message", ExitCode.SESSION_FAILED),
+    ],
+)
+def test_a_full_work_dir_disk_in_a_node_exits_73(tmp_path, last_line, code):
+    assert read_crash(_crash(tmp_path, last_line)).exit_code == code
+
+
 def test_exception_class_resolves_only_exceptions():
     assert exception_class("csvd_bids.errors.InputImageError").__name__ == "InputImageError"
     assert exception_class("KeyError") is KeyError

@@ -8,6 +8,7 @@ place, so a crash never leaves a half-written output.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -61,8 +62,21 @@ def session_dir(
 
 
 def raw_uri(bids_dir: Path, path: str | Path) -> str:
-    """BIDS URI of an input file: ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``."""
-    return f"bids:{RAW_LINK}:{Path(path).resolve().relative_to(bids_dir.resolve()).as_posix()}"
+    """BIDS URI of an input file: ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``.
+
+    The path is taken as given, not resolved: in a DataLad/git-annex dataset every image is a
+    symbolic link to content outside the dataset, and its name inside the dataset is what the
+    URI must give. The dataset may be reached through a link of its own, so both spellings of
+    its root and of the file's folder are tried.
+    """
+    given = Path(os.path.abspath(path))
+    # the file itself is never resolved; its folder may be (a dataset reached through a link)
+    spellings = (given, given.parent.resolve() / given.name)
+    roots = (Path(os.path.abspath(bids_dir)), bids_dir.resolve())
+    for file, root in itertools.product(spellings, roots):
+        if file.is_relative_to(root):
+            return f"bids:{RAW_LINK}:{file.relative_to(root).as_posix()}"
+    raise ValueError(f"{path}: not inside the input dataset {bids_dir}")
 
 
 def methods_file(output_dir: Path, prefix: str) -> Path:
@@ -113,6 +127,67 @@ def write_nifti(path: Path, img: nib.Nifti1Image) -> Path:
 
 def copy_file(src: Path, path: Path) -> Path:
     return _atomic(path, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def publish_folder(staging: Path, destination: Path, last: Path) -> Path:
+    """Move every file of ``staging`` to the same place under ``destination``, ``last`` (a
+    file of ``staging``) after all others; returns where ``last`` went.
+
+    The folders are all made before the first file moves, so what follows is renames within
+    one file system, which need no free space. If one fails nonetheless, the files already
+    moved are taken back out, so that nothing of the set is left half-published.
+    """
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and p != last) + [last]
+    targets = [destination / p.relative_to(staging) for p in files]
+    for folder in sorted({t.parent for t in targets}):
+        folder.mkdir(parents=True, exist_ok=True)
+    moved = []
+    try:
+        for source, target in zip(files, targets, strict=True):
+            os.replace(source, target)
+            moved.append(target)
+    except BaseException:
+        for target in moved:
+            target.unlink(missing_ok=True)
+        raise
+    return targets[-1]
+
+
+def copy_hdf5(src: Path, path: Path) -> Path:
+    """Copy an HDF5 file (an ITK transform) object by object, without the creation and
+    modification times HDF5 stamps on every object header by default: the same transform
+    then gives the same bytes in every run, so a re-run can be checked by checksum."""
+    return _atomic(path, lambda tmp: _copy_hdf5_untimed(src, tmp))
+
+
+def _copy_hdf5_untimed(src: Path, dst: Path) -> None:
+    import h5py
+
+    def untimed(kind):  # a property list with object time tracking off
+        plist = h5py.h5p.create(kind)
+        plist.set_obj_track_times(False)
+        return plist
+
+    def copy(source: h5py.Group, target: h5py.Group) -> None:
+        for name, item in source.items():
+            if isinstance(item, h5py.Group):
+                group_id = h5py.h5g.create(
+                    target.id, name.encode(), gcpl=untimed(h5py.h5p.GROUP_CREATE)
+                )
+                copy(item, h5py.Group(group_id))
+            else:
+                dataset = target.create_dataset(
+                    name, data=item[()], dtype=item.dtype, track_times=False
+                )
+                dataset.attrs.update(item.attrs)
+
+    # the root group takes its settings from the file creation list
+    file_id = h5py.h5f.create(
+        str(dst).encode(), h5py.h5f.ACC_TRUNC, fcpl=untimed(h5py.h5p.FILE_CREATE)
+    )
+    with h5py.File(src, "r") as source, h5py.File(file_id) as target:
+        target.attrs.update(source.attrs)
+        copy(source, target)
 
 
 def container_info() -> dict[str, str] | None:

@@ -2,12 +2,18 @@
 
 Called by the last node of a session's graph, so a session's outputs appear only when all of its
 processing succeeded. It names, copies and describes (sidecars) what the graph computed, the
-quantification node's tables and label map included; it computes nothing itself. Each file is
-written atomically (see csvd_bids.bids.derivatives), the summary last.
+quantification node's tables and label map included; it computes nothing itself. The files are
+written into a hidden staging folder and moved into place together once all are there, the
+summary last (see csvd_bids.bids.derivatives.publish_folder).
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +22,7 @@ import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
 from csvd_bids.bids.discovery import SUFFIXES, session_prefix
+from csvd_bids.errors import OutputError
 from csvd_bids.labels import BY_KEY, dseg_priority
 from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import LEFT_OUT
@@ -23,6 +30,8 @@ from csvd_bids.preproc.atlas import ATLAS_CITATION
 from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.preproc.template import TEMPLATE_NAME
 from csvd_bids.quant.summary import describe_lesion_column, describe_summary_column
+
+STAGING_PREFIX = ".staging-"  # hidden: the BIDS validator and pybids skip dot folders
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,28 @@ def _source_entities(path: str) -> dict[str, str]:
     return {}
 
 
+@contextmanager
+def staging_folder(output_dir: Path, prefix: str) -> Iterator[Path]:
+    """A hidden folder in ``output_dir`` to write a session's outputs into, removed at the end
+    whatever happens; a full disk or quota inside the block becomes an OutputError (exit 73)
+    naming the folder."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob(f"{STAGING_PREFIX}{prefix}-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{prefix}-", dir=output_dir))
+    try:
+        yield staging
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputError(
+                f"{output_dir}: {exc.strerror} while writing the outputs of {prefix}; "
+                "none of them was left under its final name"
+            ) from exc
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_session_outputs(
     plan: dict,
     output_dir: Path,
@@ -72,6 +103,11 @@ def write_session_outputs(
 ) -> Path:
     """Write every output of one session and return the path of its summary TSV.
 
+    All of it is written into a staging folder in ``output_dir`` and moved into place only
+    once it is all there, the summary last: a full disk, a quota or a crash while writing
+    leaves no file of the session under its final name (the session's outputs of a previous
+    run, if any, stay as they were).
+
     ``plan``: the session plan (subject, session, reference, files, markers) made at discovery.
     ``preproc``: modality -> preprocessed image on the reference grid.
     ``reports``: modality -> how it reached that grid (coregistration metrics, transform file).
@@ -84,6 +120,38 @@ def write_session_outputs(
     ``methods``: the workflows' methods sections (csvd_bids.workflows.base.methods_sections),
     saved as ``sub-<label>/logs/<session prefix>_methods.json`` for the session report.
     """
+    with staging_folder(output_dir, session_prefix(plan["subject"], plan["session"])) as staging:
+        summary = _write_session(
+            plan,
+            staging,
+            bids_dir,
+            preproc,
+            reports,
+            anatomy,
+            dwi,
+            detections,
+            quantities,
+            figures,
+            methods,
+        )
+        return ds.publish_folder(staging, output_dir, last=summary)
+
+
+def _write_session(
+    plan: dict,
+    output_dir: Path,
+    bids_dir: Path,
+    preproc: dict[str, str],
+    reports: dict[str, dict],
+    anatomy: SessionAnatomy,
+    dwi: dict | None,
+    detections: dict[str, dict[str, str]],
+    quantities: SessionQuantFiles,
+    figures: tuple[str, ...] | list[str] = (),
+    methods: list[dict] | None = None,
+) -> Path:
+    """What write_session_outputs describes, written under ``output_dir`` (the staging
+    folder); returns the summary TSV's path there."""
     subject, session = plan["subject"], plan["session"]
     folder = ds.session_dir(output_dir, subject, session)
     space = SUFFIXES[plan["reference"]]
@@ -150,7 +218,7 @@ def write_session_outputs(
         },
     )
     xfm = folder / ds.bids_name(base, f"from-{TEMPLATE_NAME}_to-{space}_mode-image_xfm", ".h5")
-    ds.copy_file(Path(anatomy.transform), xfm)
+    ds.copy_hdf5(Path(anatomy.transform), xfm)
     reference_source = sources[plan["reference"]]
     _write_anatomy(anatomy, out, space, spatial_reference, reference_source, xfm, output_dir)
 
