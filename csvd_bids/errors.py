@@ -18,7 +18,8 @@ class ExitCode(IntEnum):
     USAGE = 64  # bad command line (including output or work dir inside bids_dir)
     INPUT_DATA = 65  # an input image is unreadable, truncated, 4D where 3D is expected, singular...
     NO_INPUT = 66  # bids_dir (or a file named on the command line) does not exist
-    CANNOT_WRITE = 73  # the output or work dir cannot be created or written
+    CANNOT_WRITE = 73  # the output or work dir cannot be created or written, or the disk is full
+    WORK_DIR_BUSY = 75  # another run holds the work dir's lock (sysexits EX_TEMPFAIL: retry later)
 
 
 class CsvdBidsError(Exception):
@@ -52,8 +53,12 @@ class OutputError(CsvdBidsError):
     exit_code = ExitCode.CANNOT_WRITE
 
 
-class InputImageError(CsvdBidsError):
-    """An input image that cannot be used; the message always names the file."""
+class WorkDirBusyError(CsvdBidsError):
+    exit_code = ExitCode.WORK_DIR_BUSY
+
+
+class InputFileError(CsvdBidsError):
+    """An input file that cannot be used; the message always names the file."""
 
     exit_code = ExitCode.INPUT_DATA
 
@@ -61,3 +66,7 @@ class InputImageError(CsvdBidsError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class InputImageError(InputFileError):
+    """An input image that cannot be used (unreadable, truncated, constant...)."""

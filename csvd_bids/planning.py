@@ -11,6 +11,7 @@ is not assessed, with that reason, and the rest of the session runs.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from csvd_bids.bids.discovery import (
     ANAT_MODALITIES,
@@ -20,12 +21,21 @@ from csvd_bids.bids.discovery import (
     session_prefix,
 )
 from csvd_bids.config import RunConfig
-from csvd_bids.errors import InputImageError
+from csvd_bids.errors import ExitCode, InputImageError, NoSelectionError
 from csvd_bids.markers import REGISTRY
 from csvd_bids.preproc.images import check_dwi, check_input_image
 
 LOGGER = logging.getLogger("csvd_bids")
 NOT_SELECTED = {"assessed": False, "reason": "not selected (--markers)"}
+REFERENCE_MODALITIES = frozenset({"t1w", "flair"})
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a session was refused before the graph, and the exit code that goes with it."""
+
+    message: str
+    exit_code: ExitCode
 
 
 def marker_statuses(
@@ -182,20 +192,36 @@ def load_models(config: RunConfig) -> dict:
     return bundles
 
 
-def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, str]]:
-    """(plans of usable sessions, {session prefix: why it was rejected})."""
+def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, Rejection]]:
+    """(plans of usable sessions, {session prefix: why it was rejected}).
+
+    Raises NoSelectionError when the filters left no session a reference image."""
     bundles = load_models(config)
     layout = load_layout(config.bids_dir, config.bids_database_dir)
     sessions = discover_sessions(
         layout, config.participant_labels, config.session_labels, config.bids_filters
     )
     plans, rejected = [], {}
+    filtered = sorted(REFERENCE_MODALITIES & set(config.bids_filters or {}))
     for inputs in sessions:
         try:
+            if inputs.reference is None and filtered:
+                raise NoSelectionError(
+                    f"the filters of --bids-filter-file ({', '.join(filtered)}) selected neither "
+                    "a T1w nor a FLAIR image: nothing to use as the reference space"
+                )
             plans.append(make_plan(inputs, config.markers, bundles))
-        except InputImageError as exc:
-            rejected[inputs.prefix] = str(exc)
-            LOGGER.error("%s: %s", inputs.prefix, exc)
+        except (InputImageError, NoSelectionError) as exc:
+            # an error about the session as a whole names it already
+            rejected[inputs.prefix] = Rejection(
+                str(exc).removeprefix(f"{inputs.prefix}: "), exc.exit_code
+            )
             if config.stop_on_first_crash:
                 raise
+    codes = {r.exit_code for r in rejected.values()}
+    if not plans and codes == {ExitCode.NO_SELECTION}:
+        # the filters' fault, not any session's: said once, as a selection error
+        raise NoSelectionError("; ".join(sorted({r.message for r in rejected.values()})))
+    for prefix, rejection in rejected.items():
+        LOGGER.error("%s: %s", prefix, rejection.message)
     return plans, rejected

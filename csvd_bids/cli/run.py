@@ -6,11 +6,16 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from csvd_bids.cli.environment import configure_environment
 from csvd_bids.cli.parser import parse_args
+from csvd_bids.cli.workdir import check_work_dir_owner, session_locks
 from csvd_bids.config import RunConfig
 from csvd_bids.errors import CsvdBidsError, ExitCode, OutputError, UsageError
+
+if TYPE_CHECKING:
+    from csvd_bids.planning import Rejection
 
 LOGGER = logging.getLogger("csvd_bids")
 
@@ -71,19 +76,20 @@ def run_participant_level(config: RunConfig) -> ExitCode:
     failures = []
     if plans:
         LOGGER.info("participant level: %d session(s); work dir %s", len(plans), config.work_dir)
-        init_output_dir(config.output_dir, config.bids_dir)
-        try:
-            crash_dir = configure_nipype(config)
-            failures = run_graph(init_csvd_wf(plans, config), config, crash_dir)
-        finally:
+        with session_locks(config.work_dir, [plan_prefix(p) for p in plans]):
             init_output_dir(config.output_dir, config.bids_dir)
+            try:
+                crash_dir = configure_nipype(config)
+                failures = run_graph(init_csvd_wf(plans, config), config, crash_dir)
+            finally:
+                init_output_dir(config.output_dir, config.bids_dir)
         build_session_reports(config.output_dir, prefixes={plan_prefix(p) for p in plans})
 
     return report_sessions(plans, rejected, failures, config.output_dir)
 
 
 def report_sessions(
-    plans: list[dict], rejected: dict[str, str], failures: list, output_dir: Path
+    plans: list[dict], rejected: dict[str, Rejection], failures: list, output_dir: Path
 ) -> ExitCode:
     """Print one line per session and return the run's exit code."""
     from csvd_bids.planning import plan_prefix
@@ -100,19 +106,19 @@ def report_sessions(
             )
         else:
             print(f"  ok      {plan_prefix(plan)}")
-    for prefix, message in rejected.items():
-        print(f"  FAILED  {prefix}: {message}")
+    for prefix, rejection in rejected.items():
+        print(f"  FAILED  {prefix}: {rejection.message}")
     total = len(plans) + len(rejected)
     print(
         f"  {total - len(rejected) - len(failed)} of {total} session(s) finished; "
         f"outputs in {output_dir}\n"
     )
-    if rejected:
-        return ExitCode.INPUT_DATA
-    # each failure's code comes from its exception's class; bad data (65) wins over a fault
-    codes = {f.exit_code for f in failed.values()}
-    if ExitCode.INPUT_DATA in codes:
-        return ExitCode.INPUT_DATA
+    # each failure's code comes from its exception's class; bad data (65) wins, then a full
+    # disk (73), then a selection that left a session nothing to work on (18), then any fault
+    codes = {f.exit_code for f in failed.values()} | {r.exit_code for r in rejected.values()}
+    for code in (ExitCode.INPUT_DATA, ExitCode.CANNOT_WRITE, ExitCode.NO_SELECTION):
+        if code in codes:
+            return code
     return min(codes) if codes else ExitCode.OK
 
 
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(config)
         _ensure_writable(config.output_dir, "output directory")
         _ensure_writable(config.work_dir, "work directory")
+        check_work_dir_owner(config.work_dir)
         configure_environment(config.work_dir)
         if config.reports_only:
             rebuild_reports(config)
@@ -167,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_group(config)
     except CsvdBidsError as exc:
         LOGGER.error("%s", exc)
-        return int(exc.exit_code)
+        # both levels in one call: a failed participant level's code stays the run's code
+        return int(code or exc.exit_code)
     except KeyboardInterrupt:
         LOGGER.error("interrupted; re-run with the same work dir to resume")
         return 130

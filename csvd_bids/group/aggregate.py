@@ -10,7 +10,8 @@ other sessions, the problems are listed in ``group_stats.json`` ("InputProblems"
 "Warnings" for the report), and the run ends with exit code 1 (ExitCode.SESSION_FAILED). A
 summary that lacks columns other summaries have is kept, with a warning naming the columns
 (their values are n/a in the group table). No usable summary at all: exit code 65, nothing
-written.
+written. A damaged ``participants.tsv`` or ``sessions.tsv`` (the covariates of every
+session): exit code 65 naming the file and the problem, nothing written.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from pathlib import Path
 import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
-from csvd_bids.errors import CsvdBidsError, ExitCode, NoInputError
+from csvd_bids.errors import CsvdBidsError, ExitCode, InputFileError, NoInputError
 from csvd_bids.group.analysis import write_group_analyses
 
 LOGGER = logging.getLogger("csvd_bids.group")
 KEYS = ("participant_id", "session_id")
+TAB = "\t"
 SUMMARY_GLOBS = ("sub-*/anat/*_desc-summary_stats.tsv", "sub-*/ses-*/anat/*_desc-summary_stats.tsv")
 
 
@@ -41,15 +43,24 @@ class SkippedSummariesError(CsvdBidsError):
     exit_code = ExitCode.SESSION_FAILED
 
 
+def read_text(path: Path) -> str:
+    """A table's text; InputFileError naming the file when it is not UTF-8 or unreadable."""
+    try:
+        # utf-8-sig: a byte-order mark (a spreadsheet's save) would rename the first column
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        raise InputFileError(str(path), problem) from None
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot be read ({exc.strerror})") from None
+
+
 def read_summary(path: Path) -> tuple[str, str] | str:
     """(header line, data line) of one session's summary, or why it cannot be used."""
     try:
-        # utf-8-sig: a byte-order mark (a spreadsheet's save) would rename the first column
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
+        text = read_text(path)
+    except InputFileError as exc:
+        return exc.problem
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return "empty file"
@@ -141,6 +152,33 @@ def _read_tsv(path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
 
 
+def read_phenotypes(path: Path, keys: tuple[str, ...]) -> pd.DataFrame:
+    """``participants.tsv`` or a ``sessions.tsv``; InputFileError (exit 65) naming the file and
+    the problem when it cannot be read as a table with the ``keys`` columns. A damaged one is
+    refused rather than left out: the group statistics would silently lose their covariates."""
+    text = read_text(path)
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise InputFileError(str(path), "empty file")
+    # pandas would fill a short row with n/a and turn a long one's first fields into an index
+    width = len(lines[0].split(TAB))
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip() and len(line.split(TAB)) != width:
+            raise InputFileError(
+                str(path),
+                f"line {number} has {len(line.split(TAB))} tab-separated fields, "
+                f"its header {width}",
+            )
+    table = _read_tsv(io.StringIO(text))
+    missing = [key for key in keys if key not in table.columns]
+    if missing:
+        raise InputFileError(
+            str(path),
+            f"no {', '.join(missing)} column (its columns: {', '.join(map(str, table.columns))})",
+        )
+    return table
+
+
 def join_phenotypes(table: pd.DataFrame, bids_dir: Path | None) -> tuple[pd.DataFrame, dict]:
     """The table joined with ``participants.tsv`` and each subject's ``sessions.tsv`` (when
     present; their columns come after the summaries'), and their data dictionaries."""
@@ -149,13 +187,13 @@ def join_phenotypes(table: pd.DataFrame, bids_dir: Path | None) -> tuple[pd.Data
         return table, dictionary
     participants = bids_dir / "participants.tsv"
     if participants.is_file():
-        extra = _read_tsv(participants).drop_duplicates("participant_id")
+        extra = read_phenotypes(participants, KEYS[:1]).drop_duplicates("participant_id")
         extra = extra[[c for c in extra.columns if c == "participant_id" or c not in table]]
         table = table.merge(extra, on="participant_id", how="left")
         if participants.with_suffix(".json").is_file():
             dictionary.update(json.loads(participants.with_suffix(".json").read_text()))
     sessions = [
-        _read_tsv(p).assign(participant_id=p.parent.name)
+        read_phenotypes(p, KEYS[1:]).assign(participant_id=p.parent.name)
         for p in sorted(bids_dir.glob("sub-*/sub-*_sessions.tsv"))
     ]
     if sessions:

@@ -164,3 +164,42 @@ def test_no_usable_summary_is_an_error_naming_every_file(demo_run, out, capsys):
     assert "no usable participant-level summary" in log
     assert all(f"{path}: empty file" in log for path in damaged)
     assert (out / "group_csvd.tsv").read_bytes() == before  # nothing written
+
+
+# --- the dataset's phenotype tables: refused (65), naming the file, nothing written ---
+
+
+@pytest.fixture
+def bids(demo_run, tmp_path) -> Path:
+    """A copy of the demo dataset whose phenotype tables a test may damage."""
+    return Path(shutil.copytree(demo_run["bids"], tmp_path / "bids"))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "empty file"),
+        (b"participant_id\tage\nsub-01\t7\xff\n", "not UTF-8 text (byte 0xff"),
+        (b"participant_id\tage\nsub-01\t70\t1\n", "line 2 has 3 tab-separated fields, its"),
+        (b"participant_id\tage\tsex\nsub-01\t70\n", "line 2 has 2 tab-separated fields"),
+        (b"subject\tage\nsub-01\t70\n", "no participant_id column (its columns: subject, age)"),
+    ],
+    ids=["empty", "not-utf8", "long-row", "short-row", "no-id"],
+)
+def test_damaged_participants_tsv(bids, out, capsys, content, problem):
+    damaged = bids / "participants.tsv"
+    damaged.write_bytes(content)
+    before = (out / "group_csvd.tsv").read_bytes()  # the demo run's
+    code = main([str(bids), str(out), "group", "-w", str(out.parent / "work")])
+    log = capsys.readouterr().err
+    assert code == ExitCode.INPUT_DATA
+    assert f"{damaged}: {problem}" in log and "Traceback" not in log
+    assert (out / "group_csvd.tsv").read_bytes() == before
+
+
+def test_sessions_tsv_without_session_id(bids, out, capsys):
+    damaged = bids / "sub-02" / "sub-02_sessions.tsv"
+    damaged.write_text("visit\tage\nses-1\t70\n")
+    code = main([str(bids), str(out), "group", "-w", str(out.parent / "work")])
+    assert code == ExitCode.INPUT_DATA
+    assert f"{damaged}: no session_id column" in capsys.readouterr().err
