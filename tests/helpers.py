@@ -20,6 +20,27 @@ def participant_args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
+def run_py_command(bids: Path, out: Path, work: Path, subject: str, *extra: str) -> list[str]:
+    """``python run.py bids out participant ...`` for one subject's WMH, as a user types it."""
+    import sys
+
+    return [
+        sys.executable,
+        str(Path(__file__).resolve().parent.parent / "run.py"),
+        str(bids),
+        str(out),
+        "participant",
+        "-w",
+        str(work),
+        "--skip-bids-validation",
+        "--markers",
+        "wmh",
+        "--participant-label",
+        subject,
+        *extra,
+    ]
+
+
 def flair_path(bids: Path, subject: str) -> Path:
     """The FLAIR of a session-less synthetic subject."""
     return bids / f"sub-{subject}" / "anat" / f"sub-{subject}_FLAIR.nii.gz"
@@ -39,3 +60,22 @@ def assert_located_as_detected(detection, located: tuple[np.ndarray, dict[int, s
     found = [names[int(i)] for i in regions[mask]]
     expected = [detection.region_names[int(i)] for i in detection.regions[mask]]
     assert found == expected
+
+
+def output_checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of every output's content below ``folder``: a NIfTI's data array (its header
+    and gzip stamp aside), a table's or transform's bytes; JSON sidecars and HTML are left out
+    (they record when and where the run happened)."""
+    import hashlib
+
+    import nibabel as nib
+
+    sums = {}
+    for path in sorted(folder.rglob("*")):
+        name = str(path.relative_to(folder))
+        if path.name.endswith(".nii.gz"):
+            data = np.ascontiguousarray(nib.load(path).get_fdata(dtype=np.float32))
+            sums[name] = hashlib.sha256(data.tobytes()).hexdigest()
+        elif path.suffix in (".tsv", ".h5", ".txt"):
+            sums[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return sums
