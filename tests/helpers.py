@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 
@@ -22,8 +25,6 @@ def participant_args(bids: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 def run_py_command(bids: Path, out: Path, work: Path, subject: str, *extra: str) -> list[str]:
     """``python run.py bids out participant ...`` for one subject's WMH, as a user types it."""
-    import sys
-
     return [
         sys.executable,
         str(Path(__file__).resolve().parent.parent / "run.py"),
@@ -66,10 +67,6 @@ def output_checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of every output's content below ``folder``: a NIfTI's data array (its header
     and gzip stamp aside), a table's or transform's bytes; JSON sidecars and HTML are left out
     (they record when and where the run happened)."""
-    import hashlib
-
-    import nibabel as nib
-
     sums = {}
     for path in sorted(folder.rglob("*")):
         name = str(path.relative_to(folder))

@@ -29,7 +29,6 @@ from csvd_bids.group.analysis import write_group_analyses
 
 LOGGER = logging.getLogger("csvd_bids.group")
 KEYS = ("participant_id", "session_id")
-TAB = "\t"
 SUMMARY_GLOBS = ("sub-*/anat/*_desc-summary_stats.tsv", "sub-*/ses-*/anat/*_desc-summary_stats.tsv")
 
 
@@ -161,14 +160,11 @@ def read_phenotypes(path: Path, keys: tuple[str, ...]) -> pd.DataFrame:
     if not any(line.strip() for line in lines):
         raise InputFileError(str(path), "empty file")
     # pandas would fill a short row with n/a and turn a long one's first fields into an index
-    width = len(lines[0].split(TAB))
-    for number, line in enumerate(lines[1:], start=2):
-        if line.strip() and len(line.split(TAB)) != width:
-            raise InputFileError(
-                str(path),
-                f"line {number} has {len(line.split(TAB))} tab-separated fields, "
-                f"its header {width}",
-            )
+    widths = [len(line.split("\t")) if line.strip() else None for line in lines]
+    for number, width in enumerate(widths[1:], start=2):
+        if width is not None and width != widths[0]:
+            problem = f"line {number} has {width} tab-separated fields, its header {widths[0]}"
+            raise InputFileError(str(path), problem)
     table = _read_tsv(io.StringIO(text))
     missing = [key for key in keys if key not in table.columns]
     if missing:

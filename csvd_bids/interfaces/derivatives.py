@@ -15,8 +15,15 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from csvd_bids.bids.derivatives import publish_folder
+from csvd_bids.bids.discovery import session_prefix
 from csvd_bids.interfaces.inputs import listed, read_json
-from csvd_bids.outputs.session import SessionAnatomy, SessionQuantFiles, write_session_outputs
+from csvd_bids.outputs.session import (
+    SessionAnatomy,
+    SessionQuantFiles,
+    staging_folder,
+    write_session_outputs,
+)
 
 
 class _WriteInputSpec(BaseInterfaceInputSpec):
@@ -84,10 +91,12 @@ class WriteSessionDerivatives(SimpleInterface):
                 inputs.marker_keys, _files("score_files"), _files("mask_files"), strict=True
             )
         }
-        self._results["summary"] = str(
-            write_session_outputs(
-                plan=json.loads(inputs.plan),
-                output_dir=Path(inputs.output_dir),
+        plan, output_dir = json.loads(inputs.plan), Path(inputs.output_dir)
+        prefix = session_prefix(plan["subject"], plan["session"])
+        with staging_folder(output_dir, prefix) as staging:
+            summary = write_session_outputs(
+                plan=plan,
+                output_dir=staging,
                 bids_dir=Path(inputs.bids_dir),
                 preproc=dict(zip(inputs.preproc_modalities, inputs.preproc_files, strict=True)),
                 reports={
@@ -123,5 +132,5 @@ class WriteSessionDerivatives(SimpleInterface):
                 figures=_files("figure_files"),
                 methods=json.loads(inputs.methods),
             )
-        )
+            self._results["summary"] = str(publish_folder(staging, output_dir, last=summary))
         return runtime

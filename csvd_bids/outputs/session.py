@@ -2,9 +2,9 @@
 
 Called by the last node of a session's graph, so a session's outputs appear only when all of its
 processing succeeded. It names, copies and describes (sidecars) what the graph computed, the
-quantification node's tables and label map included; it computes nothing itself. The files are
-written into a hidden staging folder and moved into place together once all are there, the
-summary last (see csvd_bids.bids.derivatives.publish_folder).
+quantification node's tables and label map included; it computes nothing itself. The node
+writes them into a hidden staging folder (``staging_folder``) and moves them into place
+together once all are there, the summary last (csvd_bids.bids.derivatives.publish_folder).
 """
 
 from __future__ import annotations
@@ -101,12 +101,10 @@ def write_session_outputs(
     figures: tuple[str, ...] | list[str] = (),
     methods: list[dict] | None = None,
 ) -> Path:
-    """Write every output of one session and return the path of its summary TSV.
-
-    All of it is written into a staging folder in ``output_dir`` and moved into place only
-    once it is all there, the summary last: a full disk, a quota or a crash while writing
-    leaves no file of the session under its final name (the session's outputs of a previous
-    run, if any, stay as they were).
+    """Write every output of one session under ``output_dir`` and return the path of its
+    summary TSV. The graph writes into a ``staging_folder`` and publishes it: a full disk, a
+    quota or a crash while writing leaves no file of the session under its final name (the
+    session's outputs of a previous run, if any, stay as they were).
 
     ``plan``: the session plan (subject, session, reference, files, markers) made at discovery.
     ``preproc``: modality -> preprocessed image on the reference grid.
@@ -120,38 +118,6 @@ def write_session_outputs(
     ``methods``: the workflows' methods sections (csvd_bids.workflows.base.methods_sections),
     saved as ``sub-<label>/logs/<session prefix>_methods.json`` for the session report.
     """
-    with staging_folder(output_dir, session_prefix(plan["subject"], plan["session"])) as staging:
-        summary = _write_session(
-            plan,
-            staging,
-            bids_dir,
-            preproc,
-            reports,
-            anatomy,
-            dwi,
-            detections,
-            quantities,
-            figures,
-            methods,
-        )
-        return ds.publish_folder(staging, output_dir, last=summary)
-
-
-def _write_session(
-    plan: dict,
-    output_dir: Path,
-    bids_dir: Path,
-    preproc: dict[str, str],
-    reports: dict[str, dict],
-    anatomy: SessionAnatomy,
-    dwi: dict | None,
-    detections: dict[str, dict[str, str]],
-    quantities: SessionQuantFiles,
-    figures: tuple[str, ...] | list[str] = (),
-    methods: list[dict] | None = None,
-) -> Path:
-    """What write_session_outputs describes, written under ``output_dir`` (the staging
-    folder); returns the summary TSV's path there."""
     subject, session = plan["subject"], plan["session"]
     folder = ds.session_dir(output_dir, subject, session)
     space = SUFFIXES[plan["reference"]]

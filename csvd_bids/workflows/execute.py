@@ -15,6 +15,7 @@ from csvd_bids.config import RunConfig
 from csvd_bids.errors import CsvdBidsError, ExitCode
 
 LOGGER = logging.getLogger("csvd_bids")
+_NO_SPACE = re.compile(r"\[Errno (28|122)\]")  # ENOSPC, EDQUOT: a full or over-quota disk
 
 
 @dataclass
@@ -30,13 +31,12 @@ class Failure:
         """The error's own code (e.g. 65 for an InputImageError), else a session failure."""
         if self.error is not None and issubclass(self.error, CsvdBidsError):
             return self.error.exit_code
-        no_space = _NO_SPACE.search(self.message)  # the work dir's disk, full or over quota
-        if self.error is not None and issubclass(self.error, OSError) and no_space:
+        os_error = self.error is not None and issubclass(self.error, OSError)
+        if os_error and _NO_SPACE.search(self.message):  # the work dir's disk
             return ExitCode.CANNOT_WRITE
         return ExitCode.SESSION_FAILED
 
 
-_NO_SPACE = re.compile(r"\[Errno (28|122)\]")  # ENOSPC, EDQUOT
 # the last line of a Python traceback: "package.module.ErrorClass: message"
 _EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*)(?::\s|$)")
 
