@@ -1,5 +1,6 @@
-"""Failures inside the graph, resumption, a run as an unprivileged user, and sessions and
-dataset locations that once broke (runs with HOME and the cwd unwritable: test_interruptions)."""
+"""Failures inside the graph, resumption, a run as an unprivileged user, and a session with the
+reference alone. (HOME and the cwd unwritable, and a dataset under folders named like entities:
+reliability/test_interruptions.)"""
 
 from __future__ import annotations
 
