@@ -59,6 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
         "ventricles; the truth on each session's FLAIR grid (space-FLAIR: a voxel is lesion when "
         "the planted lesion fills at least half of it); no --misalign",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("template", "physics"),
+        default="template",
+        help="template (default): hand-set tissue intensities. physics: tissue T1/T2/T2*/PD/"
+        "susceptibility/ADC, signal equations with a protocol drawn per subject, the gradient "
+        "echo from the dipole field of the susceptibility map, veins, calcifications, flow "
+        "voids and air sinuses as mimics, atrophy, a random head pose, rendered --oversample "
+        "times finer and integrated over each acquired voxel (its own held-out seeds)",
+    )
+    parser.add_argument(
+        "--oversample",
+        type=int,
+        default=2,
+        help="physics: render grid this many times finer than --resolution (1-4, default 2)",
+    )
+    parser.add_argument(
+        "--field-strength",
+        type=float,
+        metavar="T",
+        help="physics: field strength for every subject, 1.5 or 3 (default: drawn, 30%% 1.5 T)",
+    )
+    parser.add_argument(
+        "--gre-te",
+        type=float,
+        metavar="MS",
+        help="physics: GRE/SWI echo time for every subject, 3-80 ms (default: drawn in 15-30)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT_DIR")
     return parser
 
@@ -75,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             misalign=tuple(args.misalign) if args.misalign else None,
             profile=args.profile,
+            engine=args.engine,
+            oversample=args.oversample,
+            field_t=args.field_strength,
+            gre_te=args.gre_te,
         )
     except SynthUsageError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,14 @@ from ..labels import MARKER_LABELS, dseg_tsv_text
 from . import contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
+from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
+from .physics_subject import PhysicsSubject
 from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
 from .profiles import PROFILES, Profile, session_grids
+from .protocols import RANGES
 from .regions import make_regions
+from .tissue_properties import FIELDS_T
 from .truth import (
     STATS_COLUMNS,
     anatomy_truth,
@@ -48,10 +53,40 @@ from .truth import (
 
 RESOLUTION_RANGE = (1.0, 4.0)
 MAX_MISALIGN_DEG = 180.0  # Euler angles beyond that wrap around
+ENGINES = ("template", "physics")
+OVERSAMPLE_RANGE = (1, 4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every subject is made (the command line's options)."""
+
+    resolution: float
+    misalign: tuple[float, float] | None
+    profile: Profile
+    engine: str = "template"
+    oversample: int = 2  # physics: render grid this many times finer than ``resolution``
+    field_t: float | None = None  # physics: fixed field strength, else drawn per subject
+    gre_te: float | None = None  # physics: fixed GRE echo time (ms), else drawn
 
 
 class SynthUsageError(ValueError):
     """Invalid arguments (the command line maps this to exit code 64)."""
+
+
+def _check_engine(engine: str, oversample: int, field_t, gre_te) -> None:
+    if engine not in ENGINES:
+        raise SynthUsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine != "physics" and (field_t is not None or gre_te is not None):
+        raise SynthUsageError("--field-strength and --gre-te need --engine physics")
+    if not OVERSAMPLE_RANGE[0] <= oversample <= OVERSAMPLE_RANGE[1]:
+        raise SynthUsageError(f"--oversample must be within {OVERSAMPLE_RANGE}, not {oversample}")
+    if field_t is not None and field_t not in FIELDS_T:
+        raise SynthUsageError(f"--field-strength must be one of {FIELDS_T} T, not {field_t}")
+    if gre_te is not None:
+        low, high = RANGES["gre_te"]
+        if not low <= gre_te <= high:
+            raise SynthUsageError(f"--gre-te {gre_te} ms is outside its range [{low}, {high}]")
 
 
 def _check_arguments(
@@ -79,16 +114,18 @@ def _check_arguments(
         raise SynthUsageError(f"{out_dir} is not empty (use --overwrite to replace it)")
 
 
-def _write_images(root: Path, sub: str, ses: str | None, acquired: dict, grids: dict) -> None:
+def _write_images(
+    root: Path, sub: str, ses: str | None, acquired: dict, grids: dict, extra: dict | None = None
+) -> None:
+    """The session's images and sidecars (``extra``: per-modality sidecar fields)."""
     prefix = layout.entity_prefix(sub, ses)
     folder = layout.session_dir(root, sub, ses)
     for modality, data in acquired.items():
         kind = "dwi" if modality == "dwi" else "anat"
         stem = folder / kind / f"{prefix}_{layout.FILE_SUFFIX[modality]}"
         writer.write_nifti(stem.with_name(stem.name + ".nii.gz"), data, grids[modality].affine)
-        writer.write_json(
-            stem.with_name(stem.name + ".json"), layout.sidecar(modality, grids[modality])
-        )
+        sidecar = layout.sidecar(modality, grids[modality], (extra or {}).get(modality))
+        writer.write_json(stem.with_name(stem.name + ".json"), sidecar)
     if "dwi" in acquired:
         bval, bvec = contrasts.bvals_bvecs()
         writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
@@ -135,6 +172,17 @@ def draw_cohort(n_subjects: int, seed: int) -> list:
     ]
 
 
+def _sessions_rows(sessions: list[str | None], person) -> list[dict]:
+    interval = layout.SESSION_INTERVAL_YEARS
+    return [
+        {
+            "session_id": f"ses-{ses}",
+            "age": round(person.age + s * interval, 1),
+        }
+        for s, ses in enumerate(sessions)
+    ]
+
+
 def _write_subject(
     root: Path,
     truth_root: Path,
@@ -142,21 +190,30 @@ def _write_subject(
     width: int,
     n_sessions: int,
     seed: int,
-    resolution: float,
-    misalign: tuple[float, float] | None,
-    profile: Profile,
+    settings: Settings,
 ) -> dict:
     """Render and write one subject; returns its participants.tsv row."""
     demo, anat_seq, lesion_seq, acq_seq, motion_seq = subject_streams(seed, index)
+    profile = settings.profile
     person = draw_participant(np.random.default_rng(demo))
     lesion_rng = np.random.default_rng(lesion_seq)
     load = draw_load(lesion_rng, person, n_sessions, clinical=profile.clinical_burden)
-    anat = make_anatomy(np.random.default_rng(anat_seq), resolution)
+    physics = PhysicsSubject.draw(seed, index, settings) if settings.engine == "physics" else None
+    render_mm = settings.resolution / (settings.oversample if physics else 1)
+    anat = make_anatomy(np.random.default_rng(anat_seq), render_mm)
+    if physics:
+        physics.prepare(anat)
     regions = make_regions(anat)
     lesions = plan_lesions(
-        lesion_rng, anat, regions, load, n_sessions, confluent_wmh=profile.clinical_burden
+        lesion_rng,
+        anat,
+        regions,
+        load,
+        n_sessions,
+        confluent_wmh=profile.clinical_burden,
+        mimics=plant_mimics if physics else None,
     )
-    base = contrasts.base_images(anat, profile.channels)
+    base = None if physics else contrasts.base_images(anat, profile.channels)
     brain = anat.brain_mask if profile.skull_stripped else None
     structures = region_truth(anat)  # anatomy only: the same for every session
     sub = f"{index:0{width}d}"
@@ -166,30 +223,33 @@ def _write_subject(
     )
     for s, (ses, seq, motion_stream) in enumerate(session_streams):
         rng = np.random.default_rng(seq)
-        grids = session_grids(profile, rng, anat.shape, anat.affine, resolution)
-        images = {name: image.copy() for name, image in base.items()}
-        contrasts.apply_lesions(images, [x for x in lesions if s in x.sessions])
-        acquired = contrasts.acquire_session(rng, images, grids, brain)
-        del images
+        active = [x for x in lesions if s in x.sessions]
+        if physics:
+            grids, acquired = physics.session(rng, anat, active, profile, brain)
+        else:
+            grids = session_grids(profile, rng, anat.shape, anat.affine, settings.resolution)
+            images = {name: image.copy() for name, image in base.items()}
+            contrasts.apply_lesions(images, active)
+            acquired = contrasts.acquire_session(rng, images, grids, brain)
+            del images
         placed, motions = grids, {}
-        if misalign is not None:
+        if settings.misalign is not None:
             placed, motions = motion.misalign_grids(
-                np.random.default_rng(motion_stream), grids, *misalign, motion.brain_centre(anat)
+                np.random.default_rng(motion_stream),
+                grids,
+                *settings.misalign,
+                motion.brain_centre(anat),
             )
-        _write_images(root, sub, ses, acquired, placed)
+        extra = physics.sidecars(grids, render_mm) if physics else None
+        _write_images(root, sub, ses, acquired, placed, extra)
         space = profile.truth_space
-        grid = None if space == "T1w" else grids[space]
+        grid = None if space == "T1w" and not physics else grids[space]
         _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid)
     if n_sessions > 1:
-        rows = [
-            {
-                "session_id": f"ses-{ses}",
-                "age": round(person.age + s * layout.SESSION_INTERVAL_YEARS, 1),
-            }
-            for s, ses in enumerate(sessions)
-        ]
         writer.write_tsv(
-            root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", layout.SESSIONS_COLUMNS, rows
+            root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv",
+            layout.SESSIONS_COLUMNS,
+            _sessions_rows(sessions, person),
         )
         # bids-validator 1.x rejects a root sessions.json: describe the columns per subject
         writer.write_json(root / f"sub-{sub}" / f"sub-{sub}_sessions.json", layout.SESSIONS_SIDECAR)
@@ -204,24 +264,20 @@ def _write_subject(
 
 
 def _write_dataset(
-    root: Path,
-    n_subjects: int,
-    n_sessions: int,
-    seed: int,
-    resolution: float,
-    misalign: tuple[float, float] | None,
-    profile: Profile,
+    root: Path, n_subjects: int, n_sessions: int, seed: int, settings: Settings
 ) -> None:
     from .. import __version__
 
     truth_root = root / "derivatives" / layout.TRUTH_PIPELINE
     width = max(2, len(str(n_subjects)))
     rows = [
-        _write_subject(root, truth_root, i, width, n_sessions, seed, resolution, misalign, profile)
+        _write_subject(root, truth_root, i, width, n_sessions, seed, settings)
         for i in range(1, n_subjects + 1)
     ]
     writer.write_json(root / "dataset_description.json", layout.raw_description())
-    writer.write_text(root / "README", layout.readme(profile.name, misalign))
+    writer.write_text(
+        root / "README", layout.readme(settings.profile.name, settings.misalign, settings.engine)
+    )
     writer.write_text(root / "CHANGES", layout.CHANGES.format(version=__version__))
     writer.write_tsv(root / "participants.tsv", layout.PARTICIPANTS_COLUMNS, rows)
     writer.write_json(root / "participants.json", layout.PARTICIPANTS_SIDECAR)
@@ -240,6 +296,10 @@ def generate_dataset(
     overwrite: bool = False,
     misalign: tuple[float, float] | None = None,
     profile: str = "research",
+    engine: str = "template",
+    oversample: int = 2,
+    field_t: float | None = None,
+    gre_te: float | None = None,
 ) -> Path:
     """Write a synthetic BIDS dataset with planted CSVD lesions and its ground truth.
 
@@ -248,17 +308,24 @@ def generate_dataset(
     Raises :class:`SynthUsageError` for invalid arguments or a non-empty ``out_dir``
     (unless ``overwrite``). ``misalign=(DEG, MM)``: random rigid misalignments of every
     modality but the T1w, with their truth transforms (see the module docstring).
-    ``profile``: ``research`` or ``clinical`` (:mod:`.profiles`).
+    ``profile``: ``research`` or ``clinical`` (:mod:`.profiles`). ``engine``: ``template``
+    (hand-set intensities, :mod:`.contrasts`) or ``physics`` (:mod:`.physics`, rendered
+    ``oversample`` times finer than ``resolution``; ``field_t`` and ``gre_te`` fix the field
+    strength and the GRE echo time instead of drawing them per subject).
     """
     out_dir = Path(out_dir).absolute()
     _check_arguments(
         out_dir, n_subjects, n_sessions, seed, resolution, overwrite, misalign, profile
     )
+    _check_engine(engine, oversample, field_t, gre_te)
+    settings = Settings(
+        resolution, misalign, PROFILES[profile], engine, oversample, field_t, gre_te
+    )
     working_grid(resolution)  # fail early if the template is missing
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _write_dataset(tmp, n_subjects, n_sessions, seed, resolution, misalign, PROFILES[profile])
+        _write_dataset(tmp, n_subjects, n_sessions, seed, settings)
         tmp.chmod(0o755)  # mkdtemp makes it private
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))

@@ -113,7 +113,7 @@ class Planter:
         return tuple(float(self.anat.mni[(a, *ijk)]) for a in range(3))
 
 
-def _veins(p: Planter, n: int) -> list[Lesion]:
+def medullary_veins(p: Planter, n: int) -> list[Lesion]:
     """Medullary-vein-like dark lines on SWI, running outward from the ventricles."""
     anat, veins = p.anat, []
     start_zone = p.regions.wm & (anat.dist_ventricles >= 2) & (anat.dist_ventricles <= 6)
@@ -397,12 +397,16 @@ def plan_lesions(
     load: LesionLoad,
     n_sessions: int,
     confluent_wmh: bool = False,
+    mimics: Callable[[Planter], list[Lesion]] | None = None,
 ) -> list[Lesion]:
     """All lesions (and veins) of one subject over its sessions (``confluent_wmh``: WMH of the
-    clinical profile, see the module docstring)."""
+    clinical profile, see the module docstring). ``mimics`` places more anatomy (never truth)
+    after the veins and before the lesions, which then keep a voxel away from it."""
     p = Planter(rng, anat, regions)
     r = regions
-    lesions: list[Lesion] = _veins(p, 10)
+    lesions: list[Lesion] = medullary_veins(p, 10)
+    if mimics is not None:
+        lesions += mimics(p)
 
     def new_counts(key: str) -> list[int]:
         later = rng.poisson(NEW_LESION_FRACTION * load.rates[key], n_sessions - 1)

@@ -1,0 +1,83 @@
+"""One subject of the physics engine: its protocol, tissues, texture and pose, and its
+sessions' images (see :mod:`.physics`).
+
+The physics draws come from their own stream, ``SeedSequence([seed, subject, 7301])``, so the
+subject's demographics, anatomy and lesion counts are those of the template engine with the
+same seed (the lesions' positions differ: mimics are placed first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import physics
+from .anatomy import Anatomy
+from .lesions import Lesion
+from .motion import brain_centre
+from .profiles import Profile
+from .protocols import Protocol, draw_protocol, sidecar_fields
+from .tissue_properties import Tissue, draw_tissues
+
+PHYSICS_STREAM = 7301
+
+
+@dataclass
+class PhysicsSubject:
+    rng: np.random.Generator
+    oversample: int
+    resolution: float
+    protocol: Protocol
+    tissues: dict[str, Tissue]
+    texture: np.ndarray | None = None
+    pose: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    @classmethod
+    def draw(cls, seed: int, index: int, settings) -> PhysicsSubject:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index, PHYSICS_STREAM]))
+        protocol = draw_protocol(rng, settings.field_t, settings.gre_te)
+        tissues = draw_tissues(rng, protocol.field_t)
+        return cls(rng, settings.oversample, settings.resolution, protocol, tissues)
+
+    def prepare(self, anat: Anatomy) -> None:
+        """Atrophy (in place), tissue texture and head pose; before regions and lesions."""
+        physics.atrophy(anat, self.rng)
+        self.texture = physics.tissue_texture(self.rng, anat)
+        self.pose = physics.random_pose(self.rng, brain_centre(anat))
+
+    def session(
+        self,
+        rng: np.random.Generator,
+        anat: Anatomy,
+        active: list[Lesion],
+        profile: Profile,
+        brain: np.ndarray | None,
+    ) -> tuple[dict[str, physics.SliceGrid], dict[str, np.ndarray]]:
+        """(posed grids, int16 images) of one session's modalities."""
+        grids = physics.physics_grids(
+            anat.shape, anat.affine, self.oversample, rng, profile.slice_mm, self.resolution
+        )
+        grids = {name: grids[name] for name in profile.modalities}
+        images = physics.render(
+            anat, active, self.tissues, self.protocol, profile.channels, self.texture
+        )
+        acquired = physics.acquire(
+            rng, images, grids, self.tissues, self.protocol, brain, anat.voxel_mm
+        )
+        return {name: physics.posed(g, self.pose) for name, g in grids.items()}, acquired
+
+    def sidecars(self, grids: dict[str, physics.SliceGrid], render_mm: float) -> dict[str, dict]:
+        """Per-modality sidecar fields: the protocol, field strength and slice geometry."""
+        fields = sidecar_fields(self.protocol)
+        out = {}
+        for name, grid in grids.items():
+            thickness = grid.factors[2] * render_mm
+            spacing = (grid.factors[2] + grid.gap) * render_mm
+            out[name] = {
+                **fields[name],
+                "MagneticFieldStrength": self.protocol.field_t,
+                "SliceThickness": round(thickness, 6),
+                **({"SpacingBetweenSlices": round(spacing, 6)} if grid.gap else {}),
+            }
+        return out

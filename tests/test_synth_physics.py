@@ -1,0 +1,190 @@
+"""The physics engine of the generator (``--engine physics``): tissue properties, signal
+equations, the computed susceptibility field, acquisition, and the dataset it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from csvd_bids.synth import SynthUsageError, generate_dataset
+from csvd_bids.synth import protocols as P
+from csvd_bids.synth import tissue_properties as T
+from csvd_bids.synth.physics import acquire_volume, slice_grid
+from csvd_bids.synth.susceptibility import dipole_field_ppm, phase_radians, swi_magnitude
+
+SEED = 11
+
+
+def _protocol(**changes) -> P.Protocol:
+    return dataclasses.replace(P.draw_protocol(np.random.default_rng(0), 3.0), **changes)
+
+
+@pytest.mark.parametrize("field_t", T.FIELDS_T)
+def test_every_tissue_is_in_its_physical_range(field_t):
+    for name, tissue in T.nominal(field_t).items():
+        T.check_tissue(name, tissue)
+    for seed in range(5):
+        T.draw_tissues(np.random.default_rng(seed), field_t)  # checks every draw
+
+
+def test_a_tissue_out_of_range_is_refused_by_name():
+    wm = T.nominal(3.0)["WM"]
+    with pytest.raises(T.TissueRangeError, match=r"tissue WM: t2s .* T2\* <= T2"):
+        T.check_tissue("WM", dataclasses.replace(wm, t2s=wm.t2 + 1))
+    with pytest.raises(T.TissueRangeError, match="tissue WM: pd"):
+        T.check_tissue("WM", dataclasses.replace(wm, pd=1.2))
+
+
+def test_a_protocol_out_of_range_is_refused_by_name():
+    with pytest.raises(P.ProtocolRangeError, match=r"gre_te = 200.0 is outside"):
+        P.check_protocol(_protocol(gre_te=200.0))
+    with pytest.raises(P.ProtocolRangeError, match="flair_ti"):
+        P.check_protocol(_protocol(flair_ti=100.0))
+
+
+@pytest.mark.parametrize("field_t", T.FIELDS_T)
+def test_signal_equations_give_the_known_contrasts(field_t):
+    tissues = T.nominal(field_t)
+    for seed in range(4):
+        protocol = P.draw_protocol(np.random.default_rng(seed), field_t)
+        s = {name: P.signals(protocol, t) for name, t in tissues.items()}
+        assert s["WM"]["T1w"] > s["GM"]["T1w"] > 2 * s["CSF"]["T1w"]  # MPRAGE
+        assert s["CSF"]["FLAIR"] < 0.25 * s["WM"]["FLAIR"]  # CSF nulled
+        assert s["WMH"]["FLAIR"] > 1.2 * s["WM"]["FLAIR"]
+        assert s["CSF"]["T2w"] > s["GM"]["T2w"] > s["WM"]["T2w"]
+        assert s["CMB"]["T2starw"] < 0.5 * s["WM"]["T2starw"]  # short T2*
+        assert s["RSSI"]["b1000"] > 1.3 * s["WM"]["b1000"]  # restricted diffusion
+        assert s["ARTERY"]["T2w"] < 0.1 * s["WM"]["T2w"]  # flow void
+        assert s["AIR"]["T1w"] == 0.0
+    null = P.flair_null_ti(9000.0, 4100.0)
+    csf = T.nominal(3.0)["CSF"]
+    nulled = P.signals(_protocol(flair_ti=null, flair_eff=1.0, flair_tr=9000.0), csf)
+    assert nulled["FLAIR"] < 1e-6
+
+
+def _sphere_field(chi: float, radius_mm: float, voxel_mm: float, n: int = 64):
+    ijk = (np.indices((n, n, n)) - (n - 1) / 2.0) * voxel_mm
+    r = np.sqrt((ijk**2).sum(axis=0))
+    volume = np.where(r <= radius_mm, chi, 0.0).astype(np.float32)
+    return dipole_field_ppm(volume, voxel_mm), ijk, r
+
+
+def test_the_dipole_field_of_a_sphere_matches_the_analytic_field():
+    """Outside a sphere dB/B0 = chi (R/r)^3 (3 cos^2 theta - 1) / 3 (B0 along z)."""
+    radius, voxel = 3.0, 0.5
+    field, ijk, r = _sphere_field(0.5, radius, voxel)
+    shell = (r > 2 * radius) & (r < 4 * radius)
+    cos2 = (ijk[2][shell] / r[shell]) ** 2
+    analytic = 0.5 * (radius / r[shell]) ** 3 * (3 * cos2 - 1) / 3
+    error = np.abs(field[shell] - analytic)
+    assert np.median(error) < 0.05 * np.abs(analytic).max()
+    assert np.corrcoef(field[shell], analytic)[0, 1] > 0.95
+    along_b0 = field[32, 32, 32 + int(2.5 * radius / voxel)]
+    across = field[32 + int(2.5 * radius / voxel), 32, 32]
+    assert along_b0 > 0 > across  # positive lobes along B0 for a paramagnetic source
+
+
+def _dark_volume(field_t: float, te_ms: float) -> float:
+    """Signal lost (in acquired 1 mm voxels of background signal 1) around a 0.6 ppm
+    microbleed of 2 mm diameter: its apparent, bloomed size."""
+    field, _, r = _sphere_field(0.6, 1.0, 0.25)
+    magnitude = np.where(r <= 1.0, 0.2, 1.0).astype(np.float32)
+    signal = magnitude * np.exp(1j * phase_radians(field, field_t, te_ms))
+    acquired = np.abs(acquire_volume(signal, slice_grid(4, 4, 0, signal.shape, np.eye(4))))
+    return float((1.0 - acquired).sum())
+
+
+def test_blooming_grows_with_echo_time_and_field_strength():
+    no_field = 0.8 * 4 / 3 * np.pi * 1.0**3  # the deposit's own signal loss, in mm3
+    assert _dark_volume(3.0, 30.0) > 1.3 * _dark_volume(3.0, 15.0)
+    assert _dark_volume(3.0, 15.0) > 1.3 * no_field
+    assert _dark_volume(3.0, 20.0) > 1.3 * _dark_volume(1.5, 20.0)
+
+
+def test_swi_darkens_paramagnetic_sources_but_not_diamagnetic_ones():
+    values = {}
+    for chi in (0.6, -0.6):
+        field, _, r = _sphere_field(chi, 2.0, 0.5)
+        phase = phase_radians(field, 3.0, 20.0)
+        assert np.sign(phase[r <= 1.0].mean()) == -np.sign(chi)
+        signal = np.exp(1j * phase).astype(np.complex64)
+        swi = swi_magnitude(signal, 0.5)
+        values[chi] = float(swi[r <= 1.0].mean())
+    assert values[0.6] < 0.7 < values[-0.6]
+
+
+def test_slices_with_gaps_integrate_their_own_slab():
+    volume = np.zeros((4, 4, 20), dtype=np.float32)
+    volume[..., 4] = 1.0  # a plane inside the gap after slice 0 (planes 0-2, gap 3-4)
+    grid = slice_grid(1, 3, 2, volume.shape, np.eye(4))
+    assert grid.shape == (4, 4, 4)
+    assert np.allclose(grid.affine[:3, 2], [0, 0, 5])
+    acquired = acquire_volume(volume, grid)
+    assert acquired[..., 0].max() == 0.0  # unseen: in the gap, beyond the profile's tail
+    assert acquired[..., 1].max() == pytest.approx(0.25 / 3.5)  # the next slice's tail
+
+
+@pytest.fixture(scope="module")
+def physics_ds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("physics") / "ds"
+    return generate_dataset(
+        root, 1, 1, SEED, 3.0, engine="physics", oversample=2, field_t=1.5, gre_te=25.0
+    )
+
+
+def test_the_physics_dataset_has_its_protocol_pose_and_truth(physics_ds):
+    anat = physics_ds / "sub-01" / "anat"
+    swi = json.loads((anat / "sub-01_acq-swi_T2starw.json").read_text())
+    assert swi["MagneticFieldStrength"] == 1.5 and swi["EchoTime"] == 0.025
+    flair = json.loads((anat / "sub-01_FLAIR.json").read_text())
+    assert 8.0 <= flair["RepetitionTime"] <= 11.0 and 1.2 < flair["InversionTime"] < 3.5
+    t1w = nib.load(anat / "sub-01_T1w.nii.gz")
+    truth = physics_ds / "derivatives" / "groundtruth" / "sub-01" / "anat"
+    dseg = nib.load(truth / "sub-01_space-T1w_seg-csvd_dseg.nii.gz")
+    assert dseg.shape == t1w.shape and np.allclose(dseg.affine, t1w.affine)
+    rotation = t1w.affine[:3, :3] / 3.0
+    assert not np.allclose(rotation, np.eye(3), atol=1e-3)  # a random head pose
+    assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+    assert "Engine: physics" in (physics_ds / "README").read_text()
+    data = t1w.get_fdata()
+    assert data.dtype.kind == "f" and data.max() > 0
+
+
+def test_the_physics_engine_differs_from_the_template_engine(physics_ds, tmp_path):
+    template = generate_dataset(tmp_path / "t", 1, 1, SEED, 3.0)
+    name = "sub-01/anat/sub-01_FLAIR.nii.gz"
+    a, b = nib.load(physics_ds / name), nib.load(template / name)
+    assert a.shape != b.shape or not np.array_equal(a.get_fdata(), b.get_fdata())
+    rows = [
+        (ds / "participants.tsv").read_text().splitlines()[1] for ds in (physics_ds, template)
+    ]
+    assert rows[0] == rows[1]  # the same people
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"engine": "physics", "gre_te": 200.0}, "--gre-te 200.0 ms is outside"),
+        ({"engine": "physics", "field_t": 2.0}, "--field-strength must be one of"),
+        ({"field_t": 3.0}, "need --engine physics"),
+        ({"engine": "physics", "oversample": 9}, "--oversample must be within"),
+        ({"engine": "mri"}, "--engine must be one of"),
+    ],
+)
+def test_bad_engine_options_are_refused_by_name(tmp_path, options, message):
+    with pytest.raises(SynthUsageError, match=message):
+        generate_dataset(tmp_path / "x", 1, 1, 0, 4.0, **options)
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_command_line_refuses_a_bad_echo_time(tmp_path):
+    command = [sys.executable, "-m", "csvd_bids.synth", str(tmp_path / "x"), "--engine"]
+    command += ["physics", "--gre-te", "-5"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 64 and "--gre-te -5.0 ms is outside" in done.stderr
