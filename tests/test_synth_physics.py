@@ -161,9 +161,7 @@ def test_the_physics_engine_differs_from_the_template_engine(physics_ds, tmp_pat
     name = "sub-01/anat/sub-01_FLAIR.nii.gz"
     a, b = nib.load(physics_ds / name), nib.load(template / name)
     assert a.shape != b.shape or not np.array_equal(a.get_fdata(), b.get_fdata())
-    rows = [
-        (ds / "participants.tsv").read_text().splitlines()[1] for ds in (physics_ds, template)
-    ]
+    rows = [(ds / "participants.tsv").read_text().splitlines()[1] for ds in (physics_ds, template)]
     assert rows[0] == rows[1]  # the same people
 
 
