@@ -199,6 +199,8 @@ def _write_subject(
     lesion_rng = np.random.default_rng(lesion_seq)
     load = draw_load(lesion_rng, person, n_sessions, clinical=profile.clinical_burden)
     physics = PhysicsSubject.draw(seed, index, settings) if settings.engine == "physics" else None
+    if physics:
+        load = physics.adjust_load(load)
     render_mm = settings.resolution / (settings.oversample if physics else 1)
     anat = make_anatomy(np.random.default_rng(anat_seq), render_mm)
     if physics:
@@ -213,6 +215,8 @@ def _write_subject(
         confluent_wmh=profile.clinical_burden,
         mimics=plant_mimics if physics else None,
     )
+    if physics:
+        physics.vary_lesions(lesions)
     base = None if physics else contrasts.base_images(anat, profile.channels)
     brain = anat.brain_mask if profile.skull_stripped else None
     structures = region_truth(anat)  # anatomy only: the same for every session

@@ -3,24 +3,30 @@ sessions' images (see :mod:`.physics`).
 
 The physics draws come from their own stream, ``SeedSequence([seed, subject, 7301])``, so the
 subject's demographics, anatomy and lesion counts are those of the template engine with the
-same seed (the lesions' positions differ: mimics are placed first).
+same seed (the lesions' positions differ: mimics are placed first), except that
+basal-ganglia PVS are up to four times as many (log-uniform factor, at most 120: Potter grades
+up to 3-4) and 40 % of the lacunes have no gliotic rim.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import physics
 from .anatomy import Anatomy
-from .lesions import Lesion
+from .lesions import LAC_CAVITY, LAC_RIM, Lesion
 from .motion import brain_centre
+from .participants import LesionLoad
 from .profiles import Profile
 from .protocols import Protocol, draw_protocol, sidecar_fields
 from .tissue_properties import Tissue, draw_tissues
 
 PHYSICS_STREAM = 7301
+BG_PVS_FACTOR = (1.0, 4.0)  # log-uniform: basal-ganglia PVS up to grade 3-4
+BG_PVS_CAP = 120
+RIMLESS_LACUNES = 0.4  # fraction of lacunes without a gliotic rim
 
 
 @dataclass
@@ -39,6 +45,21 @@ class PhysicsSubject:
         protocol = draw_protocol(rng, settings.field_t, settings.gre_te)
         tissues = draw_tissues(rng, protocol.field_t)
         return cls(rng, settings.oversample, settings.resolution, protocol, tissues)
+
+    def adjust_load(self, load: LesionLoad) -> LesionLoad:
+        """More basal-ganglia PVS than the template engine: up to 4x, at most 120."""
+        factor = float(np.exp(self.rng.uniform(*np.log(BG_PVS_FACTOR))))
+        counts = {
+            **load.counts,
+            "pvs_bg": min(int(round(load.counts["pvs_bg"] * factor)), BG_PVS_CAP),
+        }
+        return replace(load, counts=counts)
+
+    def vary_lesions(self, lesions: list[Lesion]) -> None:
+        """Some lacunes lose their gliotic rim (in place)."""
+        for lesion in lesions:
+            if lesion.marker == "LAC" and self.rng.random() < RIMLESS_LACUNES:
+                lesion.tissue[lesion.tissue == LAC_RIM] = LAC_CAVITY
 
     def prepare(self, anat: Anatomy) -> None:
         """Atrophy (in place), tissue texture and head pose; before regions and lesions."""
