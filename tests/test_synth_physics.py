@@ -186,3 +186,21 @@ def test_the_command_line_refuses_a_bad_echo_time(tmp_path):
     command += ["physics", "--gre-te", "-5"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 64 and "--gre-te -5.0 ms is outside" in done.stderr
+
+
+def test_the_physics_engine_is_deterministic_and_makes_clinical_sessions(tmp_path):
+    made = [
+        generate_dataset(tmp_path / f"c{i}", 1, 1, 3, 4.0, engine="physics", profile="clinical")
+        for i in range(2)
+    ]
+    files = sorted(p.relative_to(made[0]) for p in made[0].rglob("*.nii.gz"))
+    assert files == sorted(p.relative_to(made[1]) for p in made[1].rglob("*.nii.gz"))
+    for name in files:
+        assert (made[0] / name).read_bytes() == (made[1] / name).read_bytes(), name
+    anat = made[0] / "sub-01" / "anat"
+    assert [p.name for p in anat.glob("*.nii.gz")] == ["sub-01_FLAIR.nii.gz"]
+    flair = nib.load(anat / "sub-01_FLAIR.nii.gz")
+    assert 5.0 <= json.loads((anat / "sub-01_FLAIR.json").read_text())["SliceThickness"] <= 8.0
+    assert (flair.get_fdata() == 0).mean() > 0.3  # skull-stripped
+    truth = made[0] / "derivatives" / "groundtruth" / "sub-01" / "anat"
+    assert nib.load(truth / "sub-01_space-FLAIR_seg-csvd_dseg.nii.gz").shape == flair.shape
