@@ -4,7 +4,8 @@ Each tissue has T1, T2 and T2* (ms), proton density (relative to CSF), magnetic
 susceptibility (ppm, SI, relative to CSF) and an apparent diffusion coefficient (1e-3 mm2/s),
 at 1.5 T and 3 T. Relaxation times are the published means the values below were taken from;
 each subject then draws its own within +-``BIOLOGICAL_SPREAD`` (lesions within the wider
-``LESION_RANGES``), so contrast varies between subjects as it does between people.
+``LESION_RANGES``, their properties coupled), so contrast varies between subjects as it does
+between people.
 
 Sources (means, rounded):
 - WM, GM, CSF T1/T2 at 1.5 T and 3 T: Stanisz et al., MRM 2005;54:507; Wansapura et al.,
@@ -86,14 +87,18 @@ _TABLE = {
 }
 TISSUES = tuple(_TABLE[3.0])
 BIOLOGICAL_SPREAD = 0.05  # relative, per subject, for the normal tissues
-# Per subject, relative to the nominal value: lesions vary far more than normal tissue.
+# Per subject, relative to the nominal value: lesions vary far more than normal tissue. The
+# properties of one lesion tissue move together, at one draw u ~ U(0, 1) per subject (value =
+# low + u (high - low)): T1, T2 and PD of a WMH all rise with its water content, so a long T1
+# never comes with a short T2; an acute infarct's ADC falls as its T2 rises; more calcium is
+# more diamagnetic and has fewer protons.
 LESION_RANGES = {
-    "WMH": {"t1": (0.85, 1.2), "t2": (0.8, 1.25), "pd": (0.95, 1.06)},
+    "WMH": {"t1": (0.87, 1.17), "t2": (0.78, 1.22), "pd": (0.95, 1.06)},
     "LAC_RIM": {"t1": (0.85, 1.15), "t2": (0.85, 1.2)},
-    "RSSI": {"t1": (0.9, 1.15), "t2": (0.85, 1.2), "adc": (0.8, 1.3)},
+    "RSSI": {"t1": (0.9, 1.15), "t2": (0.85, 1.2), "adc": (1.3, 0.8)},
     "CMB": {"chi": (0.5, 1.6)},
     "VEIN": {"chi": (0.75, 1.2)},
-    "CALCIFICATION": {"chi": (0.4, 2.0), "pd": (0.5, 1.5)},
+    "CALCIFICATION": {"chi": (0.4, 2.0), "pd": (1.5, 0.5)},
 }
 
 
@@ -131,7 +136,10 @@ def draw_tissues(rng: np.random.Generator, field_t: float) -> dict[str, Tissue]:
     for name, tissue in nominal(field_t).items():
         scale = {p: rng.uniform(1 - BIOLOGICAL_SPREAD, 1 + BIOLOGICAL_SPREAD) for p in ("t1", "t2")}
         if name in LESION_RANGES:
-            scale.update({p: rng.uniform(*r) for p, r in LESION_RANGES[name].items()})
+            u = rng.uniform()
+            scale.update(
+                {p: low + u * (high - low) for p, (low, high) in LESION_RANGES[name].items()}
+            )
         values = {p: getattr(tissue, p) * s for p, s in scale.items()}
         values["pd"] = min(values.get("pd", tissue.pd), 1.0)
         values["t2"] = min(values["t2"], values["t1"])
