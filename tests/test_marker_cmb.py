@@ -219,6 +219,22 @@ def test_dark_on_t1w_and_symmetric_pairs_are_mimics():
     assert _found(detection, flow_void) and _found(detection, left) and _found(detection, right)
 
 
+def test_a_dot_on_the_midline_between_the_thalami_is_the_pineal():
+    swi, brain = _brain_and_background(seed=3)
+    # the brain's centroid is x = 36: one dot on the midline, one 8 mm off it
+    pineal, beside = _ball((36, 30, 36), 4.0), _ball((44, 44, 36), 4.0)
+    for where in (pineal, beside):
+        _paint(swi, where, DOT)
+    regions = _deep_wm(brain)
+    regions[_distance((36, 36, 36)) <= 14] = REGION_INDEX["thalamus"]
+    detection = _detect(_session(swi, brain, None, regions))
+    assert not _found(detection, pineal) and _found(detection, beside)
+    # in the brainstem, microbleeds do lie on the midline
+    regions[regions == REGION_INDEX["thalamus"]] = REGION_INDEX["brainstem"]
+    detection = _detect(_session(swi, brain, None, regions))
+    assert _found(detection, pineal) and _found(detection, beside)
+
+
 def test_regions_are_mars_groups():
     swi, brain = _brain_and_background(seed=4)
     lobar, deep, infra = (24, 30, 36), (48, 40, 36), (36, 36, 22)

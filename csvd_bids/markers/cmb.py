@@ -39,7 +39,10 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
      dentate) are bilateral and symmetric: a candidate in those structures with another one
      within ``symmetry_mm`` of its mirror image across the mid-sagittal plane (x = the brain's
      centroid; the reference grid is RAS) is rejected, as is any candidate centred in the
-     lateral ventricles (choroid plexus).
+     lateral ventricles (choroid plexus);
+   - midline mimics: a candidate in the deep grey matter or CSF within ``midline_mm`` of the
+     mid-sagittal plane is the pineal gland or habenula (calcified in most older adults) or
+     a deep midline vein; brainstem and medial cortex are not concerned.
 5. The STRIVE size rule (2-10 mm, csvd_bids.markers.size_rules) is applied to the returned
    mask by the caller, as for every marker.
 
@@ -124,6 +127,10 @@ class CMBParams:
     # Symmetric mimics: a mirror-image partner within this distance, in the structures where
     # physiological calcifications and iron-rich nuclei occur.
     symmetry_mm: float = 5.0
+    # Midline mimics: a candidate in the deep grey matter or CSF within this distance of the
+    # mid-sagittal plane is the pineal gland or habenula (calcified in most older adults) or
+    # a deep midline vein (internal cerebral veins, vein of Galen), not a microbleed.
+    midline_mm: float = 4.0
     # Width of the score logistic, relative to the peak threshold (where the score is 0.5).
     score_width: float = 0.25
     # At most this many candidates (strongest first) are examined.
@@ -137,7 +144,8 @@ CMB_METHOD = (
     "normalised to the subject's normal-appearing white matter, away from the brain edge, with "
     "rejection of vessels (connected beyond the dot, Hessian blobness, inertia elongation), of "
     "dots in CSF, dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
-    "calcification-prone structures, and the STRIVE 2-10 mm size rule."
+    "calcification-prone structures or on the midline between the thalami (pineal), and the "
+    "STRIVE 2-10 mm size rule."
 )
 
 # MARS groups of the subject region map: lobar, deep, infratentorial.
@@ -146,6 +154,9 @@ _MARS_GROUPS = (LOBAR_REGIONS, DEEP_REGIONS, INFRATENTORIAL_REGIONS)
 # nucleus, choroid plexus; pineal gland and habenula by the thalami) and the iron-rich nuclei
 # that are dark on SWI (pallidum, red nucleus and substantia nigra, dentate nucleus).
 _SYMMETRIC_MIMICS = (*DEEP_GM_REGIONS, *INFRATENTORIAL_REGIONS, *CSF_REGIONS)
+# Where midline mimics occur: between the thalami and behind the third ventricle (not the
+# brainstem, where microbleeds do lie on the midline, nor the cortex of the medial surface).
+_MIDLINE_MIMICS = (*DEEP_GM_REGIONS, *CSF_REGIONS)
 
 
 def mars_regions(regions: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
@@ -352,6 +363,22 @@ def _reject_symmetric(
                 kept[k].accepted, kept[k].reason = False, "symmetric"
 
 
+def _reject_midline(
+    candidates: list[_Candidate],
+    affine: np.ndarray,
+    midline_x: float,
+    regions: np.ndarray,
+    params: CMBParams,
+) -> None:
+    """Reject supratentorial deep candidates on the midline (pineal, habenula, deep veins)."""
+    for c in candidates:
+        if not c.accepted or regions[c.peak] not in _MIDLINE_MIMICS:
+            continue
+        x = float(affine[0, :3] @ np.array(c.peak) + affine[0, 3])
+        if abs(x - midline_x) <= params.midline_mm:
+            c.accepted, c.reason = False, "midline"
+
+
 def _reference_tissue(wm: np.ndarray | None, away: np.ndarray, params: CMBParams) -> np.ndarray:
     """NAWM-like voxels away from the brain edge (all of those without a WM prior)."""
     if wm is not None:
@@ -442,6 +469,7 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in crop])
     brain_xyz = np.argwhere(brain_c).mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]
     _reject_symmetric(candidates, affine, float(brain_xyz[0]), regions_c, params)
+    _reject_midline(candidates, affine, float(brain_xyz[0]), regions_c, params)
 
     mask_c = np.zeros(brain_c.shape, dtype=bool)
     mimic = np.zeros(brain_c.shape, dtype=bool)
