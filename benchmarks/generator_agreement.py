@@ -89,7 +89,7 @@ def _agreement(ratings: pd.DataFrame, column: str, tolerance: int) -> str:
 def _cmb_clean(sessions: pd.DataFrame) -> str:
     cmb = sessions[(sessions["marker"] == "CMB") & (sessions["status"] == "evaluated")]
     none = cmb[cmb["reference_lesions"] == 0]
-    return f"{int((none['false_positives'] == 0).sum())}/{len(none)}"
+    return f"{int((none['false_positives'] == 0).sum())}/{len(none)}" if len(none) else "n/a"
 
 
 def column_for(sessions: pd.DataFrame, ratings: pd.DataFrame | None) -> dict[str, str]:
