@@ -80,10 +80,14 @@ def ratings_agreement(bids: Path, out: Path) -> pd.DataFrame:
 
 
 def _agreement(ratings: pd.DataFrame, column: str, tolerance: int) -> str:
+    """Agreeing / rated sessions ("n/a" where the pipeline rated none: marker not assessed)."""
     planted = pd.to_numeric(ratings[f"{column}_planted"], errors="coerce")
     found = pd.to_numeric(ratings[f"{column}_found"], errors="coerce")
-    ok = (planted - found).abs() <= tolerance
-    return f"{int(ok.sum())}/{len(ratings)}"
+    rated = found.notna()
+    if not rated.any():
+        return "n/a"
+    ok = (planted[rated] - found[rated]).abs() <= tolerance
+    return f"{int(ok.sum())}/{int(rated.sum())}"
 
 
 def _cmb_clean(sessions: pd.DataFrame) -> str:
@@ -172,7 +176,7 @@ def main() -> None:
             if sessions is not None:
                 columns["real (WMH only)"] = column_for(sessions, None)
             audit = detections(out)
-        table = pd.DataFrame(columns)
+        table = pd.DataFrame(columns).fillna("n/a")
         print("\n" + table.to_string())
         if audit is not None:
             print("\nreal scans, detections per scan (look at each in the report):")
