@@ -204,3 +204,76 @@ def test_the_physics_engine_is_deterministic_and_makes_clinical_sessions(tmp_pat
     assert (flair.get_fdata() == 0).mean() > 0.3  # skull-stripped
     truth = made[0] / "derivatives" / "groundtruth" / "sub-01" / "anat"
     assert nib.load(truth / "sub-01_space-FLAIR_seg-csvd_dseg.nii.gz").shape == flair.shape
+
+
+@pytest.fixture(scope="module")
+def small_subject():
+    """One subject's anatomy (3 mm), its load and its lesions with the mimics."""
+    from csvd_bids.synth.anatomy import make_anatomy
+    from csvd_bids.synth.lesions import plan_lesions
+    from csvd_bids.synth.mimics import plant_mimics
+    from csvd_bids.synth.participants import draw_load, draw_participant
+    from csvd_bids.synth.regions import make_regions
+
+    rng = np.random.default_rng(4)
+    person = draw_participant(rng)
+    load = draw_load(rng, person, 1)
+    anat = make_anatomy(rng, 3.0)
+    lesions = plan_lesions(rng, anat, make_regions(anat), load, 1, mimics=plant_mimics)
+    return anat, load, lesions
+
+
+def test_mimics_are_planted_but_never_truth(small_subject):
+    from csvd_bids.labels import MARKER_LABELS
+    from csvd_bids.synth.truth import session_truth
+
+    anat, _, lesions = small_subject
+    markers = {x.marker for x in lesions}
+    assert {"VEIN", "ARTERY", "AIR"} <= markers
+    mimic_voxels = np.concatenate(
+        [x.index for x in lesions if x.marker in ("VEIN", "ARTERY", "AIR", "CALC")]
+    )
+    truth = session_truth(anat, lesions, 0)
+    wmh = next(m.index for m in MARKER_LABELS if m.label == "WMH")
+    found = truth.dseg.flat[mimic_voxels]
+    assert not ((found > 0) & (found != wmh)).any()  # WMH may cover a vein, as in real scans
+    air = np.concatenate([x.index for x in lesions if x.marker == "AIR"])
+    assert not anat.brain_mask.flat[air].any()  # sinuses are in the skull, not the brain
+
+
+def test_atrophy_turns_tissue_into_csf_without_changing_the_brain(small_subject):
+    import copy
+
+    from csvd_bids.synth.physics import atrophy
+
+    anat = copy.deepcopy(small_subject[0])
+    before = {k: getattr(anat, k).copy() for k in ("gm", "wm", "csf", "ventricles")}
+    atrophy(anat, np.random.default_rng(4))  # ventricles 4.7 mm larger: beyond a 3 mm voxel
+    assert np.allclose(anat.gm + anat.wm + anat.csf, before["gm"] + before["wm"] + before["csf"])
+    assert anat.ventricles.sum() > before["ventricles"].sum()
+    assert (anat.ventricles | ~before["ventricles"]).all()  # the old ventricles stay
+    assert anat.csf.sum() > before["csf"].sum() and (anat.gm <= before["gm"] + 1e-6).all()
+    assert anat.dist_ventricles[anat.ventricles].max() == 0.0
+
+
+def test_physics_subjects_have_more_bg_pvs_and_some_rimless_lacunes(small_subject):
+    from csvd_bids.synth.dataset import Settings
+    from csvd_bids.synth.lesions import LAC_CAVITY, LAC_RIM, Lesion
+    from csvd_bids.synth.physics_subject import BG_PVS_CAP, PhysicsSubject
+    from csvd_bids.synth.profiles import PROFILES
+
+    _, load, _ = small_subject
+    settings = Settings(1.0, None, PROFILES["research"], "physics")
+    counts = [
+        PhysicsSubject.draw(0, i, settings).adjust_load(load).counts["pvs_bg"] for i in range(20)
+    ]
+    assert min(counts) >= load.counts["pvs_bg"] and max(counts) > load.counts["pvs_bg"]
+    assert max(counts) <= BG_PVS_CAP
+    lacunes = [
+        Lesion("LAC", "deep", range(1), np.arange(3), np.array([LAC_RIM, LAC_CAVITY, LAC_RIM]),
+               np.ones(3, np.float32))
+        for _ in range(40)
+    ]  # fmt: skip
+    PhysicsSubject.draw(0, 1, settings).vary_lesions(lacunes)
+    rimless = sum(not (x.tissue == LAC_RIM).any() for x in lacunes)
+    assert 5 < rimless < 30

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .dataset import SynthUsageError, generate_dataset
+from .physics import DEFAULT_OVERSAMPLE
 from .profiles import PROFILES
 
 EX_USAGE = 64  # sysexits.h: command-line usage error
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--oversample",
         type=int,
-        default=2,
+        default=DEFAULT_OVERSAMPLE,
         help="physics: render grid this many times finer than --resolution (1-4, default 2)",
     )
     parser.add_argument(

@@ -36,6 +36,7 @@ from .anatomy import make_anatomy, working_grid
 from .lesions import plan_lesions
 from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
+from .physics import DEFAULT_OVERSAMPLE
 from .physics_subject import PhysicsSubject
 from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
 from .profiles import PROFILES, Profile, session_grids
@@ -65,7 +66,7 @@ class Settings:
     misalign: tuple[float, float] | None
     profile: Profile
     engine: str = "template"
-    oversample: int = 2  # physics: render grid this many times finer than ``resolution``
+    oversample: int = DEFAULT_OVERSAMPLE  # physics: render this many times finer than resolution
     field_t: float | None = None  # physics: fixed field strength, else drawn per subject
     gre_te: float | None = None  # physics: fixed GRE echo time (ms), else drawn
 
@@ -244,7 +245,7 @@ def _write_subject(
                 *settings.misalign,
                 motion.brain_centre(anat),
             )
-        extra = physics.sidecars(grids, render_mm) if physics else None
+        extra = physics.sidecars(grids) if physics else None
         _write_images(root, sub, ses, acquired, placed, extra)
         space = profile.truth_space
         grid = None if space == "T1w" and not physics else grids[space]
@@ -301,7 +302,7 @@ def generate_dataset(
     misalign: tuple[float, float] | None = None,
     profile: str = "research",
     engine: str = "template",
-    oversample: int = 2,
+    oversample: int = DEFAULT_OVERSAMPLE,
     field_t: float | None = None,
     gre_te: float | None = None,
 ) -> Path:

@@ -173,7 +173,8 @@ gradient echo from the dipole field of the susceptibility map, rendered on a fin
 integrated over each acquired voxel and slice profile. Veins, calcifications, flow voids and
 air sinuses are anatomy, never truth; every image and the truth share a random head pose. The
 truth is on the T1w (or FLAIR) acquisition grid: a voxel is lesion where the planted lesion
-fills at least half of it. Models and sources: the csvd_bids.synth.physics docstring.
+fills at least half of it. Models: the csvd_bids.synth.physics docstring; tissue values and
+their sources: csvd_bids.synth.tissue_properties.
 """
 
 

@@ -42,6 +42,7 @@ WMH, CMB, PVS, LAC_CAVITY, LAC_RIM, RSSI, VEIN = range(7)
 NEW_LESION_FRACTION = 0.25  # rate of new lesions per later session, relative to baseline
 SIZE_RULES_MM = {"CMB": (2.0, 10.0), "LAC": (3.0, 15.0), "RSSI": (3.0, 19.99), "PVS": (0, 20)}
 ATTEMPTS = 60
+ANATOMY_SESSIONS = range(0, 999)  # veins and other anatomy: in every session
 
 
 @dataclass
@@ -94,11 +95,12 @@ class Planter:
             diameter = max_diameter_mm(ijk, self.anat.voxel_mm)
             if not size_rule[0] <= diameter <= size_rule[1]:
                 continue
-            self._claim(ijk, idx)
+            self.claim(ijk, idx)
             return idx, value, centre
         return None
 
-    def _claim(self, ijk: np.ndarray, idx: np.ndarray, lesion: bool = True) -> None:
+    def claim(self, ijk: np.ndarray, idx: np.ndarray, lesion: bool = True) -> None:
+        """Mark voxels taken (dilated by one voxel); ``lesion=False`` for anatomy."""
         lo = np.maximum(ijk.min(axis=0) - 1, 0)
         hi = np.minimum(ijk.max(axis=0) + 2, self.shape)
         box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
@@ -131,7 +133,9 @@ def medullary_veins(p: Planter, n: int) -> list[Lesion]:
         if placed:
             idx, _, _ = placed
             weight = np.full(len(idx), min(1.0, 1.4 / anat.voxel_mm), dtype=np.float32)
-            veins.append(Lesion("VEIN", "n/a", range(0, 999), idx, np.full(len(idx), VEIN), weight))
+            veins.append(
+                Lesion("VEIN", "n/a", ANATOMY_SESSIONS, idx, np.full(len(idx), VEIN), weight)
+            )
     p.lesion_voxels[:] = False  # veins are anatomy: WMH may cover them
     return veins
 

@@ -24,10 +24,9 @@ import numpy as np
 
 from . import anatomy as A
 from . import shapes
-from .lesions import VEIN, Lesion, Planter, medullary_veins
+from .lesions import ANATOMY_SESSIONS, VEIN, Lesion, Planter, medullary_veins
 
 CALCIFICATION, ARTERY, AIR = 7, 8, 9  # after lesions.VEIN
-ALWAYS = range(0, 10_000)  # anatomy: every session
 
 CALCIFICATION_SITES = {  # MNI centre (mm), radius range (mm), probability, bilateral
     "pallidum": ((20.0, -4.0, -1.0), (1.5, 4.0), 0.35, True),
@@ -72,7 +71,9 @@ def _mimic(marker: str, code: int, ijk: np.ndarray, shape, weight: float = 1.0) 
     idx = np.ravel_multi_index(ijk.T, shape)
     idx = np.unique(idx)
     n = len(idx)
-    return Lesion(marker, "n/a", ALWAYS, idx, np.full(n, code, np.int8), np.full(n, weight, "f4"))
+    return Lesion(
+        marker, "n/a", ANATOMY_SESSIONS, idx, np.full(n, code, np.int8), np.full(n, weight, "f4")
+    )
 
 
 def _tube_between(anat, start, end, radius) -> np.ndarray:
@@ -83,7 +84,7 @@ def _tube_between(anat, start, end, radius) -> np.ndarray:
 
 def _claim(p: Planter, mimic: Lesion) -> None:
     ijk = np.stack(np.unravel_index(mimic.index, p.shape), axis=1)
-    p._claim(ijk, mimic.index, lesion=False)
+    p.claim(ijk, mimic.index, lesion=False)
 
 
 def calcifications(p: Planter) -> list[Lesion]:

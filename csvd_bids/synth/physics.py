@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 from . import anatomy as A
 from . import lesions as L
 from . import mimics as M
-from .contrasts import CHANNELS, DWI_DIRECTIONS, AcqGrid
+from .contrasts import DWI_DIRECTIONS, AcqGrid
 from .fields import add_rician_noise, bias_field, smooth_noise
 from .motion import draw_motion, ras_matrix
 from .protocols import Protocol, signals
@@ -69,10 +69,6 @@ class SliceGrid(AcqGrid):
     ``gap`` render planes skipped after every slice (``gap = 0``: a block grid)."""
 
     gap: int = 0
-
-    @property
-    def thickness_planes(self) -> int:
-        return self.factors[2]
 
 
 def slice_grid(in_plane: int, thickness: int, gap: int, shape, affine: np.ndarray) -> SliceGrid:
@@ -276,6 +272,3 @@ def acquire(
 
 def tissue_texture(rng: np.random.Generator, anat: A.Anatomy) -> np.ndarray:
     return (1.0 + TEXTURE * smooth_noise(rng, anat.shape, anat.voxel_mm, 4.0)).astype(np.float32)
-
-
-__all__ = ["CHANNELS", "DEFAULT_OVERSAMPLE", "SliceGrid", "acquire", "physics_grids", "render"]

@@ -88,9 +88,10 @@ class PhysicsSubject:
         )
         return {name: physics.posed(g, self.pose) for name, g in grids.items()}, acquired
 
-    def sidecars(self, grids: dict[str, physics.SliceGrid], render_mm: float) -> dict[str, dict]:
+    def sidecars(self, grids: dict[str, physics.SliceGrid]) -> dict[str, dict]:
         """Per-modality sidecar fields: the protocol, field strength and slice geometry."""
         fields = sidecar_fields(self.protocol)
+        render_mm = self.resolution / self.oversample
         out = {}
         for name, grid in grids.items():
             thickness = grid.factors[2] * render_mm
