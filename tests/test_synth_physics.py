@@ -11,6 +11,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from csvd_bids.synth import SynthUsageError, generate_dataset
 from csvd_bids.synth import protocols as P
@@ -277,3 +278,33 @@ def test_physics_subjects_have_more_bg_pvs_and_some_rimless_lacunes(small_subjec
     PhysicsSubject.draw(0, 1, settings).vary_lesions(lacunes)
     rimless = sum(not (x.tissue == LAC_RIM).any() for x in lacunes)
     assert 5 < rimless < 30
+
+
+def test_physics_wmh_linings_are_thick_enough_to_be_seen():
+    """A low burden is mostly a lining of the ventricle walls; one voxel thick, 3-8 mm FLAIR
+    slices average it with the CSF into darker than normal white matter (truth no image
+    shows). With ``lining_mm`` (the physics engine) the lining's wall voxels have lesion
+    behind them, and the volume stays the one drawn."""
+    from csvd_bids.synth.anatomy import make_anatomy
+    from csvd_bids.synth.lesions import plan_lesions
+    from csvd_bids.synth.participants import draw_load, draw_participant
+    from csvd_bids.synth.physics_subject import LINING_MM
+    from csvd_bids.synth.regions import make_regions
+
+    rng = np.random.default_rng(4)
+    load = dataclasses.replace(draw_load(rng, draw_participant(rng), 1), wmh_ml=1.0)
+    anat = make_anatomy(rng, 1.0)
+    regions = make_regions(anat)
+    backed, volume = {}, {}
+    for lining in (None, LINING_MM):
+        lesions = plan_lesions(np.random.default_rng(7), anat, regions, load, 1, lining_mm=lining)
+        wmh = np.zeros(anat.shape, dtype=bool)
+        for lesion in (x for x in lesions if x.marker == "WMH"):
+            wmh.flat[lesion.index] = True
+        dist = anat.dist_ventricles
+        wall = wmh & (dist <= 1.5)
+        behind = ndi.binary_dilation(wmh & (dist > 1.5) & (dist <= LINING_MM), np.ones((3,) * 3))
+        backed[lining] = (wall & behind).sum() / wall.sum()
+        volume[lining] = wmh.sum() / 1000.0
+    assert backed[LINING_MM] >= 0.9 > 0.5 > backed[None]
+    assert abs(volume[LINING_MM] - volume[None]) < 0.2 * volume[None]

@@ -37,7 +37,7 @@ from .lesions import plan_lesions
 from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
 from .physics import DEFAULT_OVERSAMPLE
-from .physics_subject import PhysicsSubject
+from .physics_subject import LINING_MM, PhysicsSubject
 from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
 from .profiles import PROFILES, Profile, session_grids
 from .protocols import RANGES
@@ -215,6 +215,7 @@ def _write_subject(
         n_sessions,
         confluent_wmh=profile.clinical_burden,
         mimics=plant_mimics if physics else None,
+        lining_mm=LINING_MM if physics else None,
     )
     if physics:
         physics.vary_lesions(lesions)

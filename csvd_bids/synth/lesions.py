@@ -20,6 +20,14 @@ two voxels of them may be halo whatever their WM fraction (1.5 voxels otherwise)
 halo voxel of the wall layer (within 1.5 voxels) brings in its neighbours behind it (up to two
 voxels out), unless grey matter (e.g. the caudate) is there. A one-voxel lining would average
 away in thick FLAIR slices.
+
+Linings in millimetres (``plan_lesions(..., lining_mm=...)``, the physics engine, which plans
+on a sub-millimetre render grid where "two voxels" would be 1 mm): every lining (confluent or
+not) is at least ``lining_mm`` thick, the wall layer's halo voxels bringing in the voxels behind
+them shell by shell, halo specks under 3 mm3 are dropped, and the halo of a non-confluent
+burden is sized to hold 70 % of the drawn volume with its lining. Without this, a low burden was
+a 0.5 mm lining that 1 mm voxels and 3-5 mm FLAIR slices average with the CSF into darker than
+normal white matter: truth that no image shows. The template engine keeps its voxel rules.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ NEW_LESION_FRACTION = 0.25  # rate of new lesions per later session, relative to
 SIZE_RULES_MM = {"CMB": (2.0, 10.0), "LAC": (3.0, 15.0), "RSSI": (3.0, 19.99), "PVS": (0, 20)}
 ATTEMPTS = 60
 ANATOMY_SESSIONS = range(0, 999)  # veins and other anatomy: in every session
+MIN_SPECK_MM3 = 3.0  # with ``lining_mm``: smaller halo specks are dropped (1 mm grid: 3 voxels)
 
 
 @dataclass
@@ -283,13 +292,33 @@ def _halo_size(order: np.ndarray, deep: np.ndarray, target: int) -> int:
     return int(min(np.searchsorted(union, target) + 1, len(order)))
 
 
-def _thicken_lining(idx: np.ndarray, wall: np.ndarray, behind: np.ndarray) -> np.ndarray:
-    """The halo ``idx`` plus the ``behind`` voxels next to its ``wall`` voxels (no new wall
-    voxel: the lining gets thicker, not wider, so it has no thin edge of its own)."""
-    mask = np.zeros(wall.shape, dtype=bool)
-    mask.flat[idx] = True
-    mask |= ndi.binary_dilation(mask & wall, CONNECTIVITY) & behind
-    return np.flatnonzero(mask)
+@dataclass
+class _Lining:
+    """Where a lining is thickened: the wall layer, and the shells of voxels behind it (nearest
+    first), into which the halo's wall voxels grow one shell per step."""
+
+    wall: np.ndarray
+    shells: list[np.ndarray]
+
+    def thicken(self, idx: np.ndarray) -> np.ndarray:
+        """The halo ``idx`` plus the voxels behind its wall voxels (no new wall voxel: the
+        lining gets thicker, not wider, so it has no thin edge of its own)."""
+        mask = np.zeros(self.wall.shape, dtype=bool)
+        mask.flat[idx] = True
+        front = mask & self.wall
+        for shell in self.shells:
+            front = ndi.binary_dilation(front, CONNECTIVITY) & shell
+            mask |= front
+        return np.flatnonzero(mask)
+
+
+def _lining(halo: np.ndarray, dist: np.ndarray, voxel_mm: float, depth_mm: float) -> _Lining:
+    """The wall layer (within 1.5 voxels of the ventricles) and the halo shells, one voxel
+    deep each, out to ``depth_mm``."""
+    edges = [1.5 * voxel_mm + k * voxel_mm for k in range(int(np.ceil(depth_mm / voxel_mm)))]
+    edges = [e for e in edges if e < depth_mm] + [depth_mm]
+    shells = [halo & (dist > lo) & (dist <= hi) for lo, hi in zip(edges, edges[1:])]
+    return _Lining(halo & (dist <= edges[0]), shells)
 
 
 @dataclass
@@ -298,11 +327,12 @@ class _Halo:
 
     order: np.ndarray
     ventricles: np.ndarray
-    lining: tuple[np.ndarray, np.ndarray] | None = None  # (wall, behind) to thicken, if any
+    lining: _Lining | None = None  # where to thicken, if anywhere
+    min_speck: int = 3  # voxels: smaller detached parts of the halo are dropped
 
     def first(self, n: int) -> np.ndarray:
-        idx = _attached_halo(self.order[:n], self.ventricles)
-        return idx if self.lining is None else _thicken_lining(idx, *self.lining)
+        idx = _attached_halo(self.order[:n], self.ventricles, self.min_speck)
+        return idx if self.lining is None else self.lining.thicken(idx)
 
 
 FILL_STEPS, FILL_TOLERANCE = 4, 0.01
@@ -329,13 +359,16 @@ def _wmh(
     new_deep: list[int],
     growth: np.ndarray,
     confluent: bool = False,
+    lining_mm: float | None = None,
 ) -> list[Lesion]:
     """One WMH layer per session: periventricular halo + deep foci, growing over time
-    (``confluent``: see the module docstring)."""
+    (``confluent``, ``lining_mm``: see the module docstring)."""
     anat = p.anat
     vox_ml = anat.voxel_mm**3 / 1000.0
     free = ~p.lesion_voxels & ~anat.ventricles & anat.brain_mask & (anat.gm < 0.5)
     wall = (2.0 if confluent else 1.5) * anat.voxel_mm
+    if lining_mm is not None:
+        wall = max(wall, lining_mm)
     reach = 25.0 + (0.2 * load.wmh_ml * growth[-1] if confluent else 0.0)
     halo = (
         free
@@ -362,9 +395,10 @@ def _wmh(
                 blobs.append((onset, *made))
 
     grower = _Halo(order, anat.ventricles)
-    if confluent:
-        first_layer = anat.dist_ventricles <= 1.5 * anat.voxel_mm
-        grower.lining = (halo & first_layer, halo & ~first_layer & (anat.dist_ventricles <= wall))
+    if confluent or lining_mm is not None:
+        grower.lining = _lining(halo, anat.dist_ventricles, anat.voxel_mm, wall)
+    if lining_mm is not None:
+        grower.min_speck = max(3, int(np.ceil(MIN_SPECK_MM3 / anat.voxel_mm**3)))
     layers, n_halo = [], 0
     for s, g in enumerate(growth):
         cores = [
@@ -376,6 +410,9 @@ def _wmh(
             deep = np.unique(np.concatenate(cores)) if cores else order[:0]
             target = int(round(load.wmh_ml * g / vox_ml))
             attached, n_halo = _fill(grower, deep[free.flat[deep]], target, n_halo)
+        elif lining_mm is not None:  # the thickened lining counts towards the halo's 70 %
+            target = int(round(0.7 * load.wmh_ml * g / vox_ml))
+            attached, n_halo = _fill(grower, order[:0], target, n_halo)
         else:
             n_halo = int(round(0.7 * load.wmh_ml * g / vox_ml))
             attached = grower.first(n_halo)
@@ -402,10 +439,12 @@ def plan_lesions(
     n_sessions: int,
     confluent_wmh: bool = False,
     mimics: Callable[[Planter], list[Lesion]] | None = None,
+    lining_mm: float | None = None,
 ) -> list[Lesion]:
     """All lesions (and veins) of one subject over its sessions (``confluent_wmh``: WMH of the
-    clinical profile, see the module docstring). ``mimics`` places more anatomy (never truth)
-    after the veins and before the lesions, which then keep a voxel away from it."""
+    clinical profile; ``lining_mm``: the thinnest WMH lining; see the module docstring).
+    ``mimics`` places more anatomy (never truth) after the veins and before the lesions, which
+    then keep a voxel away from it."""
     p = Planter(rng, anat, regions)
     r = regions
     lesions: list[Lesion] = medullary_veins(p, 10)
@@ -472,5 +511,5 @@ def plan_lesions(
                     )
                 )
     growth = np.cumprod([1.0, *rng.uniform(1.05, 1.25, n_sessions - 1)])
-    lesions += _wmh(p, load, new_counts("wmh_deep"), growth, confluent_wmh)
+    lesions += _wmh(p, load, new_counts("wmh_deep"), growth, confluent_wmh, lining_mm)
     return [lesion for lesion in lesions if lesion is not None]

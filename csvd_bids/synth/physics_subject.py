@@ -5,7 +5,8 @@ The physics draws come from their own stream, ``SeedSequence([seed, subject, 730
 subject's demographics, anatomy and lesion counts are those of the template engine with the
 same seed (the lesions' positions differ: mimics are placed first), except that
 basal-ganglia PVS are up to four times as many (log-uniform factor, at most 120: Potter grades
-up to 3-4) and 40 % of the lacunes have no gliotic rim.
+up to 3-4), 40 % of the lacunes have no gliotic rim, and WMH linings are at least
+``LINING_MM`` thick (:func:`.lesions.plan_lesions`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ PHYSICS_STREAM = 7301
 BG_PVS_FACTOR = (1.0, 4.0)  # log-uniform: basal-ganglia PVS up to grade 3-4
 BG_PVS_CAP = 120
 RIMLESS_LACUNES = 0.4  # fraction of lacunes without a gliotic rim
+# WMH linings at least this thick (mm): pencil-thin linings and caps are about 2 mm or more on
+# FLAIR; a thinner one averages with the CSF in 3-8 mm slices and no rater would mark it
+LINING_MM = 2.0
 
 
 @dataclass
