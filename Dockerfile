@@ -35,7 +35,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     NIPYPE_NO_ET=1 \
     CSVD_BIDS_DOCKER_TAG=csvd-bids/csvd-bids
 
-# Any user may run it; nothing under / needs to be writable.
-RUN chmod -R a+rX /src /usr/local
+# Any user may run it and nothing under / needs to be writable: the files are world-readable
+# as pip and COPY leave them (a `chmod -R` here copied all of /usr/local into a 2.7 GB layer),
+# caches and, without a tmpfs on /tmp, the temporary folder go to the work directory (-w).
 WORKDIR /tmp
 ENTRYPOINT ["csvd-bids"]

@@ -2,12 +2,16 @@
 
 Libraries that keep caches or settings under $HOME (matplotlib, torch, nipype, numba, ...) are
 pointed at the work directory before they are imported, so ``docker run --read-only -u UID``
-works with only the output and work directories writable.
+works with only the output and work directories writable. So is the temporary folder when
+there is no usable one: Docker's ``--read-only`` gives no tmpfs on /tmp (nipype's workers then
+found no temporary folder), and ``apptainer --containall`` may pass a host ``$TMPDIR`` that is
+not bound inside.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 _CACHE_VARIABLES = {
@@ -24,6 +28,16 @@ def _writable(path: str | None) -> bool:
     return bool(path) and os.path.isdir(path) and os.access(path, os.W_OK)
 
 
+def _usable_tempdir() -> bool:
+    """Whether $TMPDIR (when set) and the folder ``tempfile`` would use are writable folders."""
+    if "TMPDIR" in os.environ and not _writable(os.environ["TMPDIR"]):
+        return False
+    try:
+        return _writable(tempfile.gettempdir())
+    except FileNotFoundError:  # no usable temporary folder anywhere
+        return False
+
+
 def configure_environment(work_dir: Path) -> None:
     cache = work_dir / ".cache"
     for variable, folder in _CACHE_VARIABLES.items():
@@ -33,5 +47,9 @@ def configure_environment(work_dir: Path) -> None:
     if not _writable(os.environ.get("HOME")):
         os.environ["HOME"] = str(cache / "home")
         (cache / "home").mkdir(parents=True, exist_ok=True)
+    if not _usable_tempdir():
+        os.environ["TMPDIR"] = str(cache / "tmp")
+        (cache / "tmp").mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = None  # ``tempfile`` caches its choice: choose again
     # No network calls: nipype's version check (etelemetry) is off.
     os.environ["NIPYPE_NO_ET"] = "1"

@@ -1,0 +1,57 @@
+"""The process environment for read-only containers: caches and the temporary folder go to the
+work directory when their usual places cannot be written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+from csvd_bids.cli import environment
+from csvd_bids.cli.environment import configure_environment
+
+UNUSABLE = "/proc/csvd-bids-no-tmp"  # cannot be created, not even by root
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    """Every variable configure_environment may set is restored after the test."""
+    for name in (*environment._CACHE_VARIABLES, "HOME", "TMPDIR", "NIPYPE_NO_ET"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    return monkeypatch
+
+
+def test_an_unusable_tmpdir_moves_into_the_work_dir(clean_environment, tmp_path):
+    """As ``apptainer --containall`` may leave it: a host $TMPDIR that does not exist inside."""
+    clean_environment.setenv("TMPDIR", UNUSABLE)
+    configure_environment(tmp_path)
+    moved = tmp_path / ".cache" / "tmp"
+    assert os.environ["TMPDIR"] == str(moved) and moved.is_dir()
+    with tempfile.NamedTemporaryFile() as handle:
+        assert handle.name.startswith(str(moved))
+
+
+def test_a_usable_tmpdir_is_kept(clean_environment, tmp_path):
+    mine = tmp_path / "scratch"
+    mine.mkdir()
+    clean_environment.setenv("TMPDIR", str(mine))
+    configure_environment(tmp_path / "work")
+    assert os.environ["TMPDIR"] == str(mine)
+    assert not (tmp_path / "work" / ".cache" / "tmp").exists()
+
+
+def test_no_usable_temporary_folder_anywhere(clean_environment, tmp_path):
+    """As ``docker run --read-only`` without a tmpfs leaves it: ``tempfile`` finds nothing."""
+    clean_environment.delenv("TMPDIR", raising=False)
+
+    def nowhere() -> str:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    clean_environment.setattr(tempfile, "gettempdir", nowhere)
+    configure_environment(tmp_path)
+    assert os.environ["TMPDIR"] == str(tmp_path / ".cache" / "tmp")
