@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -317,7 +318,7 @@ def _lining(halo: np.ndarray, dist: np.ndarray, voxel_mm: float, depth_mm: float
     deep each, out to ``depth_mm``."""
     edges = [1.5 * voxel_mm + k * voxel_mm for k in range(int(np.ceil(depth_mm / voxel_mm)))]
     edges = [e for e in edges if e < depth_mm] + [depth_mm]
-    shells = [halo & (dist > lo) & (dist <= hi) for lo, hi in zip(edges, edges[1:])]
+    shells = [halo & (dist > lo) & (dist <= hi) for lo, hi in pairwise(edges)]
     return _Lining(halo & (dist <= edges[0]), shells)
 
 
