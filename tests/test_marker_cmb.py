@@ -5,6 +5,8 @@ detector (``_detect``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.cmb import (
     CMB_METHOD,
     CMB_REGIONS,
+    PARAMS,
     CMBParams,
     _elongation,
     _hessian_blobness,
@@ -170,6 +173,39 @@ def test_dot_in_csf_is_no_microbleed():
     detection = _detect(_session(swi, brain))
     assert _found(detection, bleed)
     assert not _found(detection, cistern)
+
+
+def test_noise_is_no_microbleed_but_a_clear_dot_in_it_is():
+    """An SWI as noisy as a 1.5 T SWI at SNR about 7 (D noise about 0.15): noise alone makes
+    dark one-voxel "dots" that pass every shape rule, and none is reported (Rose's
+    criterion); a 6 mm microbleed in the same noise is."""
+    swi, brain = _brain_and_background(seed=0)
+    noisy = swi + np.random.default_rng(100).normal(0.0, 80.0, SHAPE)
+    bleed = _ball((22, 30, 36), 6.0)
+    with_bleed = noisy.copy()
+    _paint(with_bleed, bleed, DOT)
+    without_rule = replace(PARAMS, min_contrast_snr=0.0)
+    assert label_lesions(detect_cmb(_session(noisy, brain), without_rule).mask)[1] >= 2
+    assert not detect_cmb(_session(noisy, brain)).mask.any()
+    found = detect_cmb(_session(with_bleed, brain)).mask
+    assert found[bleed].any() and label_lesions(found)[1] == 1
+
+
+def test_dot_in_csf_of_the_region_map_is_no_microbleed():
+    """On a short-TR gradient echo CSF is darker than white matter (its long T1 saturates),
+    so a flow void in a sulcus does not stand in bright surroundings: the region map (from
+    the T1w) says it is in CSF."""
+    swi, brain = _brain_and_background(seed=3)
+    sulcus = _ball((22, 40, 40), 12.0)  # off the midline (no pineal rule)
+    swi[sulcus] -= 0.1 * WM  # CSF a little darker than WM, as on the physics engine's GRE
+    regions = _deep_wm(brain)
+    regions[sulcus] = REGION_INDEX["other_csf"]
+    _paint(swi, _ball((22, 40, 40), 4.0), DOT)
+    bleed = _ball((36, 56, 36), 4.0)
+    _paint(swi, bleed, DOT)
+    detection = _detect(_session(swi, brain, regions=regions))
+    assert _found(detection, bleed) and not _found(detection, sulcus)
+    assert _found(_detect(_session(swi, brain)), sulcus)  # white matter on the region map
 
 
 def test_dot_touching_a_vein_is_found():

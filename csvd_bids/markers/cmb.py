@@ -23,7 +23,11 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
    (``vessel_level``) runs out of the box, the candidate belongs to a longer dark structure
    (a vessel; thin veins look beaded after partial volume), unless a higher level
    (``segment_levels``) parts it from a structure clearly lighter than itself
-   (``max_touching_depth``): a microbleed touching a vein.
+   (``max_touching_depth``): a microbleed touching a vein. Its contrast must also be told
+   from noise: at least ``min_contrast_snr`` times the noise of its core's mean (the robust SD
+   of D in the reference tissue over the square root of the core's voxels; 5 is Rose's
+   criterion for seeing a feature in noise). A noisy SWI (1.5 T, SNR about 10) darkened by its
+   phase mask otherwise gave dozens of one-voxel "microbleeds".
 4. Mimics are rejected:
    - veins (tubular): Hessian eigenvalues of D at the candidate's scale, sorted by magnitude;
      a ball bends D in all three directions, a vessel in two, so the ratio of the smallest to
@@ -34,6 +38,9 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
      calcifications) are dark there too: with a T1w, a candidate whose core is darker than its
      surroundings by more than ``max_t1_drop`` and darker than ``max_t1_ratio`` x the NAWM
      T1w (below grey matter, which is darker than WM on T1w and holds most CMB) is rejected;
+   - dots in CSF by anatomy: a candidate centred in CSF on the region map (from the T1w) is
+     a flow void or a vessel in a sulcus or cistern: on a short-TR gradient echo, CSF's long
+     T1 saturates it below white matter, and the SWI-brightness rule above cannot see it;
    - calcifications: physiological calcifications (globus pallidus, dentate nucleus, choroid
      plexus) and the iron-rich nuclei dark on SWI (pallidum, red nucleus, substantia nigra,
      dentate) are bilateral and symmetric: a candidate in those structures with another one
@@ -99,6 +106,9 @@ class CMBParams:
     # partial volumes of them shallower.
     min_contrast: float = 0.25
     min_depth: float = 0.3
+    # ... and its contrast at least this many times the noise of its core's mean (Rose's
+    # criterion; the noise is the robust SD of D in the reference tissue).
+    min_contrast_snr: float = 5.0
     # Surroundings brighter than the NAWM by more than this (CSF is bright on SWI, grey matter
     # a little brighter than WM): the candidate lies in CSF, not in the parenchyma.
     max_background_brightness: float = 0.5
@@ -142,8 +152,9 @@ CMB_REGIONS = ("lobar", "deep", "infratentorial")
 CMB_METHOD = (
     "Multi-scale Laplacian-of-Gaussian detection of small round hypointense foci on SWI "
     "normalised to the subject's normal-appearing white matter, away from the brain edge, with "
-    "rejection of vessels (connected beyond the dot, Hessian blobness, inertia elongation), of "
-    "dots in CSF, dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
+    "rejection of dots not told from noise (Rose's criterion), of vessels (connected beyond "
+    "the dot, Hessian blobness, inertia elongation), of dots in CSF (SWI or region map), dark "
+    "on T1w (flow voids, calcifications) or bilaterally symmetric in "
     "calcification-prone structures or on the midline between the thalami (pineal), and the "
     "STRIVE 2-10 mm size rule."
 )
@@ -455,10 +466,17 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
         for i in order
     ]
 
+    noise = robust_stats(darkness[reference])[1]
     regions_c = session.regions[crop]
     for c in candidates:
-        if c.accepted and regions_c[c.peak] == LATERAL_VENTRICLES:
+        if not c.accepted:
+            continue
+        if c.contrast < params.min_contrast_snr * noise / np.sqrt(max(int(c.core.sum()), 1)):
+            c.accepted, c.reason = False, "noise"
+        elif regions_c[c.peak] == LATERAL_VENTRICLES:
             c.accepted, c.reason = False, "choroid plexus"
+        elif regions_c[c.peak] in CSF_REGIONS:
+            c.accepted, c.reason = False, "in CSF"
     if "t1w" in session.images:
         t1 = session.data("t1w")[crop]
         t1_reference = float(np.median(t1[reference]))
