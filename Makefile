@@ -10,7 +10,16 @@ TOOLS := .tools
 # The official BIDS validator (npm), installed into the project, not globally.
 VALIDATOR_VERSION := 1.15.0
 
-.PHONY: install tools demo test lint clean
+# The container image (docker or podman, whichever is on PATH; README.md, section Containers).
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+TAG ?= csvd-bids/csvd-bids:$(shell cat version)
+BASE_IMAGE ?= python:3.11-slim-bookworm
+TORCH_VARIANT ?= cpu
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+PIP_INDEX_URL ?= https://pypi.org/simple
+BUILD_ARGS ?=
+
+.PHONY: install tools demo test lint clean image image-test base-image lock
 
 $(BIN)/csvd-bids: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +59,23 @@ lint: install
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+# Builds the image; e.g. make image BASE_IMAGE=localhost/csvd-bids-base:bookworm
+image:
+	$(ENGINE) build -t $(TAG) -f Dockerfile \
+	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_VARIANT=$(TORCH_VARIANT) \
+	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) --build-arg PIP_INDEX_URL=$(PIP_INDEX_URL) \
+	  $(BUILD_ARGS) .
+
+# Runs the image read-only, non-root, without a tmpfs on /tmp, on a small demo dataset (minutes;
+# not part of make test).
+image-test:
+	ENGINE=$(ENGINE) sh container/image-test.sh $(TAG)
+
+# A Debian bookworm base from Debian packages only (mmdebstrap), for sites without Docker Hub.
+base-image:
+	ENGINE=$(ENGINE) sh container/make-base.sh
+
+# Regenerates the hashed lock files the image installs from (pip-tools; see README.md).
+lock:
+	sh container/lock.sh
