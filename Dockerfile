@@ -20,8 +20,8 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # The official BIDS validator, legacy 1.x (the schema validator 2.x is not on this npm registry).
 # Its npm tarball already holds the whole command line tool as one esbuild bundle
-# (dist/commonjs/cli.js, 12 MB, Node.js built-ins only), so the image takes that file and not the 899
-# npm packages that `npm install` adds (859 MB: next, jest, lerna, ...; 17 of them want
+# (dist/commonjs/cli.js, 12 MB, Node.js built-ins only), so the image takes that file and not
+# the 899 npm packages that `npm install` adds (859 MB: next, jest, lerna, ...; 17 of them want
 # Node >= 20 where Debian has 18). The tarball is checked against the registry's sha512.
 # Same --json report, byte for byte, on valid and invalid datasets as the full install.
 FROM ${BASE_IMAGE} AS validator
@@ -42,9 +42,6 @@ RUN --mount=type=bind,source=container/fetch_npm_tarball.py,target=/tmp/fetch_np
     && rm /tmp/bids-validator.tgz
 
 FROM ${BASE_IMAGE}
-ARG TORCH_VARIANT=cpu
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG PIP_INDEX_URL=https://pypi.org/simple
 
 # Node.js runs the validator; graphviz draws --write-graph. Lists and caches go in this layer.
 RUN apt-get update \
@@ -58,6 +55,11 @@ ENV PATH=/opt/venv/bin:/opt/bids-validator/node_modules/.bin:$PATH \
     NIPYPE_NO_ET=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CSVD_BIDS_DOCKER_TAG=csvd-bids/csvd-bids
+
+# Declared here, not above: the layers above stay shared between the CPU and CUDA builds.
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL=https://pypi.org/simple
 
 # A venv (Debian's Python refuses pip in the system site, PEP 668). Every package, torch
 # included, is pinned with its hash in the lock; the app itself is then installed without
