@@ -68,8 +68,9 @@ image:
 	  $(BUILD_ARGS) .
 
 # Runs the image read-only, non-root, without a tmpfs on /tmp, on a small demo dataset (minutes;
-# not part of make test).
+# not part of make test); builds it first (same variables as make image) when it is missing.
 image-test:
+	$(ENGINE) image inspect $(TAG) >/dev/null 2>&1 || $(MAKE) image
 	ENGINE=$(ENGINE) sh container/image-test.sh $(TAG)
 
 # A Debian bookworm base from Debian packages only (mmdebstrap), for sites without Docker Hub.
