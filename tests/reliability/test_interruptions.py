@@ -94,7 +94,12 @@ def _wait_for_nodes(process: subprocess.Popen, work: Path, count: int) -> None:
     """Until ``count`` node results are in the work dir (the run is mid-graph)."""
     deadline = time.monotonic() + WAIT_S
     while _node_results(work) < count:
-        assert process.poll() is None, "the run ended before it could be interrupted"
+        if process.poll() is not None:
+            output = process.communicate()[0][-2000:]
+            raise AssertionError(
+                f"the run ended (exit {process.returncode}) with {_node_results(work)} of the "
+                f"{count} node results it was to be interrupted at:\n{output}"
+            )
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.2)
 
@@ -187,10 +192,15 @@ def chain(dataset, reference) -> dict:
 
     first = _start(_command(bids, out, work, "01"))
     _wait_for_nodes(first, work, 3)
+    # Frozen (its lock held) while the second run starts and is refused: on a loaded machine
+    # the first run otherwise went on to nearly its end, and the resume below had too few
+    # nodes left to be killed mid-graph.
+    os.killpg(first.pid, signal.SIGSTOP)
     started = time.monotonic()
     steps["second"] = (*_finish(_start(_command(bids, root / "out2", work, "01"))),)
     steps["second_s"] = time.monotonic() - started
     steps["second_alive"] = first.poll() is None
+    os.killpg(first.pid, signal.SIGCONT)
     os.killpg(first.pid, signal.SIGINT)
     steps["ctrl_c"] = _finish(first)
 
