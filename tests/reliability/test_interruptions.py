@@ -73,6 +73,13 @@ def _command(bids: Path, out: Path, work: Path, subject: str) -> list[str]:
     return run_py_command(bids, out, work, subject, "--nprocs", "1")
 
 
+def _terminal_sigint() -> None:
+    """SIGINT delivered as from a terminal, even where the test runner ignores it: a
+    background job of a non-interactive shell (``make test &``, ``nohup``) inherits SIGINT
+    ignored, and Ctrl-C then reached nothing (the run went on to its end, exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(command: list[str], env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:
     # its own process group: signals reach MultiProc's workers too, as from a terminal
     return subprocess.Popen(
@@ -80,6 +87,7 @@ def _start(command: list[str], env: dict | None = None, cwd: str | None = None) 
         env=env,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=_terminal_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -192,9 +200,9 @@ def chain(dataset, reference) -> dict:
 
     first = _start(_command(bids, out, work, "01"))
     _wait_for_nodes(first, work, 3)
-    # Frozen (its lock held) while the second run starts and is refused: on a loaded machine
-    # the first run otherwise went on to nearly its end, and the resume below had too few
-    # nodes left to be killed mid-graph.
+    # Frozen (its lock held) while the second run starts and is refused, so that on a loaded
+    # machine it cannot run on towards its end and leave the resume below too few nodes to be
+    # killed mid-graph.
     os.killpg(first.pid, signal.SIGSTOP)
     started = time.monotonic()
     steps["second"] = (*_finish(_start(_command(bids, root / "out2", work, "01"))),)
