@@ -316,8 +316,7 @@ class _Lining:
 def _lining(halo: np.ndarray, dist: np.ndarray, voxel_mm: float, depth_mm: float) -> _Lining:
     """The wall layer (within 1.5 voxels of the ventricles) and the halo shells, one voxel
     deep each, out to ``depth_mm``."""
-    edges = [1.5 * voxel_mm + k * voxel_mm for k in range(int(np.ceil(depth_mm / voxel_mm)))]
-    edges = [e for e in edges if e < depth_mm] + [depth_mm]
+    edges = [*np.arange(1.5 * voxel_mm, depth_mm, voxel_mm), depth_mm]
     shells = [halo & (dist > lo) & (dist <= hi) for lo, hi in pairwise(edges)]
     return _Lining(halo & (dist <= edges[0]), shells)
 
