@@ -5,6 +5,8 @@ marker table behind the label map, and exit codes taken from the exception's cla
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -336,3 +338,16 @@ def test_the_methods_text_comes_from_the_workflows(tmp_path):
 def test_an_unknown_citation_key_is_an_error():
     with pytest.raises(KeyError):
         cite("as shown [@nobody]")
+
+
+def test_the_graph_nodes_import_without_torch():
+    """Every node (a MultiProc worker, a SLURM job) imports its interface's module: torch is
+    0.9 s of that, paid 34 times by a 2-subject SLURM-plugin run, though only deepbet and the
+    model bundles use it (they import it themselves)."""
+    modules = ("derivatives", "dwi", "inputs", "markers", "preproc", "quant", "reports")
+    imports = "; ".join(f"import csvd_bids.interfaces.{name}" for name in modules)
+    check = f"{imports}; import sys; print(sorted({{'torch', 'monai'}} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]", f"imported by the interfaces: {loaded}"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
-import torch
 from scipy import ndimage
 
 # Plausible intracranial volumes (litres): adults are ~1.2-1.8 l.
@@ -82,6 +81,8 @@ def deepbet_mask(img: nib.Nifti1Image, device: str = "cpu") -> np.ndarray:
     codes = nib.orientations.aff2axcodes(img.affine)
     if codes != ("R", "A", "S"):
         raise ValueError(f"deepbet needs a RAS-oriented image, got {''.join(codes)}")
+    import torch  # imported late: 0.9 s that every node importing this module paid
+
     bet = _deepbet(device)
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     with torch.inference_mode():
