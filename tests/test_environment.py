@@ -17,7 +17,7 @@ UNUSABLE = "/proc/csvd-bids-no-tmp"  # cannot be created, not even by root
 @pytest.fixture
 def clean_environment(monkeypatch):
     """Every variable configure_environment may set is restored after the test."""
-    for name in (*environment._CACHE_VARIABLES, "HOME", "TMPDIR", "NIPYPE_NO_ET"):
+    for name in (*environment._CACHE_VARIABLES, "HOME", "TMPDIR", "NIPYPE_NO_ET", "LOGNAME"):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
         else:
@@ -55,3 +55,14 @@ def test_no_usable_temporary_folder_anywhere(clean_environment, tmp_path):
     clean_environment.setattr(tempfile, "gettempdir", nowhere)
     configure_environment(tmp_path)
     assert os.environ["TMPDIR"] == str(tmp_path / ".cache" / "tmp")
+
+
+def test_logname_is_set_when_missing(clean_environment, tmp_path):
+    """nipype's SLURM plugin names every job after $LOGNAME (a KeyError at the first sbatch
+    without it); ``apptainer --cleanenv``, cron and ``env -i`` leave it unset."""
+    clean_environment.delenv("LOGNAME", raising=False)
+    configure_environment(tmp_path)
+    assert os.environ["LOGNAME"]
+    clean_environment.setenv("LOGNAME", "someone")
+    configure_environment(tmp_path)
+    assert os.environ["LOGNAME"] == "someone"

@@ -5,11 +5,13 @@ pointed at the work directory before they are imported, so ``docker run --read-o
 works with only the output and work directories writable. So is the temporary folder when
 there is no usable one: Docker's ``--read-only`` gives no tmpfs on /tmp (nipype's workers then
 found no temporary folder), and ``apptainer --containall`` may pass a host ``$TMPDIR`` that is
-not bound inside.
+not bound inside. And so is ``$LOGNAME``, which nipype's SLURM plugin names its jobs after and
+which cron, ``env -i``, ``apptainer --cleanenv`` and many containers leave unset.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import tempfile
 from pathlib import Path
@@ -38,6 +40,13 @@ def _usable_tempdir() -> bool:
         return False
 
 
+def _user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (``docker run -u 1234``)
+        return str(os.getuid())
+
+
 def configure_environment(work_dir: Path) -> None:
     cache = work_dir / ".cache"
     for variable, folder in _CACHE_VARIABLES.items():
@@ -51,5 +60,8 @@ def configure_environment(work_dir: Path) -> None:
         os.environ["TMPDIR"] = str(cache / "tmp")
         (cache / "tmp").mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = None  # ``tempfile`` caches its choice: choose again
+    # nipype's SLURM plugin reads os.environ["LOGNAME"] for each job's name: a KeyError
+    # at the first submission without it.
+    os.environ.setdefault("LOGNAME", _user_name())
     # No network calls: nipype's version check (etelemetry) is off.
     os.environ["NIPYPE_NO_ET"] = "1"
