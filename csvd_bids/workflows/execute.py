@@ -74,6 +74,8 @@ def configure_nipype(config: RunConfig) -> Path:
                 "remove_unnecessary_outputs": False,
                 "create_report": False,
                 "check_version": False,
+                # how long the plugin sleeps between looks at its running nodes (cli/parser.py)
+                "poll_sleep_duration": config.plugin_args.get("poll_sleep_duration", 2),
             },
             "logging": {
                 "workflow_level": "INFO" if config.verbosity else "WARNING",
@@ -105,6 +107,16 @@ def read_crash(path: Path) -> Failure:
     return Failure(session_wf, node, message, path, error)
 
 
+def plugin_runner(config: RunConfig):
+    """The plugin ``workflow.run`` takes: ours for SLURM (one squeue per poll), else the name
+    of nipype's."""
+    if config.plugin == "SLURM":
+        from csvd_bids.workflows.cluster import SLURMPlugin
+
+        return SLURMPlugin(plugin_args=config.plugin_args)
+    return config.plugin
+
+
 def run_graph(workflow, config: RunConfig, crash_dir: Path) -> list[Failure]:
     """Run; return one Failure per crashed node (the first per session is what matters)."""
     if config.write_graph:
@@ -113,7 +125,7 @@ def run_graph(workflow, config: RunConfig, crash_dir: Path) -> list[Failure]:
         except Exception as exc:  # graphviz missing is not a reason to stop
             LOGGER.warning("could not write the workflow graph (%s)", exc)
     try:
-        workflow.run(plugin=config.plugin, plugin_args=config.plugin_args)
+        workflow.run(plugin=plugin_runner(config), plugin_args=config.plugin_args)
     except Exception as exc:
         # nipype raises once a node crashed (at the end, or at once with stop_on_first_crash);
         # the crash files say what failed. Without them the error is ours: let it through.
