@@ -11,7 +11,10 @@ other sessions, the problems are listed in ``group_stats.json`` ("InputProblems"
 summary that lacks columns other summaries have is kept, with a warning naming the columns
 (their values are n/a in the group table). No usable summary at all: exit code 65, nothing
 written. A damaged ``participants.tsv`` or ``sessions.tsv`` (the covariates of every
-session): exit code 65 naming the file and the problem, nothing written.
+session): exit code 65 naming the file and the problem, nothing written. Sessions of the
+dataset without any summary (not run yet, failed, e.g. one task of a cluster array, or without
+the images csvd-bids needs) are named in a warning and in ``group_stats.json``
+("SessionsWithoutOutputs"); the exit code stays 0.
 """
 
 from __future__ import annotations
@@ -34,6 +37,23 @@ SUMMARY_GLOBS = ("sub-*/anat/*_desc-summary_stats.tsv", "sub-*/ses-*/anat/*_desc
 
 def find_summaries(output_dir: Path) -> list[Path]:
     return sorted(p for pattern in SUMMARY_GLOBS for p in output_dir.glob(pattern))
+
+
+def sessions_without_outputs(bids_dir: Path, summaries: list[Path]) -> list[str]:
+    """The dataset's sessions (``sub-X`` or ``sub-X/ses-Y``) that have no summary file."""
+    written = {
+        (p.parent.parent.parent.name, p.parent.parent.name)
+        if p.parent.parent.name.startswith("ses-")
+        else (p.parent.parent.name, None)
+        for p in summaries
+    }
+    missing = []
+    for subject in sorted(d for d in bids_dir.glob("sub-*") if d.is_dir()):
+        sessions = sorted(d.name for d in subject.glob("ses-*") if d.is_dir())
+        for session in sessions or [None]:
+            if (subject.name, session) not in written:
+                missing.append(f"{subject.name}/{session}" if session else subject.name)
+    return missing
 
 
 class SkippedSummariesError(CsvdBidsError):
@@ -224,7 +244,15 @@ def run_group_level(
     ds.write_json(out.with_suffix(".json"), {**_dictionary(kept), **phenotype_dictionary})
     ds.write_tsv(out, table)
     write_group_analyses(table, output_dir, outcome, covariates)
-    _record_problems(output_dir, skipped, incomplete)
+    without = sessions_without_outputs(bids_dir, paths) if bids_dir is not None else []
+    if without:
+        LOGGER.warning(
+            "group level: %d session(s) of the dataset have no participant-level outputs and "
+            "are not in the group tables (not run, failed, or without a T1w or FLAIR): %s",
+            len(without),
+            ", ".join(without),
+        )
+    _record_problems(output_dir, skipped, incomplete, without)
     LOGGER.info(
         "group level: %d sessions of %d subjects -> %s",
         len(table),
@@ -244,11 +272,15 @@ def run_group_level(
 
 
 def _record_problems(
-    output_dir: Path, skipped: dict[Path, str], incomplete: dict[Path, list[str]]
+    output_dir: Path,
+    skipped: dict[Path, str],
+    incomplete: dict[Path, list[str]],
+    without_outputs: list[str],
 ) -> None:
-    """The damaged summaries in group_stats.json: "InputProblems" for scripts, and its
-    "Warnings", which the group report shows."""
-    if not skipped and not incomplete:
+    """The damaged summaries and the sessions without any in group_stats.json:
+    "InputProblems" and "SessionsWithoutOutputs" for scripts, and its "Warnings", which the
+    group report shows."""
+    if not skipped and not incomplete and not without_outputs:
         return
     problems = [
         {"file": str(path.relative_to(output_dir)), "problem": problem, "session_left_out": True}
@@ -268,6 +300,13 @@ def _record_problems(
         + ("; session left out" if p["session_left_out"] else "; n/a in the group table")
         for p in problems
     ]
+    if without_outputs:
+        notes.append(
+            f"{len(without_outputs)} session(s) of the dataset without participant-level "
+            f"outputs, not in the group tables: {', '.join(without_outputs)}"
+        )
+        meta["SessionsWithoutOutputs"] = without_outputs
     meta["Warnings"] = notes + meta.get("Warnings", [])
-    meta["InputProblems"] = problems
+    if problems:
+        meta["InputProblems"] = problems
     ds.write_json(path, meta)

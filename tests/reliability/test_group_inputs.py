@@ -203,3 +203,18 @@ def test_sessions_tsv_without_session_id(bids, out, capsys):
     code = main([str(bids), str(out), "group", "-w", str(out.parent / "work")])
     assert code == ExitCode.INPUT_DATA
     assert f"{damaged}: no session_id column" in capsys.readouterr().err
+
+
+def test_sessions_without_outputs_are_named(demo_run, out, capsys):
+    """As after a cluster array where one task failed: the session has no outputs at all.
+    The group tables hold the others, the warning names it, and the exit code stays 0 (its
+    own task already failed with the subject's code)."""
+    shutil.rmtree(out / "sub-02" / "ses-2")
+    code, log = _group(demo_run, out, capsys)
+    assert code == ExitCode.OK, log
+    assert "1 session(s) of the dataset have no participant-level outputs" in log
+    assert _group_sessions(out) == SESSIONS - {("sub-02", "ses-2")}
+    meta = json.loads((out / "group_stats.json").read_text())
+    assert meta["SessionsWithoutOutputs"] == ["sub-02/ses-2"]
+    assert "InputProblems" not in meta
+    assert "not in the group tables: sub-02/ses-2" in (out / "group_csvd.html").read_text()
