@@ -68,7 +68,7 @@ def test_dockerfile_entrypoint_and_torch_choice():
     assert all(path.stat().st_mode & 0o004 for path in copied)
 
 
-def test_circleci_runs_the_app_read_only_as_non_root_then_the_tests():
+def test_circleci_builds_and_runs_the_image_as_make_image_test_does_then_the_tests():
     config = yaml.safe_load((REPO / ".circleci" / "config.yml").read_text())
     commands = "\n".join(
         step["run"]["command"]
@@ -76,9 +76,10 @@ def test_circleci_runs_the_app_read_only_as_non_root_then_the_tests():
         for step in job["steps"]
         if isinstance(step, dict) and "run" in step
     )
-    assert "docker build" in commands and "--version" in commands
-    assert "--read-only" in commands and "-u $(id -u)" in commands
-    assert "participant" in commands and "group" in commands
+    # make image-test: --version, participant and group, read-only with no tmpfs, non-root
+    assert "make image ENGINE=docker" in commands
+    assert "make image-test ENGINE=docker" in commands
+    assert "--tmpfs" not in commands
     assert "make test" in commands
 
 
