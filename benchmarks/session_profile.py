@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import subprocess
 import sys
@@ -86,10 +87,15 @@ def profile_node(work: Path, name: str, top: int = 25) -> None:
         print(f"no node {name!r} in {work}")
         return
     node = loadpkl(found[0])
+    profiler = cProfile.Profile()
+    here = Path.cwd()
     with tempfile.TemporaryDirectory() as scratch:
-        node.base_dir = scratch
-        profiler = cProfile.Profile()
-        profiler.runcall(node.run)
+        # the interface itself, in a scratch folder: the node would find its cached result
+        os.chdir(scratch)
+        try:
+            profiler.runcall(node.interface.run)
+        finally:
+            os.chdir(here)
     print(f"\n== cProfile of {name} ({found[0].parent.relative_to(work)})")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
 

@@ -122,6 +122,12 @@ class BrainExtraction(SimpleInterface):
         return runtime
 
 
+def _in_memory(path: str) -> nib.Nifti1Image:
+    """The image with its data read (as float32, as every reader in preproc casts it)."""
+    img = nib.load(path)
+    return nib.Nifti1Image(np.asanyarray(img.dataobj, dtype=np.float32), img.affine, img.header)
+
+
 class _SameSubjectInputSpec(BaseInterfaceInputSpec):
     reference = File(exists=True, mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
@@ -142,12 +148,14 @@ class CheckSameSubject(SimpleInterface):
 
     def _run_interface(self, runtime):
         _set_threads(self.inputs.num_threads)
-        reference = nib.load(self.inputs.reference)
+        # Decompressed once: each score reads its images' data two or three times, and the
+        # reference once per modality (4 s of gzip in a 17 s node at 1 mm).
+        reference = _in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
         report = {}
         for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
             try:
-                report[name] = same_subject_score(reference, nib.load(path), brain)
+                report[name] = same_subject_score(reference, _in_memory(path), brain)
             except ValueError as exc:  # e.g. an image blank inside the brain: say so, go on
                 report[name] = {"error": str(exc), "different_subject_suspected": None}
         self._results["report"] = os.path.join(runtime.cwd, "same_subject.json")
