@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from csvd_bids.preproc.coregister import coregister, resample_with
-from csvd_bids.preproc.images import load_3d
+from csvd_bids.preproc.images import load_3d, load_in_memory
 
 _LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 
@@ -81,3 +81,18 @@ def test_resampling_lands_on_the_reference_grid(_single_bids):
     out = resample_with(flair, reference, coregister(flair, reference).transform)
     assert out.shape == reference.shape and np.allclose(out.affine, reference.affine)
     assert float(np.asanyarray(out.dataobj).min()) >= 0.0
+
+
+def test_a_work_image_loaded_in_memory_reads_as_from_disk(tmp_path):
+    """Nodes that read the reference several times (each registration, resampling and
+    output) load it once: same float32 values, affine and header, and no file proxy left to
+    decompress again."""
+    data = np.random.default_rng(0).normal(100, 20, (12, 10, 8)).astype(np.float32)
+    affine = np.diag([1.0, 1.2, 3.0, 1.0])
+    path = tmp_path / "reference.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    loaded = load_in_memory(path)
+    assert isinstance(loaded.dataobj, np.ndarray) and loaded.dataobj.dtype == np.float32
+    on_disk = nib.load(path)  # the header stores the affine in float32
+    assert np.array_equal(loaded.dataobj, data) and np.array_equal(loaded.affine, on_disk.affine)
+    assert loaded.header.get_zooms() == on_disk.header.get_zooms()

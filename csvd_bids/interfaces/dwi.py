@@ -17,6 +17,7 @@ from nipype.interfaces.base import (
 )
 
 from csvd_bids.preproc.dwi import ADC_UNITS, prepare
+from csvd_bids.preproc.images import load_in_memory
 
 
 class _PrepareDWIInputSpec(BaseInterfaceInputSpec):
@@ -56,7 +57,7 @@ class PrepareDWI(SimpleInterface):
 
     def _run_interface(self, runtime):
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(self.inputs.num_threads)))
-        reference = nib.load(self.inputs.reference)
+        reference = load_in_memory(self.inputs.reference)
         prepared = prepare(self.inputs.in_file, self.inputs.bval, reference)
         for name, img in prepared.images.items():
             self._results[name] = os.path.join(runtime.cwd, f"dwi_{name}.nii.gz")

@@ -23,7 +23,7 @@ from csvd_bids.preproc.bias import n4_correct
 from csvd_bids.preproc.brain import extract_brain
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.identity import same_subject_score
-from csvd_bids.preproc.images import load_3d, new_like
+from csvd_bids.preproc.images import load_3d, load_in_memory, new_like
 from csvd_bids.preproc.regions import region_map, region_volumes_mm3
 from csvd_bids.preproc.template import (
     deformable_refine,
@@ -66,7 +66,7 @@ class PrepareImage(SimpleInterface):
         img = n4_correct(load_3d(self.inputs.in_file))
         report: dict = {"Reference": True}
         if self.inputs.reference:
-            reference = nib.load(self.inputs.reference)
+            reference = load_in_memory(self.inputs.reference)
             registration = coregister(img, reference)
             img = resample_with(img, reference, registration.transform)
             transform = os.path.join(runtime.cwd, "to_reference_xfm.txt")
@@ -122,12 +122,6 @@ class BrainExtraction(SimpleInterface):
         return runtime
 
 
-def _in_memory(path: str) -> nib.Nifti1Image:
-    """The image with its data read (as float32, as every reader in preproc casts it)."""
-    img = nib.load(path)
-    return nib.Nifti1Image(np.asanyarray(img.dataobj, dtype=np.float32), img.affine, img.header)
-
-
 class _SameSubjectInputSpec(BaseInterfaceInputSpec):
     reference = File(exists=True, mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
@@ -148,14 +142,13 @@ class CheckSameSubject(SimpleInterface):
 
     def _run_interface(self, runtime):
         _set_threads(self.inputs.num_threads)
-        # Decompressed once: each score reads its images' data two or three times, and the
-        # reference once per modality (4 s of gzip in a 17 s node at 1 mm).
-        reference = _in_memory(self.inputs.reference)
+        # each score read its images' data two or three times (4 s of gzip in 17 s at 1 mm)
+        reference = load_in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
         report = {}
         for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
             try:
-                report[name] = same_subject_score(reference, _in_memory(path), brain)
+                report[name] = same_subject_score(reference, load_in_memory(path), brain)
             except ValueError as exc:  # e.g. an image blank inside the brain: say so, go on
                 report[name] = {"error": str(exc), "different_subject_suspected": None}
         self._results["report"] = os.path.join(runtime.cwd, "same_subject.json")
@@ -192,7 +185,7 @@ class TemplatePriors(SimpleInterface):
 
     def _run_interface(self, runtime):
         _set_threads(self.inputs.num_threads)
-        reference = nib.load(self.inputs.reference)
+        reference = load_in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
         affine, metric = register_template(reference, brain)
         transform = deformable_refine(reference, brain, affine)
@@ -248,7 +241,7 @@ class SegmentRegions(SimpleInterface):
     output_spec = _RegionsOutputSpec
 
     def _run_interface(self, runtime):
-        reference = nib.load(self.inputs.reference)
+        reference = nib.load(self.inputs.reference)  # its grid; its data is read by load()
 
         def load(name: str, dtype=np.float32) -> np.ndarray:
             return np.asanyarray(nib.load(getattr(self.inputs, name)).dataobj).astype(dtype)

@@ -103,6 +103,14 @@ def check_dwi(path: str | Path, bval: str | None, bvec: str | None) -> None:
             )
 
 
+def load_in_memory(path: str | Path) -> nib.Nifti1Image:
+    """An image of the work dir with its data read once, as float32 (as every reader here
+    casts it): nodes that read an image several times (the reference once per registration,
+    resampling and output header) decompressed it each time."""
+    img = nib.load(path)
+    return nib.Nifti1Image(np.asanyarray(img.dataobj, dtype=np.float32), img.affine, img.header)
+
+
 def load_3d(path: str | Path) -> nib.Nifti1Image:
     """A 3D float32 image reoriented to RAS, with finite, non-constant data."""
     path = Path(path)
