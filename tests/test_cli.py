@@ -255,3 +255,30 @@ def test_runs_after_torch_was_used_in_the_calling_process(single_bids, tmp_path)
 def test_group_without_participant_outputs(single_bids, tmp_path):
     code = main([str(single_bids), str(tmp_path / "out"), "group"])
     assert code == ExitCode.NO_INPUT
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("none", ExitCode.NO_INPUT),
+        ("level", ExitCode.UNKNOWN_LEVEL),
+        ("flair", ExitCode.INPUT_DATA),
+    ],
+)
+def test_exit_codes_with_an_emptied_environment(single_bids, tmp_path, damage, expected):
+    """As ``apptainer run --cleanenv --containall`` (or cron, ``env -i``) starts it: no HOME,
+    USER, LOGNAME, TMPDIR or locale; a cluster job then sees the same documented codes."""
+    bids, level = single_bids, "participant"
+    if damage == "none":
+        bids = tmp_path / "no-such-dataset"
+    elif damage == "level":
+        level = "subject"
+    else:
+        flair_path(single_bids, "01").write_bytes(b"not a NIfTI at all")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), str(bids), str(tmp_path / "out"), level,
+         "-w", str(tmp_path / "work"), "--skip-bids-validation", "--participant-label", "01"],
+        env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == expected, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
