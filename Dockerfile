@@ -61,17 +61,30 @@ ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_INDEX_URL=https://pypi.org/simple
 
+# buildah (podman) keys its layer cache on a RUN's text and build arguments, not on the content
+# of the files a RUN --mount=type=bind reads: a rebuild after a code change reused the old app.
+# `make image` passes a digest of the lock and one of the source; a changed digest reruns its
+# layer (plain `docker build`/`podman build` without them: use --no-cache after changes).
+
 # A venv (Debian's Python refuses pip in the system site, PEP 668). Every package, torch
-# included, is pinned with its hash in the lock; the app itself is then installed without
-# dependencies from the build context (a bind mount, so no copy of the source stays behind).
-# `pip check` fails the build if the lock misses a dependency.
-RUN --mount=type=bind,source=.,target=/mnt/context --mount=type=secret,id=ca \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+# included, is pinned with its hash in the lock.
+ARG LOCK_DIGEST=unset
+RUN --mount=type=bind,source=container,target=/mnt/container --mount=type=secret,id=ca \
+    echo "lock digest: $LOCK_DIGEST" \
+    && if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && case "$TORCH_VARIANT" in cpu|cuda) ;; *) echo "TORCH_VARIANT must be cpu or cuda" >&2; exit 1;; esac \
     && python3 -m venv /opt/venv \
     && pip install --no-cache-dir --require-hashes --no-deps --index-url "$PIP_INDEX_URL" \
         ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
-        -r /mnt/context/container/requirements-${TORCH_VARIANT}.lock \
+        -r /mnt/container/requirements-${TORCH_VARIANT}.lock \
+    && rm -rf /root/.cache
+
+# The app, without dependencies, from the build context (a bind mount, so no copy of the source
+# stays behind); its own layer, so a code change leaves the 2 GB one above cached. `pip check`
+# fails the build if the lock misses a dependency.
+ARG SOURCE_DIGEST=unset
+RUN --mount=type=bind,source=.,target=/mnt/context \
+    echo "source digest: $SOURCE_DIGEST" \
     && cp -r /mnt/context /tmp/src \
     && pip install --no-cache-dir --no-deps --no-build-isolation --no-index /tmp/src \
     && rm -rf /tmp/src \

@@ -61,8 +61,14 @@ clean:
 	rm -rf $(DEMO) .pytest_cache
 
 # Builds the image; e.g. make image BASE_IMAGE=localhost/csvd-bids-base:bookworm
+# buildah does not rerun a RUN whose bind-mounted files changed (Dockerfile): these digests do.
+LOCK_DIGEST = $(shell sha256sum container/requirements-$(TORCH_VARIANT).lock | cut -c1-16)
+SOURCE_DIGEST = $(shell (git ls-files -co --exclude-standard -z | xargs -0 sha256sum 2>/dev/null \
+	|| date +%s) | sha256sum | cut -c1-16)
+
 image:
 	$(ENGINE) build -t $(TAG) -f Dockerfile \
+	  --build-arg LOCK_DIGEST=$(LOCK_DIGEST) --build-arg SOURCE_DIGEST=$(SOURCE_DIGEST) \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg TORCH_VARIANT=$(TORCH_VARIANT) \
 	  --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) --build-arg PIP_INDEX_URL=$(PIP_INDEX_URL) \
 	  $(BUILD_ARGS) .

@@ -132,7 +132,7 @@ def test_every_python_package_comes_from_a_hashed_lock():
     assert installs, "no pip install in the Dockerfile"
     locked = [x for x in installs if "--require-hashes" in x]
     assert locked and all(
-        "-r /mnt/context/container/requirements-${TORCH_VARIANT}.lock" in x for x in locked
+        "-r /mnt/container/requirements-${TORCH_VARIANT}.lock" in x for x in locked
     )
     # The only other install is the app itself, without dependencies and without an index.
     for other in set(installs) - set(locked):
@@ -214,6 +214,28 @@ def test_makefile_builds_and_tests_the_image():
     test = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, flags=re.M)[1]
     assert "image" not in re.search(r"^test:(.*)$", makefile, flags=re.M)[1]
     assert "image-test" not in test
+
+
+def test_a_changed_lock_or_source_reruns_its_layer():
+    """buildah (podman 4.3 here) reused the app's layer after a code change: its cache keys a
+    RUN on its text and build arguments, not on bind-mounted files. Each install RUN must
+    see a digest build argument of what it installs, and make image must pass both."""
+    instructions = dockerfile_instructions()
+    runs = [x for x in instructions if x.startswith("RUN ") and "pip install" in x]
+    digests = {"LOCK_DIGEST": "--require-hashes", "SOURCE_DIGEST": "--no-index"}
+    for digest, install in digests.items():
+        (run,) = [x for x in runs if install in x]
+        declared = instructions.index(f"ARG {digest}=unset")
+        assert declared < instructions.index(run) and f"${digest}" in run, digest
+    # the lock's RUN does not mount the source: a code change leaves the 2 GB layer cached
+    (lock_run,) = [x for x in runs if "--require-hashes" in x]
+    assert "source=.," not in lock_run
+    makefile = (REPO / "Makefile").read_text()
+    image = re.search(r"^image:\n((?:\t.*\n)+)", makefile, flags=re.M)[1]
+    for digest in digests:
+        assert f"--build-arg {digest}=$({digest})" in image
+    source = re.search(r"^SOURCE_DIGEST = (.*(?:\n\t.*)*)", makefile, flags=re.M)[1]
+    assert "git ls-files -co --exclude-standard" in source and "sha256sum" in source
 
 
 def test_image_test_runs_read_only_non_root_without_tmpfs():
