@@ -108,8 +108,12 @@ def read_crash(path: Path) -> Failure:
 
 
 def plugin_runner(config: RunConfig):
-    """The plugin ``workflow.run`` takes: ours for SLURM (one squeue per poll), else the name
-    of nipype's."""
+    """The plugin ``workflow.run`` takes: ours for MultiProc (longest chain first) and SLURM
+    (one squeue per poll), else the name of nipype's."""
+    if config.plugin == "MultiProc":
+        from csvd_bids.workflows.scheduling import MultiProcPlugin
+
+        return MultiProcPlugin(plugin_args=config.plugin_args)
     if config.plugin == "SLURM":
         from csvd_bids.workflows.cluster import SLURMPlugin
 

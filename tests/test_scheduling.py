@@ -1,0 +1,57 @@
+"""MultiProc starts the ready node with the longest chain after it first (workflows/scheduling.py):
+in a session the template registration, which every marker waits for, went after the FLAIR, T2w,
+SWI and DWI preparations that nipype's topological order put first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import networkx as nx
+from nipype.interfaces.utility import Function
+from nipype.pipeline import engine as pe
+from nipype.utils.filemanip import loadpkl
+
+from csvd_bids.workflows.scheduling import MultiProcPlugin, chain_lengths
+
+
+def _passthrough(value: int) -> int:
+    return value
+
+
+def test_chain_lengths():
+    graph = nx.DiGraph([("root", "a1"), ("a1", "a2"), ("a2", "a3"), ("root", "x")])
+    assert chain_lengths(graph) == {"root": 4, "a1": 3, "a2": 2, "a3": 1, "x": 1}
+    # costs: a heavy leaf outranks a light chain
+    heavy = chain_lengths(graph, cost=lambda node: 10.0 if node == "x" else 1.0)
+    assert heavy["x"] == 10 and heavy["a1"] == 3 and heavy["root"] == 11
+
+
+def test_the_longer_chain_runs_first(tmp_path):
+    """One process: after ``root``, the leaf ``x`` (first in nipype's order: added first) and
+    the head of a three-node chain are ready; the chain (cost 1 per node, as these names are
+    not in NODE_COSTS) must run before the leaf."""
+    workflow = pe.Workflow("order", base_dir=str(tmp_path))
+
+    def node(name: str) -> pe.Node:
+        made = pe.Node(
+            Function(input_names=["value"], output_names=["value"], function=_passthrough),
+            name=name,
+        )
+        return made
+
+    root, leaf = node("root"), node("x")
+    root.inputs.value = 1
+    workflow.connect(root, "value", leaf, "value")  # the leaf first, as nipype would order it
+    chain = [node(f"a{i}") for i in range(1, 4)]
+    workflow.connect(root, "value", chain[0], "value")
+    for before, after in zip(chain, chain[1:], strict=False):
+        workflow.connect(before, "value", after, "value")
+    workflow.config["execution"]["poll_sleep_duration"] = 0.01
+    workflow.run(plugin=MultiProcPlugin(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
+
+    def started(name: str) -> datetime:
+        result = loadpkl(next((tmp_path / "order" / name).glob("result_*.pklz")))
+        return datetime.fromisoformat(result.runtime.startTime)
+
+    # a1 (3 to go) and a2 (2) before x (1); a3 ties with x, and ties keep nipype's order
+    assert started("a1") < started("a2") < started("x")
