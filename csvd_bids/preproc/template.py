@@ -85,13 +85,21 @@ def _world_grid(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 @functools.lru_cache(maxsize=1)
+def template_brain() -> nib.Nifti1Image:
+    """The template's brain mask (T1 > 0, holes filled), uint8 on its 1 mm grid."""
+    img = nib.load(_TEMPLATE_DIR / _FILES["t1"])
+    brain = ndimage.binary_fill_holes(np.asanyarray(img.dataobj) > 0)
+    return nib.Nifti1Image(brain.astype(np.uint8), img.affine)
+
+
+@functools.lru_cache(maxsize=1)
 def load_template() -> Template:
     """The template T1 (brain only) and its priors, as float32 images on the 1 mm grid."""
     imgs = {key: nib.load(_TEMPLATE_DIR / name) for key, name in _FILES.items()}
     t1 = np.asanyarray(imgs["t1"].dataobj, dtype=np.float32)
     gm = np.asanyarray(imgs["gm"].dataobj, dtype=np.float32) / 255.0
     wm = np.asanyarray(imgs["wm"].dataobj, dtype=np.float32) / 255.0
-    brain = ndimage.binary_fill_holes(t1 > 0)
+    brain = np.asanyarray(template_brain().dataobj) > 0
     csf = np.clip(brain - gm - wm, 0.0, 1.0).astype(np.float32)
     x, y, z = _world_grid(imgs["t1"])
     box = np.ones(t1.shape, bool)
