@@ -217,5 +217,22 @@ def test_sulcal_csf_pocket_is_not_tissue():
     assert outer[8, 8, 14:17].all() and not outer[8, 8, 5:8].any()
 
 
+def test_sulcal_csf_touching_the_sulcus_at_an_edge_is_not_a_pocket():
+    """A sulcus's CSF that partial volumes cut off except at one edge is still sulcal CSF (it
+    was a pocket, searched and reported as a PVS on real scans); a pocket that touches the
+    sulcus nowhere is tissue's."""
+    regions = np.full((20, 20, 20), REGION_INDEX["deep_wm"], np.uint8)
+    brain = np.zeros(regions.shape, bool)
+    brain[2:-2, 2:-2, 2:-2] = True
+    regions[~brain] = 0
+    regions[8, 8, 2:6] = REGION_INDEX["other_csf"]  # a sulcus from the brain's surface
+    regions[9, 9, 6:9] = REGION_INDEX["other_csf"]  # its fundus, touching it at an edge
+    regions[12, 12, 9:12] = REGION_INDEX["other_csf"]  # a PVS in white matter
+    filled, outer = fill_csf_pockets(regions, brain, (1.0, 1.0, 1.0), 300.0)
+    assert outer[9, 9, 6:9].all() and (filled[9, 9, 6:9] == REGION_INDEX["other_csf"]).all()
+    assert not outer[12, 12, 9:12].any()
+    assert (filled[12, 12, 9:12] == REGION_INDEX["deep_wm"]).all()
+
+
 def test_method_sentence():
     assert PVS_METHOD and ". " not in PVS_METHOD.rstrip(".") and "T2w" in PVS_METHOD

@@ -53,6 +53,7 @@ from scipy import ndimage
 from csvd_bids.markers.base import Detection, NotAssessableError, SessionImages
 from csvd_bids.markers.size_rules import SIZE_RULES
 from csvd_bids.morphology import (
+    CONNECTIVITY,
     FACES,
     bounding_box,
     keep_seeded,
@@ -203,13 +204,15 @@ def fill_csf_pockets(
     """(regions with enclosed CSF pockets relabelled, the external CSF).
 
     A tissue classifier calls the voxels of a PVS (and of a lacune) CSF, so the region map
-    labels them ``other_csf``. CSF-class voxels connected (6-connectivity) to the outside of the
-    brain are the sulcal and cisternal CSF. The others are pockets inside tissue, unless larger
+    labels them ``other_csf``. CSF-class voxels connected to the outside of the brain, through
+    faces, edges or corners, are the sulcal and cisternal CSF: partial volumes leave a thin
+    sulcus's CSF voxels touching at edges only, and such a fragment, taken for a pocket, was
+    reported as a PVS on real scans. The others are pockets inside tissue, unless larger
     than ``pocket_max_mm3`` or mostly surrounded by cortex (the fundus of a sulcus, cut off from
     the rest of its CSF by partial volumes); a pocket takes the label of the nearest
     non-cortical tissue, so that a PVS is searched for and named in the region that holds it."""
     csf = regions == OTHER_CSF
-    outer = keep_seeded(csf | ~brain, ~brain, FACES) & brain
+    outer = keep_seeded(csf | ~brain, ~brain, CONNECTIVITY) & brain
     pockets, n = label_lesions(csf & ~outer, FACES)
     if n == 0:
         return regions, outer
