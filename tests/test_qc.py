@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from helpers import flair_path, participant_args, summary_path
 
 from csvd_bids.cli.run import main
@@ -40,33 +44,39 @@ def test_warnings_name_the_image():
     ]
 
 
-def test_cropped_flair_is_flagged(single_bids, tmp_path):
-    flair = flair_path(single_bids, "01")
+@pytest.fixture(scope="module")
+def damaged_run(_single_bids, tmp_path_factory) -> Path:
+    """One participant run (WMH only) of a copy of the 2-subject dataset in which sub-01's FLAIR
+    is cropped to the upper half of the brain and sub-02's FLAIR is sub-01's (another
+    subject's); both are coregistered, and each is flagged, not failed."""
+    root = tmp_path_factory.mktemp("qc")
+    bids = root / "bids"
+    shutil.copytree(_single_bids, bids)
+    flair = flair_path(bids, "01")
+    flair_path(bids, "02").write_bytes(flair.read_bytes())
     img = nib.load(flair)
     top = img.shape[2] // 2
     shift = np.eye(4)
     shift[2, 3] = top  # keep the upper half of the slab where it was in the world
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, top:], img.affine @ shift), flair)
-
-    code = main(
-        participant_args(single_bids, tmp_path, "--markers", "wmh", "--participant-label", "01")
-    )
-    assert code == ExitCode.OK  # flagged, not failed: the other images are fine
-    summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t")
-    warning = summary.loc[0, "qc_warnings"]
-    assert "FLAIR covers only" in warning and "T1w" not in warning
+    assert main(participant_args(bids, root, "--markers", "wmh")) == ExitCode.OK
+    return root / "out"
 
 
-def test_flair_of_another_subject_is_flagged(single_bids, tmp_path):
-    """sub-02's FLAIR put in sub-01's folder: coregistered, but flagged as another subject."""
-    flair = flair_path(single_bids, "01")
-    flair.write_bytes(flair_path(single_bids, "02").read_bytes())
-    code = main(
-        participant_args(single_bids, tmp_path, "--markers", "wmh", "--participant-label", "01")
-    )
-    assert code == ExitCode.OK
-    summary = pd.read_csv(summary_path(tmp_path / "out", "01"), sep="\t")
-    warnings = summary.loc[0, "qc_warnings"]
+def _warnings(out: Path, subject: str) -> str:
+    return str(pd.read_csv(summary_path(out, subject), sep="\t").loc[0, "qc_warnings"])
+
+
+@pytest.mark.xdist_group("qc_run")
+def test_cropped_flair_is_flagged(damaged_run):
+    warnings = _warnings(damaged_run, "01")
+    assert "FLAIR covers only" in warnings and "T1w" not in warnings
+
+
+@pytest.mark.xdist_group("qc_run")
+def test_flair_of_another_subject_is_flagged(damaged_run):
+    """sub-01's FLAIR put in sub-02's folder: coregistered, but flagged as another subject."""
+    warnings = _warnings(damaged_run, "02")
     assert "FLAIR may show another subject" in warnings
     assert "T2w" not in warnings and "T2starw" not in warnings
 
