@@ -108,7 +108,9 @@ def load_session_images(work: Path, subject: str, session: str | None = None):
     from csvd_bids.markers.base import DWI_IMAGES, SessionImages
 
     name = f"sub_{subject}" + (f"_ses_{session}" if session else "") + "_wf"
-    preproc = Path(work) / "csvd_bids_wf" / name / "preproc_wf"
+    from csvd_bids.workflows.base import WORKFLOW_NAME
+
+    preproc = Path(work) / WORKFLOW_NAME / name / "preproc_wf"
     if not preproc.is_dir():
         raise FileNotFoundError(f"no preprocessing of sub-{subject} ses-{session} in {work}")
 

@@ -16,6 +16,7 @@ from csvd_bids import __version__
 from csvd_bids.evaluate.cli import SESSIONS_TSV, SUMMARY_TSV
 from csvd_bids.evaluate.cli import main as evaluate
 from csvd_bids.preproc.regions import REGION_LABELS
+from csvd_bids.workflows.base import WORKFLOW_NAME
 
 # These tests read the session-scoped demo run (and the small-lesion run): keeping them on one
 # xdist worker (make test uses --dist loadgroup) runs each once instead of once per worker.
@@ -329,7 +330,7 @@ def test_rerun_resumes_from_cache(demo_run):
     deleted.unlink()
 
     node_dir = (
-        demo_run["work"] / "csvd_bids_wf" / "sub_01_ses_1_wf" / "preproc_wf" / "template_priors"
+        demo_run["work"] / WORKFLOW_NAME / "sub_01_ses_1_wf" / "preproc_wf" / "template_priors"
     )
     before = (node_dir / "result_template_priors.pklz").stat().st_mtime_ns
     code = main(

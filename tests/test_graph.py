@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from csvd_bids import __version__
 from csvd_bids.config import ALL_MARKERS, RunConfig
 from csvd_bids.errors import ExitCode
 from csvd_bids.interfaces.markers import DetectMarker
@@ -38,7 +39,7 @@ from csvd_bids.markers.base import (
 )
 from csvd_bids.planning import NOT_SELECTED, detector_order, marker_statuses
 from csvd_bids.reports.methods import NUMBERS, cite, methods_paragraph
-from csvd_bids.workflows.base import init_session_wf
+from csvd_bids.workflows.base import init_csvd_wf, init_session_wf
 from csvd_bids.workflows.execute import exception_class, read_crash
 
 SHAPE = (24, 24, 24)
@@ -116,6 +117,16 @@ def test_each_detector_is_one_node_and_exclusions_are_edges(tmp_path):
     assert upstream("wmh") == {"lacunes", "rssi"}
     assert all(upstream(key) == set() for key in ALL_MARKERS if key != "wmh")
     assert flat["wmh"].inputs.excluded_keys == ["lacunes", "rssi"]
+
+
+def test_node_results_live_in_a_folder_of_this_minor_version(tmp_path):
+    """nipype caches a node by its inputs alone: results of an older version's code, in a work
+    dir reused after an upgrade, must not be handed back (fMRIPrep names its folder alike)."""
+    config = RunConfig(tmp_path / "bids", tmp_path / "out", ("participant",), tmp_path / "w")
+    wf = init_csvd_wf([_graph_plan(tmp_path, ["wmh"])], config)
+    major, minor = __version__.split(".")[:2]
+    assert wf.name == f"csvd_bids_{major}_{minor}_wf"
+    assert Path(wf.base_dir) == tmp_path / "w"
 
 
 def test_wmh_alone_runs_its_exclusions_but_writes_only_wmh(tmp_path):

@@ -33,6 +33,7 @@ from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
 from csvd_bids.morphology import FACES
 from csvd_bids.planning import load_models, model_status
+from csvd_bids.workflows.base import WORKFLOW_NAME
 
 # These tests read the session-scoped demo run: keeping them on one xdist worker (make test
 # uses --dist loadgroup) runs the 2 x 2 demo once instead of once per worker.
@@ -219,7 +220,7 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
     ).any()
     # the lacunes (run for WMH, not written) are left out of the bundle's mask as of the detector's
     assert sidecar["ExcludedLesions"]["LAC"].startswith("left out")
-    session_wf = tmp_path / "work" / "csvd_bids_wf" / "sub_01_ses_1_wf"
+    session_wf = tmp_path / "work" / WORKFLOW_NAME / "sub_01_ses_1_wf"
     lacunes = nib.load(session_wf / "lacunes_wf" / "detect" / "mask.nii.gz")
     rims = ndimage.binary_dilation(np.asanyarray(lacunes.dataobj) > 0, FACES)
     assert not (np.asanyarray(mask.dataobj) > 0)[rims].any()

@@ -20,6 +20,7 @@ from helpers import flair_path, participant_args, run_py_command, summary_path
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
 from csvd_bids.preproc.images import check_input_image
+from csvd_bids.workflows.base import WORKFLOW_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 UNWRITABLE = Path("/proc/csvd-bids-no-home")  # cannot be created, not even by root
@@ -52,13 +53,7 @@ def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys, monkeypat
     assert crash_files
 
     cached = (
-        tmp_path
-        / "work"
-        / "csvd_bids_wf"
-        / "sub_01_wf"
-        / "wmh_wf"
-        / "detect"
-        / "result_detect.pklz"
+        tmp_path / "work" / WORKFLOW_NAME / "sub_01_wf" / "wmh_wf" / "detect" / "result_detect.pklz"
     )
     before = cached.stat().st_mtime_ns
     flair.write_bytes(original)

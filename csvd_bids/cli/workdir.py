@@ -31,7 +31,8 @@ def check_work_dir_owner(work_dir: Path) -> None:
     allowed = {os.geteuid(), 0}
     if not work_dir.exists():
         return
-    # the folders directly inside: the node results (csvd_bids_wf), caches, crash files, locks
+    # the folders directly inside: the node results (csvd_bids_<major>_<minor>_wf), caches,
+    # crash files, locks
     for folder in [work_dir, *(p for p in work_dir.iterdir() if p.is_dir())]:
         if folder.stat().st_uid not in allowed:
             raise UsageError(

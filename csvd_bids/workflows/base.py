@@ -22,7 +22,10 @@ from csvd_bids.workflows.quant import (
     init_quant_wf,
 )
 
-WORKFLOW_NAME = "csvd_bids_wf"
+# The top workflow, and its folder in the work dir, is named per major.minor version (as
+# fMRIPrep does): nipype caches a node by its inputs alone, so a work dir reused after an
+# upgrade would hand back what the older code computed.
+WORKFLOW_NAME = "csvd_bids_{}_wf".format("_".join(__version__.split(".")[:2]))
 SESSION_METHODS = (
     "MRI markers of cerebral small vessel disease, as defined by STRIVE and STRIVE-2 "
     f"[@strive1; @strive2], were measured with csvd-bids {__version__}, a nipype workflow "

@@ -16,6 +16,7 @@ from helpers import participant_args
 from csvd_bids.cli.run import main
 from csvd_bids.cli.workdir import session_locks
 from csvd_bids.errors import ExitCode, WorkDirBusyError
+from csvd_bids.workflows.base import WORKFLOW_NAME
 
 OTHER_USER = 65534  # nobody
 
@@ -30,7 +31,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder away 
 
 
 @needs_root
-@pytest.mark.parametrize("inside", ["", "csvd_bids_wf"])
+@pytest.mark.parametrize("inside", ["", WORKFLOW_NAME])
 def test_work_dir_of_another_user_is_refused(single_bids, tmp_path, capsys, inside):
     """Its pickled node results would be loaded on resume: another user's code, run by us."""
     foreign = _owned_by_another_user(tmp_path / "work" / inside)
