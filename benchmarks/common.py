@@ -106,10 +106,9 @@ def load_session_images(work: Path, subject: str, session: str | None = None):
     ``csvd-bids BIDS OUT participant -w WORK`` once, then call ``detect(load_session_images(...))``.
     """
     from csvd_bids.markers.base import DWI_IMAGES, SessionImages
-
-    name = f"sub_{subject}" + (f"_ses_{session}" if session else "") + "_wf"
     from csvd_bids.workflows.base import WORKFLOW_NAME
 
+    name = f"sub_{subject}" + (f"_ses_{session}" if session else "") + "_wf"
     preproc = Path(work) / WORKFLOW_NAME / name / "preproc_wf"
     if not preproc.is_dir():
         raise FileNotFoundError(f"no preprocessing of sub-{subject} ses-{session} in {work}")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from csvd_bids.preproc.atlas import STRUCTURES, atlas_dir, load_atlas, lobe_of
@@ -91,19 +92,16 @@ def test_the_atlas_cerebellum_reaches_the_bottom_of_the_brain():
     where PVS and WMH are searched. Below z = -50 mm the template brain is cerebellum and
     brainstem."""
     atlas = load_atlas()
-    ijk = np.indices(atlas.structures.shape).reshape(3, -1)
-    xyz = atlas.affine[:3, :3] @ ijk + atlas.affine[:3, 3:4]
-    voxels = np.linalg.inv(template_brain().affine) @ np.vstack([xyz, np.ones(xyz.shape[1])])
-    brain = ndimage.map_coordinates(np.asanyarray(template_brain().dataobj), voxels[:3], order=0)
-    low = (brain > 0) & (xyz[2] < -50)
-    infratentorial = np.isin(
-        atlas.structures.reshape(-1), [_LABEL["cerebellum"], _LABEL["brainstem"]]
-    )
+    grid = (atlas.structures.shape, atlas.affine)
+    brain = np.asanyarray(resample_from_to(template_brain(), grid, order=0).dataobj) > 0
+    z_mm = nib.affines.apply_affine(atlas.affine, np.indices(grid[0]).transpose(1, 2, 3, 0))[..., 2]
+    low = brain & (z_mm < -50)
+    infratentorial = np.isin(atlas.structures, [_LABEL["cerebellum"], _LABEL["brainstem"]])
     assert low.sum() > 20_000  # 42 ml of template brain lie there
     assert infratentorial[low].mean() > 0.9
     # the cerebellum above stays where the Talairach atlas puts it
-    cerebellum = atlas.structures.reshape(-1) == _LABEL["cerebellum"]
-    assert cerebellum[(xyz[2] > -40) & (xyz[2] < -30)].sum() > 30_000
+    cerebellum = atlas.structures == _LABEL["cerebellum"]
+    assert cerebellum[(z_mm > -40) & (z_mm < -30)].sum() > 30_000
 
 
 def test_skull_stripped_input_keeps_its_own_mask(t1w, anat):

@@ -34,6 +34,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from csvd_bids.preproc.template import template_brain
@@ -156,14 +157,8 @@ def _maxprob(volumes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sample_on(target: nib.Nifti1Image, img: nib.Nifti1Image) -> np.ndarray:
     """``img``'s values (nearest neighbour, 0 outside) at the voxel centres of ``target``."""
-    ijk = np.indices(target.shape[:3]).reshape(3, -1)
-    xyz = target.affine[:3, :3] @ ijk + target.affine[:3, 3:4]
-    inverse = np.linalg.inv(img.affine)
-    src = inverse[:3, :3] @ xyz + inverse[:3, 3:4]
-    values = ndimage.map_coordinates(
-        np.asanyarray(img.dataobj), src, order=0, mode="constant", cval=0
-    )
-    return values.reshape(target.shape[:3])
+    resampled = resample_from_to(img, (target.shape[:3], target.affine), order=0, cval=0)
+    return np.asanyarray(resampled.dataobj)
 
 
 def _talairach_cerebellum(target: nib.Nifti1Image) -> tuple[np.ndarray, float]:
