@@ -503,9 +503,24 @@ def locate_cmb(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, di
     return mars_regions(session.regions, np.asarray(session.brain_mask, dtype=bool))
 
 
-def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
+@dataclass(frozen=True)
+class CandidateRecord:
+    """One examined candidate, for tuning and audits: where it is and what became of it."""
+
+    peak: tuple[int, int, int]  # voxel of the session's grid
+    reason: str  # why it was rejected; "" when it is a microbleed
+    depth: float
+    contrast: float
+
+
+def detect_cmb(
+    session: SessionImages,
+    params: CMBParams = PARAMS,
+    record: list[CandidateRecord] | None = None,
+) -> Detection:
     """Microbleeds of one session (needs "swi"; uses "t1w" and the WM prior when present);
-    see the module docstring for the method."""
+    see the module docstring for the method. With ``record``, every examined candidate is
+    appended to it (benchmarks/cmb_candidates.py prints why each true microbleed was missed)."""
     zooms = np.array(session.zooms)
     brain = np.asarray(session.brain_mask, dtype=bool)
     shape = brain.shape
@@ -590,6 +605,14 @@ def detect_cmb(session: SessionImages, params: CMBParams = PARAMS) -> Detection:
     _reject_symmetric(candidates, affine, float(brain_xyz[0]), regions_c, params)
     _reject_midline(candidates, affine, float(brain_xyz[0]), regions_c, params)
 
+    if record is not None:
+        offset = np.array([s.start for s in crop])
+        record.extend(
+            CandidateRecord(
+                tuple(int(v) for v in np.add(c.peak, offset)), c.reason, c.depth, c.contrast
+            )
+            for c in candidates
+        )
     mask_c = np.zeros(brain_c.shape, dtype=bool)
     mimic = np.zeros(brain_c.shape, dtype=bool)
     for c in candidates:

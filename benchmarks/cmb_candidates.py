@@ -1,0 +1,102 @@
+"""Microbleed detector against the truth on cached preprocessing, with the fate of every true
+microbleed: found, or the reason its nearest candidate was rejected, and where each false
+positive lies. For choosing detector rules without re-running the pipeline:
+
+    csvd-bids DATASET/bids DATASET/out participant -w DATASET/work     (once per dataset)
+    python benchmarks/cmb_candidates.py DATASET [DATASET ...] [--quiet]
+
+Each DATASET holds ``bids/`` (truth in ``bids/derivatives/groundtruth``) and ``work/``. The
+detector is run on the detector inputs the work directory kept (common.load_session_images),
+so a change of csvd_bids/markers/cmb.py is measured in seconds. Counts are of 26-connected
+components of the detector's mask before the STRIVE size rule: a truth component is found
+when a detected voxel overlaps it; a detected component that touches no truth is a false
+positive.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from common import data_on_grid, load_session_images
+from scipy import ndimage
+
+from csvd_bids.markers.cmb import CandidateRecord, detect_cmb
+from csvd_bids.morphology import label_lesions
+from csvd_bids.preproc.regions import REGION_LABELS
+
+# A candidate this near (mm) to a truth microbleed's centre is taken as its detection attempt.
+NEAR_MM = 4.0
+
+
+def truth_masks(dataset: Path):
+    """(subject, session, truth mask path) of every session with a microbleed truth mask."""
+    for path in sorted((dataset / "bids/derivatives/groundtruth").rglob("*label-CMB_mask.nii.gz")):
+        entities = dict(part.split("-", 1) for part in path.name.split("_") if "-" in part)
+        yield entities["sub"], entities.get("ses"), path
+
+
+def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarray) -> str:
+    """The nearest candidate's outcome for a missed microbleed."""
+    if not records:
+        return "no candidate"
+    peaks = np.array([r.peak for r in records]) * zooms
+    distance = np.linalg.norm(peaks - centre_mm, axis=1)
+    nearest = int(np.argmin(distance))
+    if distance[nearest] > NEAR_MM:
+        return "no candidate"
+    r = records[nearest]
+    return f"{r.reason or 'accepted, lost to segmentation'} (contrast {r.contrast:.2f})"
+
+
+def evaluate_session(dataset: Path, subject: str, session: str | None, truth_path: Path, quiet):
+    images = load_session_images(dataset / "work", subject, session)
+    if "swi" not in images.images:
+        return None
+    truth = data_on_grid(truth_path, images.images["swi"]) > 0.5
+    records: list[CandidateRecord] = []
+    found = detect_cmb(images, record=records).mask
+    zooms = np.array(images.zooms)
+    truth_labels, n_truth = label_lesions(truth)
+    found_labels, n_found = label_lesions(found)
+    hit = set(np.unique(truth_labels[found & truth])) - {0}
+    false = [k for k in range(1, n_found + 1) if not truth[found_labels == k].any()]
+    name = f"{dataset.name} sub-{subject}" + (f" ses-{session}" if session else "")
+    print(f"{name}: {len(hit)}/{n_truth} found, {len(false)} false positive(s)")
+    if not quiet:
+        centres = ndimage.center_of_mass(truth, truth_labels, range(1, n_truth + 1))
+        for k, centre in enumerate(centres, start=1):
+            if k not in hit:
+                outcome = fate(np.array(centre) * zooms, records, zooms)
+                print(f"  missed at {np.round(centre).astype(int)}: {outcome}")
+        for k in false:
+            voxel = tuple(int(v) for v in np.argwhere(found_labels == k)[0])
+            region = REGION_LABELS.get(int(images.regions[voxel]), "outside the region map")
+            print(f"  false positive at {voxel}: {region}")
+    return len(hit), n_truth - len(hit), len(false)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--quiet", action="store_true", help="one line per session")
+    args = parser.parse_args()
+    found = missed = false = sessions = 0
+    for dataset in args.datasets:
+        for subject, session, truth_path in truth_masks(dataset):
+            counts = evaluate_session(dataset, subject, session, truth_path, args.quiet)
+            if counts is not None:
+                found, missed, false = (
+                    a + b for a, b in zip((found, missed, false), counts, strict=True)
+                )
+                sessions += 1
+    f1 = 2 * found / max(2 * found + missed + false, 1)
+    print(
+        f"pooled over {sessions} sessions: {found}/{found + missed} found, {false} false "
+        f"positives ({false / max(sessions, 1):.2f} per image), lesion F1 {f1:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
