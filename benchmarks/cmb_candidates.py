@@ -22,19 +22,14 @@ import numpy as np
 from common import data_on_grid, load_session_images
 from scipy import ndimage
 
+from csvd_bids.evaluate.metrics import compare_masks
+from csvd_bids.evaluate.pairing import MaskFile, find_masks
 from csvd_bids.markers.cmb import CandidateRecord, detect_cmb
 from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_LABELS
 
 # A candidate this near (mm) to a truth microbleed's centre is taken as its detection attempt.
 NEAR_MM = 4.0
-
-
-def truth_masks(dataset: Path):
-    """(subject, session, truth mask path) of every session with a microbleed truth mask."""
-    for path in sorted((dataset / "bids/derivatives/groundtruth").rglob("*label-CMB_mask.nii.gz")):
-        entities = dict(part.split("-", 1) for part in path.name.split("_") if "-" in part)
-        yield entities["sub"], entities.get("ses"), path
 
 
 def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarray) -> str:
@@ -50,31 +45,37 @@ def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarra
     return f"{r.reason or 'accepted, lost to segmentation'} (contrast {r.contrast:.2f})"
 
 
-def evaluate_session(dataset: Path, subject: str, session: str | None, truth_path: Path, quiet):
-    images = load_session_images(dataset / "work", subject, session)
+def evaluate_session(dataset: Path, truth_mask: MaskFile, quiet: bool):
+    """(found, missed, false positives) of one session, or None without an SWI."""
+    images = load_session_images(dataset / "work", truth_mask.subject, truth_mask.session)
     if "swi" not in images.images:
         return None
-    truth = data_on_grid(truth_path, images.images["swi"]) > 0.5
+    truth = data_on_grid(truth_mask.path, images.images["swi"]) > 0.5
     records: list[CandidateRecord] = []
     found = detect_cmb(images, record=records).mask
     zooms = np.array(images.zooms)
-    truth_labels, n_truth = label_lesions(truth)
-    found_labels, n_found = label_lesions(found)
-    hit = set(np.unique(truth_labels[found & truth])) - {0}
-    false = [k for k in range(1, n_found + 1) if not truth[found_labels == k].any()]
-    name = f"{dataset.name} sub-{subject}" + (f" ses-{session}" if session else "")
-    print(f"{name}: {len(hit)}/{n_truth} found, {len(false)} false positive(s)")
+    counts = compare_masks(truth, found, tuple(zooms))
+    name = f"{dataset.name} sub-{truth_mask.subject}"
+    if truth_mask.session:
+        name += f" ses-{truth_mask.session}"
+    print(
+        f"{name}: {counts.detected_lesions}/{counts.reference_lesions} found, "
+        f"{counts.false_positives} false positive(s)"
+    )
     if not quiet:
+        truth_labels, n_truth = label_lesions(truth)
         centres = ndimage.center_of_mass(truth, truth_labels, range(1, n_truth + 1))
         for k, centre in enumerate(centres, start=1):
-            if k not in hit:
+            if not found[truth_labels == k].any():
                 outcome = fate(np.array(centre) * zooms, records, zooms)
                 print(f"  missed at {np.round(centre).astype(int)}: {outcome}")
-        for k in false:
-            voxel = tuple(int(v) for v in np.argwhere(found_labels == k)[0])
-            region = REGION_LABELS.get(int(images.regions[voxel]), "outside the region map")
-            print(f"  false positive at {voxel}: {region}")
-    return len(hit), n_truth - len(hit), len(false)
+        found_labels, n_found = label_lesions(found)
+        for k in range(1, n_found + 1):
+            if not truth[found_labels == k].any():
+                voxel = tuple(int(v) for v in np.argwhere(found_labels == k)[0])
+                region = REGION_LABELS.get(int(images.regions[voxel]), "outside the region map")
+                print(f"  false positive at {voxel}: {region}")
+    return counts.detected_lesions, counts.missed_lesions, counts.false_positives
 
 
 def main() -> None:
@@ -84,8 +85,9 @@ def main() -> None:
     args = parser.parse_args()
     found = missed = false = sessions = 0
     for dataset in args.datasets:
-        for subject, session, truth_path in truth_masks(dataset):
-            counts = evaluate_session(dataset, subject, session, truth_path, args.quiet)
+        truth_masks = find_masks(dataset / "bids/derivatives/groundtruth", labels=("CMB",))
+        for key in sorted(truth_masks, key=str):
+            counts = evaluate_session(dataset, truth_masks[key], args.quiet)
             if counts is not None:
                 found, missed, false = (
                     a + b for a, b in zip((found, missed, false), counts, strict=True)

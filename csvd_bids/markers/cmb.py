@@ -432,8 +432,9 @@ def _examine(
     elif _elongation(component, zooms, b0, params.b0_stretch) > params.max_elongation:
         candidate.accepted, candidate.reason = False, "elongated"
     else:
-        size_mm = np.cbrt(3.0 * component.sum() * np.prod(zooms) / (4.0 * np.pi))
-        line = _line_darkness(darkness, peak, background, max(radius, size_mm), zooms, b0, params)
+        # the segmented candidate's equivalent-sphere radius, when larger than the scale's
+        ball_mm = np.cbrt(3.0 * component.sum() * np.prod(zooms) / (4.0 * np.pi))
+        line = _line_darkness(darkness, peak, background, max(radius, ball_mm), zooms, b0, params)
         if line >= params.max_line_darkness * contrast:
             candidate.accepted, candidate.reason = False, "on a vein"
     return candidate
@@ -599,17 +600,17 @@ def detect_cmb(
         for c in candidates:
             if c.accepted and _dark_on_t1w(c, t1, t1_reference, params):
                 c.accepted, c.reason = False, "dark on T1w"
+    origin = np.array([s.start for s in crop])  # of the crop, in the session's grid
     affine = session.reference.affine.copy()
-    affine[:3, 3] += affine[:3, :3] @ np.array([s.start for s in crop])
+    affine[:3, 3] += affine[:3, :3] @ origin
     brain_xyz = np.argwhere(brain_c).mean(axis=0) @ affine[:3, :3].T + affine[:3, 3]
     _reject_symmetric(candidates, affine, float(brain_xyz[0]), regions_c, params)
     _reject_midline(candidates, affine, float(brain_xyz[0]), regions_c, params)
 
     if record is not None:
-        offset = np.array([s.start for s in crop])
         record.extend(
             CandidateRecord(
-                tuple(int(v) for v in np.add(c.peak, offset)), c.reason, c.depth, c.contrast
+                tuple(int(v) for v in np.add(c.peak, origin)), c.reason, c.depth, c.contrast
             )
             for c in candidates
         )
