@@ -340,6 +340,26 @@ def test_cmb_dot_on_a_faint_vein_in_the_slice_plane_is_a_bead_of_it(vein_darknes
         assert detect_cmb(session, CMBParams(max_line_darkness=1e9)).mask[bead].any()
 
 
+def test_cmb_thin_vein_cut_across_is_narrower_than_any_microbleed():
+    """A vein under a millimetre thick running along B0 (tilted a little, as medullary veins
+    are) is a short dark dot on axial slices: compact, round enough in 3D once blooming along
+    B0 is allowed for, but one voxel across in the slice plane. The smallest microbleed (2 mm)
+    spans two voxels there and is found; without the width rule the vein would pass."""
+    swi, brain, regions = _cmb_volume(seed=0)
+    vein = _vessel((23.5, 24, 22), (24.5, 24, 26), 0.5)
+    smallest = _dot((24, 34, 24), 2.0)
+    _paint_dark(swi, vein)
+    _paint_dark(swi, smallest)
+    session = _cmb_session(swi, brain, regions)
+
+    record = []
+    detection = detect_cmb(session, record=record)
+    assert not detection.mask[vein].any()
+    assert detection.mask[smallest].any()
+    assert "vein cut across" in {r.reason for r in record if vein[r.peak]}
+    assert detect_cmb(session, CMBParams(min_cross_section_mm=0.0)).mask[vein].any()
+
+
 def test_cmb_blooming_along_b0_is_no_vessel():
     """A microbleed's blooming (the lobes of its dipole field, darkened by the SWI phase mask)
     stretches it along B0, and thick slices blur it further along z: still a microbleed. The

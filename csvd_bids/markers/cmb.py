@@ -37,6 +37,11 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
      shape measures first shorten lengths along B0 (the NIfTI world z) by ``b0_stretch``:
      blooming stretches a microbleed along B0 (its dipole field's lobes, darkened by the SWI
      phase mask), and thick axial slices blur it further along z;
+   - veins cut across: a vein under a millimetre thick running along B0 is a short dark dot
+     on axial slices, compact once blooming is allowed for, but one voxel wide across B0; a
+     microbleed is at least 2 mm across, so the narrowest axis of the segmented candidate's
+     inertia ellipse in the plane across B0 (plus one voxel edge) must reach
+     ``min_cross_section_mm``;
    - beaded veins: a dot on a vein that is itself only faintly dark (noise and partial volume
      break thin veins into beads) has a dark straight line through it on both sides
      (``max_line_darkness``), in a direction away from B0;
@@ -140,6 +145,10 @@ class CMBParams:
     # that on 3 T SWI with 2 mm slices true microbleeds had blobness 0.16-0.3 and were
     # rejected as tubular.
     b0_stretch: float = 1.5
+    # Veins cut across: the segmented candidate's narrowest width across B0 (inertia axis,
+    # plus one voxel edge) must reach this. A microbleed is at least 2 mm across and blooming
+    # only widens it; a medullary vein cut across (under a millimetre) spans one voxel.
+    min_cross_section_mm: float = 1.5
     # Beaded veins: a vein in the slice plane, broken by noise and partial volume into dots, is
     # rejected when the mean darkness along a straight line through the candidate, on both
     # sides, from ``line_gap_mm`` beyond its radius for ``line_length_mm``, is at least this
@@ -175,8 +184,8 @@ CMB_METHOD = (
     "normalised to the subject's normal-appearing white matter, away from the brain edge, with "
     "rejection of dots not told from noise (Rose's criterion), of vessels (connected beyond "
     "the dot, Hessian blobness and inertia elongation allowing for blooming along B0, a "
-    "dark line through the dot), of dots in CSF (SWI or region map), dark "
-    "on T1w (flow voids, calcifications) or bilaterally symmetric in "
+    "dark line through the dot, one voxel wide across B0), of dots in CSF (SWI or region "
+    "map), dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
     "calcification-prone structures or on the midline between the thalami (pineal), and the "
     "STRIVE 2-10 mm size rule."
 )
@@ -269,6 +278,18 @@ def _elongation(
     # A solid ellipsoid of semi-axis a has variance a^2 / 5 along it.
     axes = 2.0 * np.sqrt(5.0 * np.clip(variances, 0.0, None)) + float(np.min(zooms))
     return float(axes[0] / axes[1])
+
+
+def _cross_section_mm(component: np.ndarray, zooms: np.ndarray, b0: np.ndarray) -> float:
+    """Narrowest axis (mm, plus one voxel edge) of the component's inertia ellipse in the plane
+    across ``b0``: the width of what a slice perpendicular to B0 shows."""
+    points = np.argwhere(component) * zooms
+    if len(points) < 2:
+        return float(np.min(zooms))
+    across = np.eye(3) - np.outer(b0, b0)
+    variances = np.sort(np.linalg.eigvalsh(across @ np.cov(points.T) @ across))
+    # the two largest are the plane's axes (the third, along B0, is 0); a^2 / 5 as above
+    return 2.0 * float(np.sqrt(5.0 * max(variances[1], 0.0))) + float(np.min(zooms))
 
 
 @dataclass
@@ -431,6 +452,8 @@ def _examine(
         candidate.accepted, candidate.reason = False, "tubular"
     elif _elongation(component, zooms, b0, params.b0_stretch) > params.max_elongation:
         candidate.accepted, candidate.reason = False, "elongated"
+    elif _cross_section_mm(component, zooms, b0) < params.min_cross_section_mm:
+        candidate.accepted, candidate.reason = False, "vein cut across"
     else:
         # the segmented candidate's equivalent-sphere radius, when larger than the scale's
         ball_mm = np.cbrt(3.0 * component.sum() * np.prod(zooms) / (4.0 * np.pi))
