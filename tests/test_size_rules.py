@@ -24,6 +24,17 @@ def test_cmb_diameter_bounds():
     assert kept[10, 10, 10] and kept[30, 30, 30] and not kept[5, 5, 5] and not kept[45, 45, 45]
 
 
+def test_cmb_diameter_is_measured_in_the_axial_plane():
+    """Blooming along B0 and thick slices stretch a microbleed through the slices: 4 mm across
+    and 12 mm tall is a microbleed; 11 mm across in one slice is not."""
+    mask = np.zeros((40, 40, 40), bool)
+    mask[8:12, 8:12, 4:16] = True  # 4 mm in plane, 12 mm through the slices: kept
+    mask[25:36, 25, 20] = True  # 11 mm in plane: dropped
+    assert lesion_size_mm(mask[8:12, 8:12, 4:16], np.eye(4), "diameter") > 10.0
+    kept = apply_size_rule(mask, np.eye(4), "cmb")
+    assert kept[10, 10, 10] and not kept[30, 25, 20]
+
+
 def test_pvs_width_not_length():
     mask = np.zeros((40, 40, 60), bool)
     mask[10, 10, 5:55] = True  # a 50 mm long, 1 mm wide tube: a PVS

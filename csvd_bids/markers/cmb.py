@@ -187,7 +187,7 @@ CMB_METHOD = (
     "dark line through the dot, one voxel wide across B0), of dots in CSF (SWI or region "
     "map), dark on T1w (flow voids, calcifications) or bilaterally symmetric in "
     "calcification-prone structures or on the midline between the thalami (pineal), and the "
-    "STRIVE 2-10 mm size rule."
+    "STRIVE 2-10 mm size rule (in the axial plane)."
 )
 
 # MARS groups of the subject region map: lobar, deep, infratentorial.
