@@ -3,19 +3,23 @@ microbleed: found, or the reason its nearest candidate was rejected, and where e
 positive lies. For choosing detector rules without re-running the pipeline:
 
     csvd-bids DATASET/bids DATASET/out participant -w DATASET/work     (once per dataset)
-    python benchmarks/cmb_candidates.py DATASET [DATASET ...] [--quiet]
+    python benchmarks/cmb_candidates.py DATASET [DATASET ...] [--quiet] [--size-rule]
+        [--set NAME=VALUE ...]
 
 Each DATASET holds ``bids/`` (truth in ``bids/derivatives/groundtruth``) and ``work/``. The
 detector is run on the detector inputs the work directory kept (common.load_session_images),
 so a change of csvd_bids/markers/cmb.py is measured in seconds. Counts are of 26-connected
 components of the detector's mask before the STRIVE size rule: a truth component is found
 when a detected voxel overlaps it; a detected component that touches no truth is a false
-positive.
+positive. ``--size-rule`` counts after the rule instead (as the pipeline reports);
+``--set min_cross_section_mm=0`` runs the detector with a parameter of ``CMBParams`` changed
+(repeatable), to measure what a rule does.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,8 @@ from scipy import ndimage
 
 from csvd_bids.evaluate.metrics import compare_masks
 from csvd_bids.evaluate.pairing import MaskFile, find_masks
-from csvd_bids.markers.cmb import CandidateRecord, detect_cmb
+from csvd_bids.markers.cmb import PARAMS, CandidateRecord, CMBParams, detect_cmb
+from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_LABELS
 
@@ -45,14 +50,18 @@ def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarra
     return f"{r.reason or 'accepted, lost to segmentation'} (contrast {r.contrast:.2f})"
 
 
-def evaluate_session(dataset: Path, truth_mask: MaskFile, quiet: bool):
+def evaluate_session(
+    dataset: Path, truth_mask: MaskFile, quiet: bool, params: CMBParams, size_rule: bool
+):
     """(found, missed, false positives) of one session, or None without an SWI."""
     images = load_session_images(dataset / "work", truth_mask.subject, truth_mask.session)
     if "swi" not in images.images:
         return None
     truth = data_on_grid(truth_mask.path, images.images["swi"]) > 0.5
     records: list[CandidateRecord] = []
-    found = detect_cmb(images, record=records).mask
+    found = detect_cmb(images, params, record=records).mask
+    if size_rule:
+        found = apply_size_rule(found, images.reference.affine, "cmb")
     zooms = np.array(images.zooms)
     counts = compare_masks(truth, found, tuple(zooms))
     name = f"{dataset.name} sub-{truth_mask.subject}"
@@ -82,12 +91,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--quiet", action="store_true", help="one line per session")
+    parser.add_argument("--size-rule", action="store_true", help="count after the size rule")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a CMBParams field"
+    )
     args = parser.parse_args()
+    params = PARAMS
+    for item in args.set:
+        name, _, value = item.partition("=")
+        current = getattr(PARAMS, name, None)
+        if type(current) not in (int, float):
+            parser.error(f"--set {item}: not a numeric field of CMBParams")
+        params = dataclasses.replace(params, **{name: type(current)(value)})
     found = missed = false = sessions = 0
     for dataset in args.datasets:
         truth_masks = find_masks(dataset / "bids/derivatives/groundtruth", labels=("CMB",))
         for key in sorted(truth_masks, key=str):
-            counts = evaluate_session(dataset, truth_masks[key], args.quiet)
+            counts = evaluate_session(dataset, truth_masks[key], args.quiet, params, args.size_rule)
             if counts is not None:
                 found, missed, false = (
                     a + b for a, b in zip((found, missed, false), counts, strict=True)

@@ -259,6 +259,13 @@ def _hessian_blobness(
     return float(eigen[0] / eigen[2]) if eigen[2] > 0 else -1.0
 
 
+def _inertia_axes_mm(points: np.ndarray, zooms: np.ndarray) -> np.ndarray:
+    """Axis lengths (mm, longest first, plus one voxel edge) of the inertia ellipsoid of
+    ``points`` (mm): a solid ellipsoid of semi-axis a has variance a^2 / 5 along it."""
+    variances = np.sort(np.linalg.eigvalsh(np.cov(points.T)))[::-1]
+    return 2.0 * np.sqrt(5.0 * np.clip(variances, 0.0, None)) + float(np.min(zooms))
+
+
 def _elongation(
     component: np.ndarray,
     zooms: np.ndarray,
@@ -273,10 +280,7 @@ def _elongation(
     points = np.argwhere(component) * zooms
     if len(points) < 3:
         return 1.0
-    points = points @ _b0_compression(b0, 1.0 / b0_stretch)
-    variances = np.sort(np.linalg.eigvalsh(np.cov(points.T)))[::-1]
-    # A solid ellipsoid of semi-axis a has variance a^2 / 5 along it.
-    axes = 2.0 * np.sqrt(5.0 * np.clip(variances, 0.0, None)) + float(np.min(zooms))
+    axes = _inertia_axes_mm(points @ _b0_compression(b0, 1.0 / b0_stretch), zooms)
     return float(axes[0] / axes[1])
 
 
@@ -286,10 +290,8 @@ def _cross_section_mm(component: np.ndarray, zooms: np.ndarray, b0: np.ndarray) 
     points = np.argwhere(component) * zooms
     if len(points) < 2:
         return float(np.min(zooms))
-    across = np.eye(3) - np.outer(b0, b0)
-    variances = np.sort(np.linalg.eigvalsh(across @ np.cov(points.T) @ across))
-    # the two largest are the plane's axes (the third, along B0, is 0); a^2 / 5 as above
-    return 2.0 * float(np.sqrt(5.0 * max(variances[1], 0.0))) + float(np.min(zooms))
+    # projected onto the plane: the first two axes are the plane's (the third, along B0, is 0)
+    return float(_inertia_axes_mm(points @ (np.eye(3) - np.outer(b0, b0)), zooms)[1])
 
 
 @dataclass
