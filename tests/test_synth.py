@@ -20,7 +20,7 @@ from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.synth import SynthUsageError, generate_dataset
 from csvd_bids.synth.__main__ import EX_USAGE, main
 from csvd_bids.synth.anatomy import make_anatomy
-from csvd_bids.synth.contrasts import AcqGrid, occupied, thick_slice_grid
+from csvd_bids.synth.contrasts import AcqGrid, occupied, thick_slice_grid, to_grid
 from csvd_bids.synth.lesions import plan_lesions
 from csvd_bids.synth.measure import component_stats, label_components
 from csvd_bids.synth.participants import (
@@ -39,6 +39,7 @@ MODALITIES = ("T1w", "FLAIR", "T2w", "acq-swi_T2starw")
 MISALIGN = (20.0, 20.0)
 MOVED = {"FLAIR": "anat/{}_FLAIR", "T2w": "anat/{}_T2w", "T2starw": "anat/{}_acq-swi_T2starw"}
 MOVED["dwi"] = "dwi/{}_dwi"
+MOVED["asl"] = "perf/{}_asl"  # with its M0 scan (same grid, no transform of its own)
 _LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 
 
@@ -344,6 +345,9 @@ def test_misalignment_moves_only_the_affines(dataset, misaligned):
         for sub, ses, prefix in _sessions()
         for m in MOVED
     }
+    images |= {
+        f"sub-{sub}/ses-{ses}/perf/{prefix}_m0scan.nii.gz" for sub, ses, prefix in _sessions()
+    }
     assert changed == images | {"README"}
     for name in images:
         before, after = nib.load(plain[name]), nib.load(moved[name])
@@ -552,3 +556,186 @@ def test_clinical_wmh_line_the_ventricles_two_voxels_thick(sub):
     behind = wmh & (anat.dist_ventricles > 1.5 * RES)
     backed = wall & ndi.binary_dilation(behind, np.ones((3, 3, 3), dtype=bool))
     assert wall.sum() > 50 and backed.sum() >= 0.85 * wall.sum()
+
+
+# --- DWI tensors and PCASL (csvd_bids.synth.diffusion, csvd_bids.synth.asl) ---------------------
+# The rules as the issue states them, written here independently of the generator's code.
+ALSOP = {"alpha": 0.85, "lambda": 0.9, "t1b": 1.65}  # 3 T
+PLANTED_MD = {"wm": 0.75, "gm": 0.85}  # 1e-3 mm2/s: the ADCs before tensors
+PLANTED_CBF = {"gm": 60.0, "wm": 22.0, "csf": 0.0}  # mL/100 g/min
+PD = {"gm": 0.85, "wm": 0.70, "csf": 1.0}
+
+
+def _subject_anatomy(seed: int, subject: int):
+    """A subject's anatomy from the generator's documented streams (anatomy second of five)."""
+    stream = np.random.SeedSequence([seed, subject]).spawn(5)[1]
+    return make_anatomy(np.random.default_rng(stream), RES)
+
+
+def _tensor_fit(dwi: np.ndarray, bvecs: np.ndarray, bval: float) -> tuple[np.ndarray, ...]:
+    """(MD in 1e-3 mm2/s, FA) per voxel of (n, volumes) data, b0 first: least squares of the
+    log signal on the b-matrix."""
+    g = bvecs[1:]
+    design = bval * np.column_stack(
+        [g[:, 0] ** 2, g[:, 1] ** 2, g[:, 2] ** 2, 2 * g[:, 0] * g[:, 1],
+         2 * g[:, 0] * g[:, 2], 2 * g[:, 1] * g[:, 2]]
+    )  # fmt: skip
+    y = -np.log(np.maximum(dwi[:, 1:], 1.0) / np.maximum(dwi[:, :1], 1.0))
+    d = np.linalg.lstsq(design, y.T, rcond=None)[0].T
+    tensors = d[:, [0, 3, 4, 3, 1, 5, 4, 5, 2]].reshape(-1, 3, 3)
+    eig = np.linalg.eigvalsh(tensors)
+    md = eig.mean(axis=1)
+    fa = np.sqrt(1.5 * ((eig - md[:, None]) ** 2).sum(1) / (eig**2).sum(1))
+    return md * 1e3, fa
+
+
+def _perf(root: Path, sub: str, ses: str, suffix: str) -> Path:
+    return root / f"sub-{sub}" / f"ses-{ses}" / "perf" / f"sub-{sub}_ses-{ses}_{suffix}"
+
+
+def _tissue_truth(root: Path, sub: str, ses: str) -> dict:
+    name = f"sub-{sub}_ses-{ses}_desc-tissue_stats.json"
+    return json.loads(_truth(root, sub, ses, "x").with_name(name).read_text())
+
+
+def test_dwi_directions_are_many_spread_and_balanced(dataset):
+    folder = dataset / "sub-01" / "ses-1" / "dwi"
+    bvals = np.array((folder / "sub-01_ses-1_dwi.bval").read_text().split(), dtype=float)
+    bvecs = np.loadtxt(folder / "sub-01_ses-1_dwi.bvec").T
+    assert bvals[0] == 0 and (bvals[1:] == 1000).all() and len(bvals) >= 31
+    g = bvecs[1:]
+    assert np.allclose(np.linalg.norm(g, axis=1), 1.0, atol=1e-5)
+    cosines = np.abs(g @ g.T)[~np.eye(len(g), dtype=bool)]
+    assert np.degrees(np.arccos(cosines.max())) > 20.0  # antipodally unique and spread
+    assert np.allclose(g.T @ g / len(g), np.eye(3) / 3, atol=1e-5)  # ADC = MD for any tensor
+    assert nib.load(folder / "sub-01_ses-1_dwi.nii.gz").shape[3] == len(bvals)
+
+
+def test_dwi_tensor_fit_gives_the_planted_md_and_fa(dataset):
+    anat = _subject_anatomy(SEED, 1)
+    folder = dataset / "sub-01" / "ses-1" / "dwi"
+    dwi = np.asarray(nib.load(folder / "sub-01_ses-1_dwi.nii.gz").dataobj, dtype=np.float64)
+    bvecs = np.loadtxt(folder / "sub-01_ses-1_dwi.bvec").T
+    lesions = _load(_truth(dataset, "01", "1", "seg-csvd_dseg.nii.gz")) > 0
+    regions = _load(_truth(dataset, "01", "1", "seg-regions_dseg.nii.gz"))
+    outside_bg = ~lesions & (regions != 5)
+    fit = {}
+    for name in ("wm", "gm"):
+        pure = (getattr(anat, name) > 0.95) & outside_bg
+        assert pure.sum() > 50, name
+        md, fa = _tensor_fit(dwi[pure], bvecs, 1000.0)
+        fit[name] = (float(np.median(md)), float(np.median(fa)))
+        assert abs(fit[name][0] / PLANTED_MD[name] - 1) < 0.05, (name, fit[name])
+    assert 0.42 < fit["wm"][1] < 0.58 and 0.08 < fit["gm"][1] < 0.22, fit
+    # the trace (geometric mean of the directions) gives the ADC the pipeline computes
+    pure = (anat.wm > 0.95) & outside_bg
+    adc = np.log(dwi[pure][:, 0] / np.exp(np.log(dwi[pure][:, 1:]).mean(axis=1))) / 1000.0
+    assert abs(np.median(adc) * 1e3 / PLANTED_MD["wm"] - 1) < 0.05
+
+
+def test_asl_files_follow_bids(dataset):
+    for sub, ses, prefix in _sessions():
+        series = nib.load(_perf(dataset, sub, ses, "asl.nii.gz"))
+        m0 = nib.load(_perf(dataset, sub, ses, "m0scan.nii.gz"))
+        context = pd.read_csv(_perf(dataset, sub, ses, "aslcontext.tsv"), sep="\t")
+        assert list(context.columns) == ["volume_type"]
+        assert len(context) == series.shape[3] >= 16 and series.ndim == 4 and m0.ndim == 3
+        assert list(context["volume_type"]) == ["control", "label"] * (len(context) // 2)
+        assert series.shape[:3] == m0.shape and np.allclose(series.affine, m0.affine)
+        assert 2.5 <= series.header.get_zooms()[0] <= 3.5
+        sidecar = json.loads(_perf(dataset, sub, ses, "asl.json").read_text())
+        assert sidecar["ArterialSpinLabelingType"] == "PCASL" and sidecar["M0Type"] == "Separate"
+        assert sidecar["BackgroundSuppression"] is False
+        assert sidecar["TotalAcquiredPairs"] == len(context) // 2
+        for key in ("PostLabelingDelay", "LabelingDuration", "RepetitionTimePreparation"):
+            assert sidecar[key] > 0, key
+        for key in ("MagneticFieldStrength", "MRAcquisitionType", "EchoTime"):
+            assert key in sidecar, key
+        m0_sidecar = json.loads(_perf(dataset, sub, ses, "m0scan.json").read_text())
+        assert m0_sidecar["RepetitionTimePreparation"] > 0 and "EchoTime" in m0_sidecar
+        assert m0_sidecar["IntendedFor"] == f"bids::sub-{sub}/ses-{ses}/perf/{prefix}_asl.nii.gz"
+
+
+def test_asl_inverted_with_alsop_gives_the_planted_cbf(dataset):
+    """deltaM / M0 through Alsop et al. 2015's formula, regressed on the tissue fractions
+    (voxel CBF is the M0-weighted mean of its tissues'), away from lesions and basal ganglia."""
+    anat = _subject_anatomy(SEED, 1)
+    sidecar = json.loads(_perf(dataset, "01", "1", "asl.json").read_text())
+    series = np.asarray(nib.load(_perf(dataset, "01", "1", "asl.nii.gz")).dataobj, np.float64)
+    m0 = np.asarray(nib.load(_perf(dataset, "01", "1", "m0scan.nii.gz")).dataobj, np.float64)
+    kind = pd.read_csv(_perf(dataset, "01", "1", "aslcontext.tsv"), sep="\t")["volume_type"]
+    delta = series[..., (kind == "control").to_numpy()].mean(-1)
+    delta -= series[..., (kind == "label").to_numpy()].mean(-1)
+    t1b, tau, pld = ALSOP["t1b"], sidecar["LabelingDuration"], sidecar["PostLabelingDelay"]
+    scale = 6000 * ALSOP["lambda"] * np.exp(pld / t1b)
+    scale /= 2 * ALSOP["alpha"] * t1b * (1 - np.exp(-tau / t1b))
+    zooms = nib.load(_perf(dataset, "01", "1", "m0scan.nii.gz")).header.get_zooms()
+    grid = AcqGrid(tuple(round(z / RES) for z in zooms), m0.shape, np.eye(4))
+    fractions = {name: to_grid(getattr(anat, name), grid) for name in PD}
+    lesions = _load(_truth(dataset, "01", "1", "seg-csvd_dseg.nii.gz")) > 0
+    regions = _load(_truth(dataset, "01", "1", "seg-regions_dseg.nii.gz")) == 5
+    clean = (to_grid(lesions.astype(np.float32), grid) == 0) & (to_grid(regions, grid) == 0)
+    brain = clean & (to_grid(anat.brain_mask, grid) == 1) & (m0 > 500)
+    weights = np.column_stack([fractions[n][brain] * PD[n] for n in PD])
+    cbf = scale * delta[brain] / m0[brain]
+    fitted = np.linalg.lstsq(weights, cbf * weights.sum(1), rcond=None)[0]
+    got = dict(zip(PD, fitted, strict=True))
+    assert abs(got["gm"] / PLANTED_CBF["gm"] - 1) < 0.05, got
+    assert abs(got["wm"] / PLANTED_CBF["wm"] - 1) < 0.08, got
+    assert abs(got["csf"]) < 5.0, got
+
+
+def test_truth_records_the_basal_ganglia_effects_of_the_burden(dataset):
+    rows = []
+    for sub, ses, _ in _sessions():
+        truth = _tissue_truth(dataset, sub, ses)
+        dwi, asl = truth["DWI"], truth["ASL"]
+        severity = 1 / (1 + np.exp(-truth["LatentBurden"]))
+        assert truth["Severity"] == pytest.approx(severity, abs=1e-5)
+        assert dwi["Tissues"]["WM"]["FA"] == pytest.approx(0.5) and dwi["Tissues"]["CSF"]["FA"] == 0
+        assert dwi["Tissues"]["GM"]["MD"] == 0.85 and dwi["Lesions"]["RSSI"]["MD"] == 0.35
+        assert dwi["Lesions"]["WMH"]["FA"] < dwi["Tissues"]["WM"]["FA"]
+        assert asl["Tissues"]["GM"]["CBF"] == 60 and asl["Tissues"]["WM"]["CBF"] == 22
+        fa_factor = 1 - dwi["BasalGangliaFAStrength"] * severity
+        cbf_factor = 1 - asl["BasalGangliaCBFStrength"] * severity
+        assert dwi["BasalGangliaFAFactor"] == pytest.approx(fa_factor, abs=1e-5)
+        assert asl["BasalGangliaCBFFactor"] == pytest.approx(cbf_factor, abs=1e-5)
+        assert dwi["BasalGanglia"]["GM"]["FA"] == pytest.approx(0.15 * fa_factor, abs=1e-5)
+        assert asl["BasalGanglia"]["GM"]["CBF"] == pytest.approx(60 * cbf_factor, abs=1e-4)
+        assert 0 < asl["BasalGangliaMeanCBF"] < 60 * cbf_factor
+        rows.append((truth["LatentBurden"], fa_factor, cbf_factor))
+    burden, fa, cbf = np.array(rows).T
+    assert len(set(burden)) == SUBJECTS  # per subject, the same in its sessions
+    order = np.argsort(burden)
+    assert (np.diff(fa[order]) <= 0).all() and (np.diff(cbf[order]) <= 0).all()
+    assert np.ptp(fa) > 0 and np.ptp(cbf) > 0
+
+
+def test_basal_ganglia_effects_show_in_the_images():
+    """Noise-free: the ASL deltaM and the DWI FA of the basal ganglia fall with severity."""
+    from csvd_bids.synth import asl, diffusion
+    from csvd_bids.synth.truth import region_truth
+
+    anat = make_anatomy(np.random.default_rng(4), 4.0)
+    bg = region_truth(anat) == 5
+    grid = AcqGrid((1, 1, 1), anat.shape, anat.affine)
+    lighter, heavier = (asl.base_images(anat, bg, asl.severity_factor(s)) for s in (0.2, 0.9))
+    assert (lighter["M0"] == heavier["M0"]).all()
+    assert heavier["deltaM"][bg].sum() < lighter["deltaM"][bg].sum()
+    assert (heavier["deltaM"][~bg] == lighter["deltaM"][~bg]).all()
+    g = np.vstack([np.zeros(3), diffusion.DIRECTIONS])
+    pure_gm = bg & (anat.gm > 0.95)
+    fas = []
+    for latent in (-2.0, 3.0):
+        model = diffusion.DiffusionModel.make(anat, bg, latent)
+        b0 = anat.gm * 750.0 + anat.wm * 600.0 + anat.csf * 1400.0  # the b0 intensities
+        data = np.concatenate([b0[pure_gm][:, None], model.render([], grid)[pure_gm]], 1)
+        fas.append(float(np.median(_tensor_fit(data, g, 1000.0)[1])))
+        expected = 0.15 * (1 - diffusion.BG_FA_STRENGTH / (1 + np.exp(-latent)))
+        assert fas[-1] == pytest.approx(expected, rel=0.1)
+    assert fas[1] < fas[0]
+
+
+def test_clinical_and_physics_sessions_have_no_asl(tmp_path):
+    root = generate_dataset(tmp_path / "c", 1, 1, SEED, 4.0, profile="clinical")
+    assert not list(root.rglob("*perf*")) and not list(root.rglob("*desc-tissue_stats*"))

@@ -75,6 +75,7 @@ from csvd_bids.morphology import (
     robust_stats,
     smooth_mm,
 )
+from csvd_bids.preproc.dwi import adc_scale
 from csvd_bids.region_sets import (
     BASAL_GANGLIA,
     BRAINSTEM,
@@ -105,12 +106,6 @@ _SEED_REGIONS = {
 }
 OTHER = 6
 _GROW_ONLY_REGIONS = dict.fromkeys(JUXTACORTICAL_WM_REGIONS, OTHER)
-# ADC unit scales tried, as (low, high) NAWM median in that unit -> factor to 1e-6 mm2/s
-_ADC_UNITS = (
-    ((200.0, 2000.0), 1.0, "1e-6 mm2/s"),
-    ((2e-4, 2e-3), 1e6, "mm2/s"),
-    ((0.2, 2.0), 1e3, "1e-3 mm2/s"),
-)
 
 
 @dataclass(frozen=True)
@@ -161,17 +156,6 @@ class RSSIDetection(Detection):
     the Detection's."""
 
     adc_mode: str = "adc"  # "adc", "b0_trace" (rADC from b0 and trace) or "dwi_only"
-
-
-def adc_scale(nawm_median: float) -> tuple[float | None, str]:
-    """Factor that brings an ADC map to 1e-6 mm2/s from its NAWM median, and its unit name;
-    ``(None, reason)`` when the median fits no known unit."""
-    if not np.isfinite(nawm_median) or nawm_median <= 0:
-        return None, f"NAWM median ADC {nawm_median:g} is not a positive number"
-    for (low, high), factor, unit in _ADC_UNITS:
-        if low <= nawm_median <= high:
-            return factor, unit
-    return None, f"NAWM median ADC {nawm_median:g} fits no known unit"
 
 
 def _relative_adc(

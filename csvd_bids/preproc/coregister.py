@@ -40,7 +40,7 @@ METHOD = (
 @dataclass(frozen=True)
 class Coregistration:
     transform: sitk.Euler3DTransform  # reference points -> moving points (ITK resampling)
-    initialisation: str  # "header" or "moments"
+    initialisation: str  # "header", "moments" or the name of another start
     metric_before: float  # Mattes MI at the header alignment (lower is better)
     metric_after: float
 
@@ -63,8 +63,13 @@ def _metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, se
 
 
 def coregister(
-    moving: nib.Nifti1Image, reference: nib.Nifti1Image, seed: int = SAMPLING_SEED
+    moving: nib.Nifti1Image,
+    reference: nib.Nifti1Image,
+    seed: int = SAMPLING_SEED,
+    more_starts: dict[str, sitk.Transform] | None = None,
 ) -> Coregistration:
+    """Rigid registration (reference points -> moving points) by Mattes MI, optimised from
+    the header, the moments and ``more_starts`` (e.g. another image's result), best end kept."""
     fixed = downsample(to_sitk(reference), REGISTRATION_SPACING_MM)
     mov = downsample(to_sitk(moving), REGISTRATION_SPACING_MM)
     header = sitk.Euler3DTransform()
@@ -83,8 +88,11 @@ def coregister(
     # misalignments (20 degrees, 20 mm) of thick-slice images ended in a wrong optimum 5 mm
     # off in some runs.
     ends = {}
-    for name, start in (("header", header), ("moments", moments)):
-        transform = sitk.Euler3DTransform(start)
+    starts = {"header": header, "moments": moments, **(more_starts or {})}
+    for name, start in starts.items():
+        transform = sitk.Euler3DTransform()
+        transform.SetParameters(start.GetParameters())
+        transform.SetFixedParameters(start.GetFixedParameters())
         method = mattes_registration(0.1, seed)
         method.SetInitialTransform(transform, inPlace=True)
         method.Execute(fixed, mov)
@@ -109,3 +117,23 @@ def resample_with(
     )
     data = np.clip(sitk_to_array(out), 0.0, None)  # B-splines overshoot; magnitudes are >= 0
     return new_like(data.astype(np.float32), reference)
+
+
+def resample_linear(
+    moving: nib.Nifti1Image, reference: nib.Nifti1Image, transform: sitk.Transform
+) -> nib.Nifti1Image:
+    """``moving`` on the reference grid through ``transform``, linearly (no overshoot)."""
+    out = sitk.Resample(
+        to_sitk(moving), to_sitk(reference), transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
+    )
+    return new_like(sitk_to_array(out).astype(np.float32), reference)
+
+
+def coverage_on(
+    mask: np.ndarray, moving: nib.Nifti1Image, reference: nib.Nifti1Image, transform: sitk.Transform
+) -> nib.Nifti1Image:
+    """uint8 on the reference grid: where a map made on ``moving``'s grid inside ``mask`` is
+    measured (at least half of the linear interpolation from inside it, and inside the field
+    of view), so that means over a region leave out what the acquisition did not cover."""
+    fraction = resample_linear(new_like(mask.astype(np.float32), moving), reference, transform)
+    return new_like((np.asanyarray(fraction.dataobj) >= 0.5).astype(np.uint8), reference)

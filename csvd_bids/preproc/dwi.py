@@ -36,9 +36,10 @@ from csvd_bids.preproc.coregister import (
     REGISTRATION_SPACING_MM,
     Coregistration,
     coregister,
+    resample_linear,
     resample_with,
 )
-from csvd_bids.preproc.images import check_input_image, new_like, sitk_to_array, to_sitk
+from csvd_bids.preproc.images import check_input_image, new_like, to_sitk
 from csvd_bids.preproc.registration import downsample, set_random_sampling
 
 B0_MAX = 50.0  # s/mm2: volumes at or below this are b0 (scanners write b=5 or 10 for "b0")
@@ -104,7 +105,7 @@ def shell_indices(bvals: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarra
     return b0, shell, float(bvals[shell].mean())
 
 
-def _load_4d(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_4d(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Finite float32 data of a 4D series reoriented to RAS, and its affine."""
     check_input_image(path, expect_4d=True)
     img = nib.as_closest_canonical(nib.load(path))
@@ -128,7 +129,7 @@ def split_dwi(dwi_path: str | Path, bval_path: str | Path) -> DWISplit:
     """b0 (mean of b <= 50 volumes) and trace (geometric mean of the highest shell) of a DWI
     series, on its own grid reoriented to RAS."""
     path = Path(dwi_path)
-    data, affine = _load_4d(path)
+    data, affine = load_4d(path)
     bvals = read_bvals(bval_path, data.shape[3])
     b0_idx, shell_idx, b_value = shell_indices(bvals, f"{path} (b-values from {bval_path})")
     b0 = data[..., b0_idx].mean(axis=-1, dtype=np.float32)
@@ -165,6 +166,25 @@ def compute_adc(b0: np.ndarray, trace: np.ndarray, b_value: float) -> np.ndarray
     return np.clip(adc, 0.0, ADC_MAX).astype(np.float32)
 
 
+# ADC unit scales tried, as (low, high) NAWM median in that unit -> factor to 1e-6 mm2/s
+ADC_UNIT_SCALES = (
+    ((200.0, 2000.0), 1.0, "1e-6 mm2/s"),
+    ((2e-4, 2e-3), 1e6, "mm2/s"),
+    ((0.2, 2.0), 1e3, "1e-3 mm2/s"),
+)
+
+
+def adc_scale(nawm_median: float) -> tuple[float | None, str]:
+    """Factor that brings an ADC map to 1e-6 mm2/s from its NAWM median, and its unit name;
+    ``(None, reason)`` when the median fits no known unit."""
+    if not np.isfinite(nawm_median) or nawm_median <= 0:
+        return None, f"NAWM median ADC {nawm_median:g} is not a positive number"
+    for (low, high), factor, unit in ADC_UNIT_SCALES:
+        if low <= nawm_median <= high:
+            return factor, unit
+    return None, f"NAWM median ADC {nawm_median:g} fits no known unit"
+
+
 def _bias_corrected(b0: nib.Nifti1Image, trace: nib.Nifti1Image):
     """b0 and trace divided by the one N4 field estimated on the b0."""
     b0_data = np.asanyarray(b0.dataobj, dtype=np.float32)
@@ -192,9 +212,10 @@ def register_dwi(
 ) -> tuple[Coregistration, dict]:
     """Rigid transform (reference points -> DWI points) of the DWI grid to the reference.
 
-    The b0 is registered, and the trace too: each run starts from the header or the moments,
-    and on the synthetic heads with 20 degree / 20 mm misalignments at 3 mm the b0 alone
-    stopped in a wrong optimum 3 times in 10 (mean TRE 3-8 mm), the trace never (0.2-0.5 mm).
+    The b0 is registered, and the trace too (also from the b0's end): each run starts from
+    the header or the moments, and on the synthetic heads with 20 degree / 20 mm
+    misalignments at 3 mm the b0 alone stopped in a wrong optimum 3 times in 10 (mean TRE
+    3-8 mm), the six-direction trace never (0.2-0.5 mm).
     Both images move with the one transform, so it is chosen by the sum of their mutual
     informations with the reference; in every such failure the trace's transform also fitted
     the b0 itself better. Returns the chosen registration and its report entry.
@@ -204,7 +225,13 @@ def register_dwi(
         name: downsample(to_sitk(img), REGISTRATION_SPACING_MM)
         for name, img in (("b0", b0), ("trace", trace))
     }
-    candidates = {"b0": coregister(b0, reference), "trace": coregister(trace, reference)}
+    first = coregister(b0, reference)
+    # The trace also starts from the b0's end: with 31 anisotropic directions (seed 3 of the
+    # DWI test) both images alone stopped 2-4 mm off, and the trace refined from the b0 did not.
+    candidates = {
+        "b0": first,
+        "trace": coregister(trace, reference, more_starts={"b0": first.transform}),
+    }
     joint = {
         name: sum(_mattes(fixed, image, result.transform) for image in moving.values())
         for name, result in candidates.items()
@@ -216,15 +243,6 @@ def register_dwi(
         "JointMutualInformation": {name: round(value, 5) for name, value in joint.items()},
     }
     return candidates[chosen], entry
-
-
-def _resample_linear(
-    moving: nib.Nifti1Image, reference: nib.Nifti1Image, transform: sitk.Transform
-) -> nib.Nifti1Image:
-    out = sitk.Resample(
-        to_sitk(moving), to_sitk(reference), transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32
-    )
-    return new_like(sitk_to_array(out).astype(np.float32), reference)
 
 
 @dataclass(frozen=True)
@@ -251,7 +269,7 @@ def prepare(dwi_path: str | Path, bval_path: str | Path, reference: nib.Nifti1Im
     images = {
         "b0": resample_with(b0, reference, registration.transform),
         "trace": resample_with(trace, reference, registration.transform),
-        "adc": _resample_linear(adc, reference, registration.transform),
+        "adc": resample_linear(adc, reference, registration.transform),
     }
     report = {
         "Registration": registration_report,

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         nargs=2,
         metavar=("DEG", "MM"),
-        help="move every image but the T1w (FLAIR, T2w, SWI, DWI) of every session by its own "
+        help="move every image but the T1w (FLAIR, T2w, SWI, DWI, ASL) of every session by its own "
         "random rigid motion about the brain centre: rotations uniform in [-DEG, DEG] about each "
         "axis, translations uniform in [-MM, MM] per axis; only the affines change. The truth is "
         "written to derivatives/groundtruth as <prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt "
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=tuple(PROFILES),
         default="research",
-        help="research (default): T1w, FLAIR, T2w, SWI and DWI with a skull, the truth on the "
+        help="research (default): T1w, FLAIR, T2w, SWI, DWI (31 directions, tensors) and PCASL "
+        "with an M0 scan (template engine) with a skull, the truth on the "
         "T1w grid (space-T1w). clinical: a skull-stripped 2D FLAIR only (0 outside the brain), "
         "in-plane at --resolution, slices 5-8 mm thick drawn per session; baseline WMH volume "
         "0.5-20, 20-80 or 80-150 ml with equal probability, heavy burdens confluent around the "

@@ -9,10 +9,14 @@ own smooth multiplicative bias field and Rician noise. The clinical profile (:mo
 draws a 5-8 mm FLAIR slab per session (``thick_slice_grid``) and skull-strips it
 (``acquire_session`` with a brain mask).
 
-DWI is one b=0 volume and b=1000 s/mm2 volumes along six directions; the b=1000 signal of a
-tissue is b0 * exp(-b * ADC) with ADC (1e-3 mm2/s): CSF 3.0, GM 0.85, WM 0.75, WMH 1.1,
-lacune/PVS 3.0/2.6, RSSI 0.35 (restricted diffusion: bright on b1000). Diffusion is
-isotropic here, so the six directions differ only by noise.
+DWI is one b=0 volume and b=1000 s/mm2 volumes along the 31 directions of
+``DWI_DIRECTIONS`` (the icosahedron's rotation axes, see :mod:`.diffusion`). The ``b1000``
+channel is the isotropic (trace) b=1000 signal, b0 * exp(-b * ADC) with ADC (1e-3 mm2/s):
+CSF 3.0, GM 0.85, WM 0.75, WMH 1.1, lacune/PVS 3.0/2.6, RSSI 0.35 (restricted diffusion:
+bright on b1000); the written series instead carries a diffusion tensor per tissue with
+these ADCs as mean diffusivities (:mod:`.diffusion`, ``acquire_session(..., dwi=...)``), so
+the geometric mean of its directions is that trace image. The ASL grid (``asl``, about
+3 x 3 x 5 mm) serves :mod:`.asl`.
 """
 
 from __future__ import annotations
@@ -54,9 +58,43 @@ LESION_TABLE = np.array([LESION[k] for k in range(len(LESION))], dtype=np.float3
 NOISE_SIGMA = {"T1w": 14.0, "FLAIR": 12.0, "T2w": 14.0, "T2starw": 12.0, "dwi": 14.0}
 BIAS_STRENGTH = 0.12
 B_VALUE = 1000
-DWI_DIRECTIONS = np.array(
-    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.707, 0.707, 0], [0.707, 0, 0.707], [0, 0.707, 0.707]]
-)
+
+
+def icosahedral_directions() -> np.ndarray:
+    """(31, 3) unit vectors: the icosahedron's rotation axes, one per antipodal pair (the
+    first non-zero coordinate positive), five-fold, three-fold, then two-fold axes."""
+    phi = (1.0 + 5.0**0.5) / 2.0
+
+    def cyclic(v):
+        return [v, v[[1, 2, 0]], v[[2, 0, 1]]]
+
+    def signs(base):
+        out = []
+        for sx in (1, -1):
+            for sy in (1, -1):
+                for sz in (1, -1):
+                    out.append(base * np.array([sx, sy, sz], dtype=float))
+        return out
+
+    groups = (
+        [np.array([0.0, 1.0, phi])],  # 5-fold: icosahedron vertices
+        [np.array([1.0, 1.0, 1.0]), np.array([1.0 / phi, 0.0, phi])],  # 3-fold: face centres
+        [np.array([0.0, 0.0, 1.0]), np.array([0.5, phi * phi / 2.0, phi / 2.0])],  # 2-fold: edges
+    )
+    directions: list[np.ndarray] = []
+    for group in groups:
+        found: list[np.ndarray] = []
+        for base in group:
+            for v in (p for s in signs(base) for p in cyclic(s)):
+                u = v / np.linalg.norm(v)
+                u = u if u[np.flatnonzero(np.abs(u) > 1e-9)[0]] > 0 else -u
+                if not any(np.allclose(u, w) for w in found):
+                    found.append(u)
+        directions += sorted(found, key=lambda u: (-u[2], -u[1], -u[0]))
+    return np.array(directions)
+
+
+DWI_DIRECTIONS = icosahedral_directions()  # (31, 3): see the module docstring
 
 
 @dataclass(frozen=True)
@@ -67,17 +105,20 @@ class AcqGrid:
 
 
 def acquisition_grids(shape, affine: np.ndarray, resolution: float) -> dict[str, AcqGrid]:
-    """Grid of each modality: T1w/SWI at the resolution, thick-slice FLAIR/T2w, 2 mm DWI."""
+    """Grid of each modality: T1w/SWI at the resolution, thick-slice FLAIR/T2w, 2 mm DWI,
+    about 3 x 3 x 5 mm ASL (whole working voxels, at least one)."""
     flair_z = max(2, round(3.0 / resolution))
     if flair_z * resolution > 6.0:  # no slab thicker than 6 mm
         flair_z = max(1, int(6.0 // resolution))
     dwi = max(1, round(2.0 / resolution))
+    asl_xy, asl_z = max(1, round(3.0 / resolution)), max(1, round(5.0 / resolution))
     factors = {
         "T1w": (1, 1, 1),
         "FLAIR": (1, 1, flair_z),
         "T2w": (1, 1, max(1, round(2.0 / resolution))),
         "T2starw": (1, 1, 1),
         "dwi": (dwi, dwi, dwi),
+        "asl": (asl_xy, asl_xy, asl_z),
     }
     return {name: _grid(f, shape, affine) for name, f in factors.items()}
 
@@ -163,9 +204,13 @@ def acquire_session(
     images: dict[str, np.ndarray],
     grids: dict[str, AcqGrid],
     brain_mask: np.ndarray | None = None,
+    dwi: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """int16 image of every modality in ``grids`` on its own grid, with bias and noise of this
-    session (drawn in a fixed modality order).
+    session (drawn in a fixed modality order; the DWI's b0 first, then its directions).
+    ``dwi``: the noise-free diffusion-weighted volumes on the DWI grid, one per
+    ``DWI_DIRECTIONS`` (:meth:`.diffusion.DiffusionModel.render`); without it every direction
+    is the isotropic ``b1000`` image. The ASL grid is not acquired here (:mod:`.asl`).
 
     With ``brain_mask`` the images are skull-stripped: the working-grid image is multiplied by
     the mask before averaging (the brain edge is partial-volumed, as after a real stripping)
@@ -183,8 +228,12 @@ def acquire_session(
         out[name] = _acquire(rng, acquired(name, images[name]), NOISE_SIGMA[name], bias)
     if "dwi" in grids:
         bias = bias_field(rng, grids["dwi"].shape, BIAS_STRENGTH)
-        b0, b1000 = acquired("dwi", images["b0"]), acquired("dwi", images["b1000"])
-        volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
+        b0 = acquired("dwi", images["b0"])
+        if dwi is None:
+            b1000 = acquired("dwi", images["b1000"])
+            volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
+        else:
+            volumes = [b0, *np.moveaxis(dwi, -1, 0)]
         out["dwi"] = np.stack([_acquire(rng, v, NOISE_SIGMA["dwi"], bias) for v in volumes], -1)
     if brain_mask is not None:
         for name, data in out.items():

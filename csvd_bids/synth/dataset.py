@@ -4,20 +4,30 @@ Random streams: subject ``i`` (1-based) draws everything from ``SeedSequence([se
 split into demographics / anatomy / lesions / acquisitions / motion, so a subject does not
 change when ``n_subjects`` grows. Sessions of a subject share anatomy and lesion plan.
 
-``misalign=(DEG, MM)`` moves every acquisition but the T1w (FLAIR, T2w, SWI, DWI) of every
-session by its own random rigid motion about the brain's centre: angles uniform in [-DEG, DEG]
-about each axis, translation uniform in [-MM, MM] per axis (see :mod:`.motion`). Only the
-affines change, not the voxel data; the truth masks stay on the T1w grid, and each motion is
-written to the ground truth as ``<prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt`` (SUFFIX
-FLAIR, T2w, T2starw, dwi; ITK text, T1w LPS points -> moved image LPS points, the convention
-of the pipeline's own transforms). The motion draws come from their own stream, so the
-default output does not depend on this option's code path.
+``misalign=(DEG, MM)`` moves every acquisition but the T1w (FLAIR, T2w, SWI, DWI, ASL with
+its M0 scan) of every session by its own random rigid motion about the brain's centre:
+angles uniform in [-DEG, DEG] about each axis, translation uniform in [-MM, MM] per axis (see
+:mod:`.motion`). Only the affines change, not the voxel data; the truth masks stay on the T1w
+grid, and each motion is written to the ground truth as
+``<prefix>_from-<SUFFIX>_to-T1w_mode-image_xfm.txt`` (SUFFIX FLAIR, T2w, T2starw, dwi, asl;
+ITK text, T1w LPS points -> moved image LPS points, the convention of the pipeline's own
+transforms). The motion draws come from their own stream, so the default output does not
+depend on this option's code path.
 
 ``profile`` (:mod:`.profiles`): ``research`` (default) or ``clinical`` (skull-stripped
 thick-slice FLAIR only, heavier and confluent WMH, truth on the FLAIR grid). The clinical
 profile draws the slice thickness first from each session's acquisition stream and its WMH
 volume last from the lesion stream, so the research output does not depend on it;
 ``misalign`` needs the T1w of the research profile.
+
+DWI and ASL (template engine, research profile): the DWI series has a diffusion tensor per
+tissue (:mod:`.diffusion`), the PCASL series and M0 scan (``perf/``) follow Alsop et al.'s
+model (:mod:`.asl`); both carry a basal-ganglia effect that grows with the subject's latent
+burden. Nothing new is drawn from the streams above (the DWI's direction noise comes after its
+b0, the last draws of a session's acquisition stream; the ASL's bias and noise from their own
+stream ``SeedSequence([seed, subject, asl.ASL_STREAM])``, one child per session), so every
+other image and the lesions are what they were. Their planted values are in the truth as
+``<prefix>_desc-tissue_stats.json`` (``tissue_truth``).
 """
 
 from __future__ import annotations
@@ -31,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MARKER_LABELS, dseg_tsv_text
-from . import contrasts, layout, motion, writer
+from . import asl, contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
+from .diffusion import DiffusionModel, planted_dwi, severity
 from .lesions import plan_lesions
 from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
@@ -45,6 +56,7 @@ from .regions import make_regions
 from .tissue_properties import FIELDS_T
 from .truth import (
     STATS_COLUMNS,
+    TRUTH_REGIONS,
     anatomy_truth,
     region_truth,
     regions_tsv_text,
@@ -118,24 +130,36 @@ def _check_arguments(
 def _write_images(
     root: Path, sub: str, ses: str | None, acquired: dict, grids: dict, extra: dict | None = None
 ) -> None:
-    """The session's images and sidecars (``extra``: per-modality sidecar fields)."""
+    """The session's images and sidecars (``extra``: per-modality sidecar fields); the M0 scan
+    is on the ASL's grid."""
     prefix = layout.entity_prefix(sub, ses)
     folder = layout.session_dir(root, sub, ses)
     for modality, data in acquired.items():
-        kind = "dwi" if modality == "dwi" else "anat"
+        grid = grids["asl" if modality == "m0scan" else modality]
+        kind = layout.DATATYPE.get(modality, "anat")
         stem = folder / kind / f"{prefix}_{layout.FILE_SUFFIX[modality]}"
-        writer.write_nifti(stem.with_name(stem.name + ".nii.gz"), data, grids[modality].affine)
-        sidecar = layout.sidecar(modality, grids[modality], (extra or {}).get(modality))
+        writer.write_nifti(stem.with_name(stem.name + ".nii.gz"), data, grid.affine)
+        sidecar = layout.sidecar(modality, grid, (extra or {}).get(modality))
         writer.write_json(stem.with_name(stem.name + ".json"), sidecar)
     if "dwi" in acquired:
         bval, bvec = contrasts.bvals_bvecs()
         writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
         writer.write_text(folder / "dwi" / f"{prefix}_dwi.bvec", bvec)
+    if "asl" in acquired:
+        writer.write_text(folder / "perf" / f"{prefix}_aslcontext.tsv", asl.aslcontext())
 
 
-def _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid) -> None:
+def asl_uri(sub: str, ses: str | None) -> str:
+    """BIDS URI of a session's ASL series (the M0 scan's IntendedFor)."""
+    folder = f"sub-{sub}/" + (f"ses-{ses}/" if ses else "")
+    return f"bids::{folder}perf/{layout.entity_prefix(sub, ses)}_asl.nii.gz"
+
+
+def _write_truth(
+    truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, tissue=None
+) -> None:
     """The truth of session ``s`` on the working grid (``grid`` None) or on ``grid``, named
-    ``space-<space>``."""
+    ``space-<space>``; ``tissue``: the planted DWI/ASL values (:func:`tissue_truth`)."""
     prefix = layout.entity_prefix(sub, ses)
     truth = session_truth(anat, lesions, s, grid)
     brain, regions, affine = anatomy_truth(anat, structures, grid)
@@ -153,10 +177,37 @@ def _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, sp
     ratings = planted_ratings(anat, lesions, s)
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
+    if tissue is not None:
+        writer.write_json(out / f"{prefix}_desc-tissue_stats.json", tissue)
     for modality, transform in motions.items():
         writer.write_transform(
             out / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt", transform
         )
+
+
+BASAL_GANGLIA = next(i for i, name in TRUTH_REGIONS.items() if name == "basal_ganglia")
+
+
+def tissue_truth(
+    person, load, dwi_factor: float | None, cbf_factor: float | None, bg_cbf: float | None
+) -> dict:
+    """``<prefix>_desc-tissue_stats.json``: the planted diffusion and perfusion values of a
+    session and the subject's basal-ganglia effects (sections only for what was written)."""
+    out = {
+        "Description": "Diffusion tensors and perfusion as planted by csvd_bids.synth "
+        "(modules diffusion and asl); the basal-ganglia effects are multipliers "
+        "1 - strength * Severity, Severity = 1 / (1 + exp(-LatentBurden)).",
+        "LatentBurden": round(person.burden, 6),
+        "Severity": round(severity(person.burden), 6),
+        "BaselineWMHVolumeML": round(load.wmh_ml, 4),
+        "BasalGangliaRegion": f"seg-regions_dseg index {BASAL_GANGLIA} (basal_ganglia), "
+        "working (T1w) grid",
+    }
+    if dwi_factor is not None:
+        out["DWI"] = planted_dwi(dwi_factor)
+    if cbf_factor is not None:
+        out["ASL"] = asl.planted_asl(cbf_factor, bg_cbf)
+    return out
 
 
 def subject_streams(seed: int, index: int) -> list[np.random.SeedSequence]:
@@ -222,6 +273,15 @@ def _write_subject(
     base = None if physics else contrasts.base_images(anat, profile.channels)
     brain = anat.brain_mask if profile.skull_stripped else None
     structures = region_truth(anat)  # anatomy only: the same for every session
+    basal_ganglia = structures == BASAL_GANGLIA
+    model = asl_base = None
+    if not physics and "dwi" in profile.modalities:
+        model = DiffusionModel.make(anat, basal_ganglia, person.burden)
+    cbf_factor = None
+    if not physics and "asl" in profile.modalities:
+        cbf_factor = asl.severity_factor(severity(person.burden))
+        asl_base = asl.base_images(anat, basal_ganglia, cbf_factor)
+    asl_streams = np.random.SeedSequence([seed, index, asl.ASL_STREAM]).spawn(n_sessions)
     sub = f"{index:0{width}d}"
     sessions = [str(s + 1) for s in range(n_sessions)] if n_sessions > 1 else [None]
     session_streams = zip(
@@ -236,7 +296,16 @@ def _write_subject(
             grids = session_grids(profile, rng, anat.shape, anat.affine, settings.resolution)
             images = {name: image.copy() for name, image in base.items()}
             contrasts.apply_lesions(images, active)
-            acquired = contrasts.acquire_session(rng, images, grids, brain)
+            dwi = model.render(active, grids["dwi"]) if model and "dwi" in grids else None
+            acquired = contrasts.acquire_session(rng, images, grids, brain, dwi)
+            del images, dwi
+        bg_cbf = None
+        if asl_base is not None and "asl" in grids:
+            images = {name: image.copy() for name, image in asl_base.items()}
+            asl.apply_lesions(images, active)
+            asl_rng = np.random.default_rng(asl_streams[s])
+            acquired["asl"], acquired["m0scan"] = asl.acquire(asl_rng, images, grids["asl"])
+            bg_cbf = asl.mean_cbf(images, basal_ganglia)
             del images
         placed, motions = grids, {}
         if settings.misalign is not None:
@@ -246,11 +315,19 @@ def _write_subject(
                 *settings.misalign,
                 motion.brain_centre(anat),
             )
-        extra = physics.sidecars(grids) if physics else None
+        extra = physics.sidecars(grids) if physics else {}
+        if "asl" in acquired:
+            extra["asl"], extra["m0scan"] = asl.sidecars(grids["asl"], asl_uri(sub, ses))
         _write_images(root, sub, ses, acquired, placed, extra)
         space = profile.truth_space
         grid = None if space == "T1w" and not physics else grids[space]
-        _write_truth(truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid)
+        tissue = None
+        if model is not None or "asl" in acquired:
+            dwi_factor = model.fa_factor if model is not None else None
+            tissue = tissue_truth(person, load, dwi_factor, cbf_factor, bg_cbf)
+        _write_truth(
+            truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, tissue
+        )
     if n_sessions > 1:
         writer.write_tsv(
             root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv",

@@ -20,7 +20,8 @@ from .contrasts import AcqGrid
 
 # nibabel's world is RAS, ITK's is LPS: flip the first two axes.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-MOVED = ("FLAIR", "T2w", "T2starw", "dwi")  # every modality but the reference T1w
+# every modality but the reference T1w (ASL last: the others' draws stay what they were)
+MOVED = ("FLAIR", "T2w", "T2starw", "dwi", "asl")
 
 
 def brain_centre(anat: Anatomy) -> np.ndarray:
@@ -58,8 +59,10 @@ def misalign_grids(
     mm: float,
     centre_ras: np.ndarray,
 ) -> tuple[dict[str, AcqGrid], dict[str, sitk.Euler3DTransform]]:
-    """Grids of one session with every non-T1w slab moved; and the truth transforms."""
+    """Grids of one session with every non-T1w slab moved; and the truth transforms (of the
+    modalities in ``grids``; every motion of ``MOVED`` is drawn, in its order)."""
     motions = {name: draw_motion(rng, degrees, mm, centre_ras) for name in MOVED}
+    motions = {name: motion for name, motion in motions.items() if name in grids}
     moved = {
         name: dataclasses.replace(grid, affine=ras_matrix(motions[name]) @ grid.affine)
         if name in motions

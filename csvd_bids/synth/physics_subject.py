@@ -83,7 +83,8 @@ class PhysicsSubject:
         grids = physics.physics_grids(
             anat.shape, anat.affine, self.oversample, rng, profile.slice_mm, self.resolution
         )
-        grids = {name: grids[name] for name in profile.modalities}
+        # the physics engine renders no ASL: modalities it has no grid for are left out
+        grids = {name: grids[name] for name in profile.modalities if name in grids}
         images = physics.render(
             anat, active, self.tissues, self.protocol, profile.channels, self.texture
         )

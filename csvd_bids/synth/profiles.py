@@ -1,7 +1,9 @@
 """Acquisition profiles: which images a session has and how its truth is written.
 
-- ``research`` (default): T1w, FLAIR, T2w, SWI and DWI with a skull; the lesion-burden model
-  of :mod:`.participants`; the truth on the T1w (working) grid, ``space-T1w``.
+- ``research`` (default): T1w, FLAIR, T2w, SWI, DWI (31 directions, :mod:`.diffusion`) and
+  PCASL with an M0 scan (``asl``, :mod:`.asl`; template engine only) with a skull; the
+  lesion-burden model of :mod:`.participants`; the truth on the T1w (working) grid,
+  ``space-T1w``.
 - ``clinical``: what clinical CSVD scans often are: a skull-stripped 2D FLAIR only, in-plane
   at the working resolution, slices 5 to 8 mm thick (drawn per session); WMH from 0.5 to
   150 ml with a third of the subjects above 80 ml (:func:`.participants.clinical_wmh_ml`),
@@ -33,7 +35,7 @@ class Profile:
 PROFILES = {
     "research": Profile(
         "research",
-        ("T1w", "FLAIR", "T2w", "T2starw", "dwi"),
+        ("T1w", "FLAIR", "T2w", "T2starw", "dwi", "asl"),
         contrasts.CHANNELS,
         skull_stripped=False,
         slice_mm=None,
