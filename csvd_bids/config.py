@@ -25,6 +25,7 @@ class RunConfig:
     session_labels: tuple[str, ...] = ()
     bids_filters: dict = field(default_factory=dict)
     bids_database_dir: Path | None = None
+    derivatives: tuple[Path, ...] = ()  # other apps' derivatives: precomputed FA, MD, CBF
     markers: tuple[str, ...] = ALL_MARKERS
     nprocs: int = 1
     omp_nthreads: int = 1
@@ -36,6 +37,11 @@ class RunConfig:
     skip_validation: bool = False
     group_outcome: str | None = None  # None: participants.tsv's two-level "group" column
     group_covariates: tuple[str, ...] = ()  # (): csvd_bids.group.stats.DEFAULT_COVARIATES
+    lsa_model: bool = False  # group level: the lenticulostriate-territory network (minutes)
+    lsa_folds: int = 5  # its cross-validation folds
+    lsa_epochs: int = 4  # its training epochs per fold
+    lsa_permutations: int = 200  # label permutations of its classification's p-value
+    lsa_saliency_patches: int = 12  # occlusion maps per fold (0: none)
     models_dir: Path | None = None  # model bundles that replace markers' detectors
     wmh_method: str = "detector"  # or "model": the shipped WMH bundle (csvd_bids.models.builtin)
     device: str = "auto"  # torch device of model inference: auto, cpu, cuda

@@ -5,7 +5,11 @@ that the graph is built from and that the outputs record. Every selected image i
 (csvd_bids.preproc.images.check_input_image): a session with a bad anatomical image is rejected
 with a message naming the file, before anything is written, and the other sessions go on. A DWI
 series that cannot be used (unreadable, no or mismatched .bval/.bvec) is left out instead: RSSI
-is not assessed, with that reason, and the rest of the session runs.
+is not assessed, with that reason, and the rest of the session runs. So is an ASL series
+without its aslcontext or with unreadable data: CBF is "not assessed" with the reason.
+
+The lenticulostriate-territory maps (``plan["lsa"]``): FA and MD from a DWI with at least six
+gradient directions, CBF from an ASL series; each either has its inputs or a reason why not.
 """
 
 from __future__ import annotations
@@ -20,10 +24,17 @@ from csvd_bids.bids.discovery import (
     load_layout,
     session_prefix,
 )
+from csvd_bids.bids.precomputed import find_precomputed
 from csvd_bids.config import RunConfig
 from csvd_bids.errors import ExitCode, InputImageError, NoSelectionError
 from csvd_bids.markers import REGISTRY
 from csvd_bids.preproc.images import check_dwi, check_input_image
+from csvd_bids.preproc.lsa_inputs import (
+    asl_plan,
+    precomputed_asl_plan,
+    precomputed_tensor_plan,
+    tensor_plan,
+)
 
 LOGGER = logging.getLogger("csvd_bids")
 NOT_SELECTED = {"assessed": False, "reason": "not selected (--markers)"}
@@ -90,13 +101,20 @@ def plan_prefix(plan: dict) -> str:
 
 
 def make_plan(
-    inputs: SessionInputs, selected_markers: tuple[str, ...], bundles: dict | None = None
+    inputs: SessionInputs,
+    selected_markers: tuple[str, ...],
+    bundles: dict | None = None,
+    precomputed: dict[str, str] | None = None,
 ) -> dict:
     """Check the session's images and describe what will run; raises InputImageError.
-    ``bundles``: marker key -> model bundle that replaces the marker's detector."""
+    ``bundles``: marker key -> model bundle that replaces the marker's detector;
+    ``precomputed``: FA, MD, CBF maps other apps made (csvd_bids.bids.precomputed)."""
     if inputs.reference is None:
+        found = ", ".join(sorted(inputs.files)) or "nothing usable"
         raise InputImageError(
-            inputs.prefix, "neither a T1w nor a FLAIR image: nothing to use as the reference space"
+            inputs.prefix,
+            "neither a T1w nor a FLAIR image: nothing to use as the reference space (found: "
+            f"{found}; FA and CBF are measured on an anatomical reference only)",
         )
     for modality in ANAT_MODALITIES:
         if modality in inputs.files:
@@ -146,10 +164,48 @@ def make_plan(
                 key,
                 ", ".join(markers[key]["needed_by"]),
             )
+    plan["lsa"] = {
+        "dti": tensor_plan(files.get("dwi"), inputs.bval, inputs.bvec, unusable.get("dwi")),
+        "asl": asl_plan(files.get("asl"), inputs.asl, unusable.get("asl")),
+    }
+    if plan["lsa"]["asl"].get("reason") and "asl" in files:
+        unusable["asl"] = f"not used, {plan['lsa']['asl']['reason']}"
+        LOGGER.warning("%s: asl %s", inputs.prefix, unusable["asl"])
+        del plan["files"]["asl"]
+    use_precomputed(plan["lsa"], precomputed or {}, inputs.prefix)
     uses_dwi = any("dwi" in REGISTRY[k].modalities(["dwi"]) for k in plan["detectors"])
-    if "dwi" in files and uses_dwi:  # processed only for the markers that use it
+    # processed only for the markers that use it, or for the tensor fit
+    if "dwi" in files and (uses_dwi or "dwi" in plan["lsa"]["dti"]):
         plan["dwi_bval"] = str(inputs.bval)
     return plan
+
+
+def _map_source(entry: dict, made_here: str) -> str:
+    if "precomputed" in entry:
+        return f"precomputed {', '.join(entry['precomputed'].values())} (--derivatives)"
+    return f"not assessed ({entry['reason']})" if "reason" in entry else made_here
+
+
+def use_precomputed(lsa: dict, maps: dict[str, str], prefix: str) -> None:
+    """Replace the tensor fit and the CBF quantification by the maps other apps made, where
+    usable (a precomputed map is preferred), and log where each map comes from."""
+    for key, made, label in (
+        ("dti", precomputed_tensor_plan(maps), "FA"),
+        ("asl", precomputed_asl_plan(maps), "CBF"),
+    ):
+        if made is not None and "reason" in made:
+            LOGGER.warning("%s: precomputed %s not used, %s", prefix, label, made["reason"])
+        elif made is not None:
+            lsa[key] = made
+        if made is not None and made.get("md_reason"):
+            LOGGER.warning("%s: precomputed MD not used, %s", prefix, made["md_reason"])
+    dti, asl = lsa["dti"], lsa["asl"]
+    sources = {
+        "FA/MD": _map_source(dti, f"tensor fit of {dti.get('dwi')}"),
+        "CBF": _map_source(asl, f"quantified from {asl.get('asl')}"),
+    }
+    for label, source in sources.items():
+        LOGGER.info("%s: %s: %s", prefix, label, source)
 
 
 def model_status(bundle, available: set[str]) -> dict:
@@ -210,7 +266,8 @@ def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, Rejection]]:
                     f"the filters of --bids-filter-file ({', '.join(filtered)}) selected neither "
                     "a T1w nor a FLAIR image: nothing to use as the reference space"
                 )
-            plans.append(make_plan(inputs, config.markers, bundles))
+            maps = find_precomputed(config.derivatives, inputs.subject, inputs.session)
+            plans.append(make_plan(inputs, config.markers, bundles, maps))
         except (InputImageError, NoSelectionError) as exc:
             # an error about the session as a whole names it already
             rejected[inputs.prefix] = Rejection(

@@ -54,19 +54,22 @@ def test_bids_name_entity_order():
         "res": "2",
         "seg": "csvd",
         "space": "T1w",
+        "hemi": "L",
         "run": "2",
         "acq": "swi",
         "ses": "1",
         "sub": "01",
     }
     assert ds.bids_name(entities, "mask", ".nii.gz") == (
-        "sub-01_ses-1_acq-swi_run-2_space-T1w_seg-csvd_res-2_label-WMH_desc-preproc_mask.nii.gz"
+        "sub-01_ses-1_acq-swi_run-2_hemi-L_space-T1w_seg-csvd_res-2_label-WMH_desc-preproc_"
+        "mask.nii.gz"
     )
     assert ds.ENTITY_ORDER == (
         "sub",
         "ses",
         "acq",
         "run",
+        "hemi",
         "space",
         "seg",
         "res",

@@ -372,3 +372,24 @@ def test_qc_mosaics_and_coregistration_outputs(demo_run):
         sidecar = json.loads((anat / f"{prefix}_space-T1w_desc-preproc_FLAIR.json").read_text())
         registration = sidecar["Registration"]
         assert registration["MutualInformationAfter"] <= registration["MutualInformationBefore"]
+
+
+def test_lenticulostriate_outputs(demo_run):
+    """FA/MD, CBF, the basal-ganglia table and T1w patches of every session, read by pybids;
+    the cohort table; values in the ranges the generator planted (GM/WM FA 0.15/0.5 with
+    partial volume, basal-ganglia CBF between WM's 22 and GM's 60)."""
+    out = demo_run["out"]
+    layout = BIDSLayout(out, validate=False, is_derivative=True)
+    for desc in ("fa", "md"):
+        assert len(layout.get(desc=desc, suffix="dwi", datatype="dwi", extension=".nii.gz")) == 4
+    cbf = layout.get(suffix="cbf", datatype="perf", extension=".nii.gz")
+    assert len(cbf) == 4
+    assert cbf[0].get_metadata()["Quantification"]["PostLabelingDelay"] == 1.8
+    patches = layout.get(desc="patch", suffix="T1w", extension=".nii.gz")
+    assert len(patches) == 4 * 6
+    assert {p.entities["hemi"] for p in patches} == {"L", "R"}
+    assert nib.load(patches[0].path).shape == (32, 32, 32)
+    group = pd.read_csv(out / "group_basalganglia.tsv", sep="\t")
+    assert len(group) == 4 * 6 and list(group.columns[:2]) == ["participant_id", "session_id"]
+    assert group["fa_mean"].between(0.1, 0.5).all() and group["cbf_mean"].between(20, 60).all()
+    assert group["fa_source"].str.startswith("bids:raw:sub-").all()

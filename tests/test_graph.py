@@ -333,6 +333,7 @@ def test_the_methods_text_comes_from_the_workflows(tmp_path):
     assert [s["section"] for s in sections] == [
         "session",
         "preprocessing",
+        "lsa",
         *["marker"] * len(ALL_MARKERS),
         "ratings",
     ]
@@ -355,7 +356,7 @@ def test_the_graph_nodes_import_without_torch():
     """Every node (a MultiProc worker, a SLURM job) imports its interface's module: torch is
     0.9 s of that, paid 34 times by a 2-subject SLURM-plugin run, though only deepbet and the
     model bundles use it (they import it themselves)."""
-    modules = ("derivatives", "dwi", "inputs", "markers", "preproc", "quant", "reports")
+    modules = ("derivatives", "dwi", "inputs", "lsa", "markers", "preproc", "quant", "reports")
     imports = "; ".join(f"import csvd_bids.interfaces.{name}" for name in modules)
     check = f"{imports}; import sys; print(sorted({{'torch', 'monai'}} & set(sys.modules)))"
     loaded = subprocess.run(

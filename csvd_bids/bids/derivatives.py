@@ -23,7 +23,18 @@ import pandas as pd
 
 from csvd_bids import __version__
 
-ENTITY_ORDER: tuple[str, ...] = ("sub", "ses", "acq", "run", "space", "seg", "res", "label", "desc")
+ENTITY_ORDER: tuple[str, ...] = (
+    "sub",
+    "ses",
+    "acq",
+    "run",
+    "hemi",
+    "space",
+    "seg",
+    "res",
+    "label",
+    "desc",
+)
 CODE_URL = "https://github.com/csvd-bids/csvd-bids"
 RAW_LINK = "raw"  # DatasetLinks key for bids_dir, used in Sources BIDS URIs
 # The libraries whose versions change the outputs, recorded in GeneratedBy.Description
@@ -32,6 +43,7 @@ SOFTWARE = (
     "pybids",
     "SimpleITK",
     "deepbet",
+    "dipy",
     "torch",
     "monai",
     "nibabel",

@@ -44,6 +44,7 @@ DEFAULT_QUERIES: dict[str, list[dict]] = {
         {"datatype": "anat", "suffix": "T2starw"},
     ],
     "dwi": [{"datatype": "dwi", "suffix": "dwi"}],
+    "asl": [{"datatype": "perf", "suffix": "asl"}],
 }
 MODALITIES: tuple[str, ...] = tuple(DEFAULT_QUERIES)
 ANAT_MODALITIES: tuple[str, ...] = ("t1w", "flair", "t2w", "swi")
@@ -54,6 +55,7 @@ SUFFIXES: dict[str, str] = {
     "t2w": "T2w",
     "swi": "T2starw",
     "dwi": "dwi",
+    "asl": "asl",
 }
 
 
@@ -75,6 +77,8 @@ class SessionInputs:
     bvec: str | None = None
     # Modality -> why what was found cannot be used (e.g. an SWI with phase images only).
     unusable: dict[str, str] = field(default_factory=dict)
+    # The ASL series' companions: aslcontext, m0scan (or None) and both sidecars' metadata.
+    asl: dict | None = None
 
     @property
     def prefix(self) -> str:
@@ -154,6 +158,41 @@ def _gradient_file(getter, dwi: str) -> str | None:
         return getter(dwi) or None
     except IndexError:  # pybids raises when there is none
         return None
+
+
+def _companion(asl: str, suffix: str) -> str | None:
+    """The file named like the ASL series with another suffix (``_aslcontext.tsv``)."""
+    base = asl.removesuffix(".gz").removesuffix(".nii").removesuffix("_asl")
+    found = Path(base + suffix)
+    return str(found) if found.is_file() else None
+
+
+def asl_companions(layout, asl: str) -> dict:
+    """An ASL series' aslcontext, separate M0 scan (same name with ``_m0scan``, else an
+    m0scan of the session whose IntendedFor names the series) and the metadata of both
+    (with BIDS inheritance)."""
+    m0 = next((_companion(asl, f"_m0scan{e}") for e in (".nii.gz", ".nii")), None)
+    if m0 is None:
+        entities = layout.get_file(asl).entities
+        candidates = layout.get(
+            subject=entities["subject"],
+            session=entities.get("session"),
+            suffix="m0scan",
+            extension=NIFTI_EXTENSIONS,
+        )
+        relative = Path(asl).relative_to(layout.root).as_posix()
+        for candidate in candidates:
+            intended = candidate.get_metadata().get("IntendedFor", [])
+            intended = [intended] if isinstance(intended, str) else intended
+            if any(str(i).endswith(relative.split("/", 1)[-1]) for i in intended):
+                m0 = candidate.path
+                break
+    return {
+        "aslcontext": _companion(asl, "_aslcontext.tsv"),
+        "m0scan": m0,
+        "metadata": layout.get_metadata(asl),
+        "m0_metadata": layout.get_metadata(m0) if m0 else {},
+    }
 
 
 def _parts_only(parts: list) -> str:
@@ -250,6 +289,8 @@ def discover_sessions(
             if "dwi" in inputs.files:
                 inputs.bval = _gradient_file(layout.get_bval, inputs.files["dwi"])
                 inputs.bvec = _gradient_file(layout.get_bvec, inputs.files["dwi"])
+            if "asl" in inputs.files:
+                inputs.asl = asl_companions(layout, inputs.files["asl"])
             if inputs.files:
                 found.append(inputs)
     if not found:

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bids-filter-file",
         type=Path,
         metavar="FILE",
-        help="JSON file of pybids filters per modality (t1w, flair, t2w, swi, dwi) "
+        help="JSON file of pybids filters per modality (t1w, flair, t2w, swi, dwi, asl) "
         "that refine the default queries",
     )
     sel.add_argument(
@@ -111,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="where to keep (and reuse) the pybids index of bids_dir",
+    )
+    sel.add_argument(
+        "--derivatives",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="derivative datasets of other BIDS Apps whose maps in space-T1w are used instead "
+        "of making them here: FA/MD (QSIPrep/QSIRecon, dipy) and CBF (ASLPrep); the first "
+        "folder given wins",
     )
     sel.add_argument(
         "--skip-bids-validation",
@@ -142,6 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="covariates of the regressions (default: age sex systolic_bp total_cholesterol "
         "svd_score, where present)",
+    )
+    group.add_argument(
+        "--lsa-model",
+        action="store_true",
+        help="train the lenticulostriate-territory network (3D ResNet18 on the basal-ganglia "
+        "T1w patches, FA and CBF, cross-validated) and classify the outcome from its features; "
+        "takes minutes (about 17 for 100 subjects on 2 CPU cores, estimated)",
+    )
+    group.add_argument(
+        "--lsa-folds", type=int, default=5, metavar="K", help="its cross-validation folds (5)"
+    )
+    group.add_argument(
+        "--lsa-epochs", type=int, default=4, metavar="N", help="its training epochs per fold (4)"
+    )
+    group.add_argument(
+        "--lsa-permutations",
+        type=int,
+        default=200,
+        metavar="N",
+        help="label permutations of its classification p-value (200)",
+    )
+    group.add_argument(
+        "--lsa-saliency-patches",
+        type=int,
+        default=12,
+        metavar="N",
+        help="test patches per fold that get an occlusion-sensitivity map (12; 0: none)",
     )
 
     perf = parser.add_argument_group("resources and execution")
@@ -284,6 +321,18 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         )
     if opts.nprocs < 1:
         raise UsageError("--nprocs must be at least 1")
+    if (
+        opts.lsa_folds < 2
+        or opts.lsa_epochs < 1
+        or min(opts.lsa_permutations, opts.lsa_saliency_patches) < 0
+    ):
+        raise UsageError(
+            "--lsa-folds must be at least 2, --lsa-epochs at least 1, --lsa-permutations and "
+            "--lsa-saliency-patches at least 0"
+        )
+    for folder in opts.derivatives:
+        if not folder.is_dir():
+            raise NoInputError(f"{folder}: --derivatives folder does not exist")
     # As fMRIPrep: leave room for other nodes to run beside a multi-threaded one.
     omp = opts.omp_nthreads or max(1, min(8, opts.nprocs - 1))
     filters = _read_json(opts.bids_filter_file, "BIDS filter file") if opts.bids_filter_file else {}
@@ -297,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         session_labels=tuple(dict.fromkeys(opts.session_labels)),
         bids_filters=filters,
         bids_database_dir=opts.bids_database_dir.absolute() if opts.bids_database_dir else None,
+        derivatives=tuple(path.absolute() for path in opts.derivatives),
         markers=tuple(dict.fromkeys(opts.markers)),
         nprocs=opts.nprocs,
         omp_nthreads=omp,
@@ -309,6 +359,11 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         verbosity=opts.verbosity,
         group_outcome=opts.group_outcome,
         group_covariates=tuple(opts.group_covariates),
+        lsa_model=opts.lsa_model,
+        lsa_folds=opts.lsa_folds,
+        lsa_epochs=opts.lsa_epochs,
+        lsa_permutations=opts.lsa_permutations,
+        lsa_saliency_patches=opts.lsa_saliency_patches,
         models_dir=opts.models_dir.expanduser().absolute() if opts.models_dir else None,
         wmh_method=opts.wmh_method,
         device=opts.device,

@@ -23,12 +23,17 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
 from csvd_bids.errors import CsvdBidsError, ExitCode, InputFileError, NoInputError
 from csvd_bids.group.analysis import write_group_analyses
+from csvd_bids.group.basal_ganglia import write_basal_ganglia_table
+
+if TYPE_CHECKING:
+    from csvd_bids.group.lsa_model import TrainSettings
 
 LOGGER = logging.getLogger("csvd_bids.group")
 KEYS = ("participant_id", "session_id")
@@ -224,7 +229,10 @@ def run_group_level(
     bids_dir: Path | None = None,
     outcome: str | None = None,
     covariates: tuple[str, ...] | None = None,
+    lsa_model: TrainSettings | None = None,
+    lsa_permutations: int = 200,
 ) -> Path:
+    """``lsa_model``: also run the lenticulostriate-territory network with these settings."""
     paths = find_summaries(output_dir)
     if not paths:
         raise NoInputError(
@@ -243,7 +251,12 @@ def run_group_level(
     kept = [path for path in paths if path not in skipped]
     ds.write_json(out.with_suffix(".json"), {**_dictionary(kept), **phenotype_dictionary})
     ds.write_tsv(out, table)
+    write_basal_ganglia_table(output_dir, kept)
     write_group_analyses(table, output_dir, outcome, covariates)
+    if lsa_model is not None:
+        from csvd_bids.group.lsa_run import write_lsa_model  # torch and MONAI: only when asked
+
+        write_lsa_model(output_dir, table, outcome, lsa_model, lsa_permutations)
     without = sessions_without_outputs(bids_dir, paths) if bids_dir is not None else []
     if without:
         LOGGER.warning(

@@ -18,6 +18,7 @@ from nipype.interfaces.base import (
 from csvd_bids.bids.derivatives import publish_folder
 from csvd_bids.bids.discovery import session_prefix
 from csvd_bids.interfaces.inputs import listed, read_json
+from csvd_bids.outputs.lsa import LSAFiles
 from csvd_bids.outputs.session import (
     SessionAnatomy,
     SessionQuantFiles,
@@ -57,6 +58,40 @@ class _WriteInputSpec(BaseInterfaceInputSpec):
     markers = File(exists=True, mandatory=True)
     figure_files = InputMultiObject(File(exists=True), desc="QC PNGs named <desc>_<suffix>.png")
     methods = traits.Str("[]", usedefault=True, desc="JSON: the workflows' methods sections")
+    # the lenticulostriate-territory maps (csvd_bids.workflows.lsa)
+    lsa_table = File(exists=True, desc="TSV: the basal-ganglia regions of interest")
+    patches = InputMultiObject(File(exists=True), desc="T1w patches, named <roi>.nii.gz")
+    fa = File(exists=True)
+    md = File(exists=True)
+    dti_report = File(exists=True)
+    cbf = File(exists=True)
+    m0 = File(exists=True)
+    asl_transform = File(exists=True)
+    asl_report = File(exists=True)
+
+
+def _lsa(inputs) -> LSAFiles | None:
+    if not isdefined(inputs.lsa_table):
+        return None
+
+    def given(name: str) -> str | None:
+        value = getattr(inputs, name)
+        return value if isdefined(value) else None
+
+    def report(name: str) -> dict | None:
+        return read_json(given(name)) if given(name) else None
+
+    return LSAFiles(
+        table=inputs.lsa_table,
+        patches=tuple(listed(inputs.patches)),
+        fa=given("fa"),
+        md=given("md"),
+        dti_report=report("dti_report"),
+        cbf=given("cbf"),
+        m0=given("m0"),
+        asl_transform=given("asl_transform"),
+        asl_report=report("asl_report"),
+    )
 
 
 def _dwi(inputs) -> dict | None:
@@ -131,6 +166,7 @@ class WriteSessionDerivatives(SimpleInterface):
                 ),
                 figures=_files("figure_files"),
                 methods=json.loads(inputs.methods),
+                lsa=_lsa(inputs),
             )
             self._results["summary"] = str(publish_folder(staging, output_dir, last=summary))
         return runtime

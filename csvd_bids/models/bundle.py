@@ -45,7 +45,7 @@ REQUIRED_KEYS = (
     "weights_sha256",
 )
 # Input channels a model may ask for: the anatomical modalities and the DWI's three images.
-CHANNELS = (*[m for m in MODALITIES if m != "dwi"], "dwi_b0", "dwi_trace", "dwi_adc")
+CHANNELS = (*[m for m in MODALITIES if m not in ("dwi", "asl")], "dwi_b0", "dwi_trace", "dwi_adc")
 
 
 class BundleError(CsvdBidsError):

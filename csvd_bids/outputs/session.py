@@ -26,6 +26,7 @@ from csvd_bids.errors import OutputError
 from csvd_bids.labels import BY_KEY, dseg_priority
 from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import LEFT_OUT
+from csvd_bids.outputs.lsa import LSAFiles, write_lsa
 from csvd_bids.preproc.atlas import ATLAS_CITATION
 from csvd_bids.preproc.regions import REGION_LABELS
 from csvd_bids.preproc.template import TEMPLATE_NAME
@@ -100,6 +101,7 @@ def write_session_outputs(
     quantities: SessionQuantFiles,
     figures: tuple[str, ...] | list[str] = (),
     methods: list[dict] | None = None,
+    lsa: LSAFiles | None = None,
 ) -> Path:
     """Write every output of one session under ``output_dir`` and return the path of its
     summary TSV. The graph writes into a ``staging_folder`` and publishes it: a full disk, a
@@ -117,6 +119,7 @@ def write_session_outputs(
     ``sub-<label>/figures/<session prefix>_<desc>_<suffix>.png`` (as fMRIPrep does).
     ``methods``: the workflows' methods sections (csvd_bids.workflows.base.methods_sections),
     saved as ``sub-<label>/logs/<session prefix>_methods.json`` for the session report.
+    ``lsa``: FA/MD, CBF and the basal-ganglia table (csvd_bids.outputs.lsa), or None.
     """
     subject, session = plan["subject"], plan["session"]
     folder = ds.session_dir(output_dir, subject, session)
@@ -199,6 +202,9 @@ def write_session_outputs(
             output_dir,
             anatomy.same_subject,
         )
+
+    if lsa is not None:
+        write_lsa(lsa, out, folder, base, space, spatial_reference, sources, output_dir)
 
     # no image of a marker that could not be assessed (an empty mask would read as "none")
     written = {

@@ -42,6 +42,11 @@ REFERENCES = {
     "charidimou": "Charidimou A, et al. Total magnetic resonance imaging burden of small "
     "vessel disease in cerebral amyloid angiopathy: an imaging-pathologic study of concept "
     "validation. JAMA Neurol 2016;73:994-1001.",
+    "dipy": "Garyfallidis E, et al. Dipy, a library for the analysis of diffusion MRI data. "
+    "Front Neuroinform 2014;8:8.",
+    "alsop2015": "Alsop DC, et al. Recommended implementation of arterial spin-labeled "
+    "perfusion MRI for clinical applications: a consensus of the ISMRM perfusion study group "
+    "and the European consortium for ASL in dementia. Magn Reson Med 2015;73:102-116.",
 }
 NUMBERS = {key: number for number, key in enumerate(REFERENCES, start=1)}
 

@@ -163,6 +163,8 @@ def session_context(files: SessionFiles) -> dict:
     ]
     preprocessing = _preprocessing(files)
     reference = str(row.get("reference", NA))
+    basal_ganglia = _basal_ganglia(files, reference)
+    warnings += basal_ganglia["notes"] if basal_ganglia else []
     paragraph, references = methods_paragraph(
         _read_json(ds.methods_file(files.output_dir, files.prefix)).get("sections", []),
         {m["key"] for m in markers if m["assessed"]},
@@ -202,9 +204,23 @@ def session_context(files: SessionFiles) -> dict:
         "markers": markers,
         "ratings": _described(RATING_COLUMNS, row, dictionary),
         "scores": scores,
+        "basal_ganglia": basal_ganglia,
         "methods": paragraph,
         "references": references,
     }
+
+
+def _basal_ganglia(files: SessionFiles, reference: str) -> dict | None:
+    """The lenticulostriate table (rows) and each map's source, or None when not written."""
+    path = files.folder / "anat" / f"{files.prefix}_desc-basalganglia_stats.tsv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    sources = {m.upper(): ", ".join(sorted(set(table[f"{m}_source"]))) for m in ("fa", "cbf")}
+    rows = table[["roi", "volume_mm3", "fa_mean", "md_mean", "cbf_mean"]].to_dict("records")
+    cbf = files.folder / "perf" / f"{files.prefix}_space-{reference}_cbf.json"
+    notes = [f"CBF: {note}" for note in _read_json(cbf).get("Notes", [])]
+    return {"rows": rows, "sources": sources, "notes": notes}
 
 
 def _as_number(value: str):

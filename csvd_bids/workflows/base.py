@@ -12,6 +12,7 @@ from csvd_bids.config import RunConfig
 from csvd_bids.labels import MARKER_LABELS
 from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import DWI_IMAGES, image_fields
+from csvd_bids.workflows.lsa import init_lsa_wf, lsa_outputs, lsa_plan
 from csvd_bids.workflows.markers import init_marker_wf
 from csvd_bids.workflows.outputs import init_ds_session_wf
 from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS, MARKER_INPUTS, init_preproc_wf
@@ -70,6 +71,15 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
         wf.connect(preproc_wf, f"outputnode.{field}", quant_wf, f"inputnode.{field}")
     for field in QUANT_OUTPUTS:
         wf.connect(quant_wf, f"outputnode.{field}", ds_wf, f"inputnode.{field}")
+    lsa_wf = init_lsa_wf(plan=plan, config=config)
+    wf.connect(preproc_wf, f"outputnode.{plan['reference']}", lsa_wf, "inputnode.reference")
+    for field in ("structures", "affine", "brain_mask", *(["t1w"] if "t1w" in modalities else [])):
+        wf.connect(preproc_wf, f"outputnode.{field}", lsa_wf, f"inputnode.{field}")
+    if "dwi" in lsa_plan(plan)["dti"]:  # the tensor is fitted here
+        wf.connect(preproc_wf, "outputnode.dwi_transform", lsa_wf, "inputnode.dwi_transform")
+    for field in lsa_outputs(plan):
+        target = "lsa_table" if field == "table" else field
+        wf.connect(lsa_wf, f"outputnode.{field}", ds_wf, f"inputnode.{target}")
 
     marker_wfs: dict[str, pe.Workflow] = {}
     for key in plan["detectors"]:  # each after the markers it excludes
@@ -95,7 +105,7 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
         marker_wfs[key] = marker_wf
     written = {m.key: marker_wfs[m.key] for m in MARKER_LABELS if m.key in markers}
     ds_wf.get_node("write_derivatives").inputs.methods = json.dumps(
-        methods_sections(wf, preproc_wf, written, quant_wf)
+        methods_sections(wf, preproc_wf, written, quant_wf, lsa_wf)
     )
     return wf
 
@@ -105,12 +115,14 @@ def methods_sections(
     preproc_wf: pe.Workflow,
     marker_wfs: dict[str, pe.Workflow],
     quant_wf: pe.Workflow,
+    lsa_wf: pe.Workflow | None = None,
 ) -> list[dict]:
     """The methods text each workflow carries beside its code (``__desc__``, as niworkflows'
     LiterateWorkflow), in reading order; the session report assembles it."""
     return [
         {"section": "session", "text": session_wf.__desc__},
         {"section": "preprocessing", "text": preproc_wf.__desc__},
+        *([{"section": "lsa", "text": lsa_wf.__desc__}] if lsa_wf is not None else []),
         *({"section": "marker", "marker": k, "text": wf.__desc__} for k, wf in marker_wfs.items()),
         {"section": "ratings", "text": quant_wf.__desc__},
     ]

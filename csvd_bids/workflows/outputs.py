@@ -11,8 +11,22 @@ from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.derivatives import WriteSessionDerivatives
 from csvd_bids.interfaces.reports import RenderQC
 from csvd_bids.workflows.graph import connect_merged
+from csvd_bids.workflows.lsa import lsa_outputs
 from csvd_bids.workflows.preproc import DS_ANATOMY, DWI_OUTPUTS
 from csvd_bids.workflows.quant import QUANT_OUTPUTS
+
+# the lenticulostriate maps and table (csvd_bids.workflows.lsa), as the writer names them
+LSA_FIELDS = (
+    "lsa_table",
+    "patches",
+    "fa",
+    "md",
+    "dti_report",
+    "cbf",
+    "m0",
+    "asl_transform",
+    "asl_report",
+)
 
 
 def init_ds_session_wf(
@@ -33,7 +47,14 @@ def init_ds_session_wf(
     dwi_fields = list(DWI_OUTPUTS) if "dwi_bval" in plan else []
     inputnode = pe.Node(
         niu.IdentityInterface(
-            fields=[*modality_fields, *DS_ANATOMY, *dwi_fields, *marker_fields, *QUANT_OUTPUTS]
+            fields=[
+                *modality_fields,
+                *DS_ANATOMY,
+                *dwi_fields,
+                *marker_fields,
+                *QUANT_OUTPUTS,
+                *LSA_FIELDS,
+            ]
         ),
         name="inputnode",
     )
@@ -51,6 +72,8 @@ def init_ds_session_wf(
         # It only names and copies what the cached nodes computed, so this is cheap.
         overwrite=True,
     )
+    lsa = ["lsa_table" if f == "table" else f for f in lsa_outputs(plan)]
+    wf.connect([(inputnode, write, [(f, f) for f in lsa])])
     # same_subject stays unset for a session with the reference alone (nothing to compare).
     wf.connect([(inputnode, write, [(f, f) for f in (*DS_ANATOMY, *QUANT_OUTPUTS)])])
 

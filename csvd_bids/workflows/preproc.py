@@ -93,7 +93,9 @@ def init_preproc_wf(
                 "regions",
                 "volumes",
                 "same_subject",
+                "structures",
                 *(DWI_OUTPUTS if dwi_bval else ()),
+                *(["dwi_transform"] if dwi_bval else []),
             ]
         ),
         name="outputnode",
@@ -133,7 +135,7 @@ def init_preproc_wf(
             (
                 template,
                 outputnode,
-                [(f, f) for f in ("transform", "affine", *PRIOR_OUTPUTS[1:])],
+                [(f, f) for f in ("transform", "affine", "structures", *PRIOR_OUTPUTS[1:])],
             ),
             (regions, outputnode, [(f, f) for f in (*TISSUE_OUTPUTS, "regions", "volumes")]),
         ]
@@ -190,7 +192,8 @@ def _add_dwi(
                 (
                     dwi,
                     outputnode,
-                    [(f, f"dwi_{f}") for f in ("b0", "trace", "adc")] + [("report", "dwi_report")],
+                    [(f, f"dwi_{f}") for f in ("b0", "trace", "adc", "transform")]
+                    + [("report", "dwi_report")],
                 ),
             ]
         )
