@@ -126,12 +126,24 @@ def run_group(config: RunConfig) -> None:
     from csvd_bids.group.aggregate import SkippedSummariesError, run_group_level
     from csvd_bids.reports.build import build_group_report
 
+    lsa = None
+    if config.lsa_model:
+        from csvd_bids.group.lsa_model import TrainSettings
+
+        lsa = TrainSettings(
+            folds=config.lsa_folds,
+            epochs=config.lsa_epochs,
+            saliency_patches=config.lsa_saliency_patches,
+            device=config.device,
+        )
     try:
         run_group_level(
             config.output_dir,
             config.bids_dir,
             config.group_outcome,
             config.group_covariates or None,
+            lsa,
+            config.lsa_permutations,
         )
     except SkippedSummariesError:  # the tables of the other sessions were written: report them
         build_group_report(config.output_dir)

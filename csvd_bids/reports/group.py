@@ -2,7 +2,9 @@
 
 Shows the distributions of volumes, counts and scores (by group when participants.tsv has a
 group column), the total SVD score against age, the regression and descriptive tables, the
-sessions with QC warnings (linked to their reports) and outliers. Figures are embedded.
+sessions with QC warnings (linked to their reports) and outliers, and, after a run with
+``--lsa-model``, the lenticulostriate-territory model (its cross-validation, classification and
+occlusion-sensitivity maps, from the ``group_lsa_*`` files). Figures are embedded.
 
 Outlier rule: a session is flagged for a figure when its robust z-score,
 (value - median) / (1.4826 x median absolute deviation), is beyond +-3.5 (Iglewicz and Hoaglin);
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -144,6 +147,79 @@ def _read_table(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t", keep_default_na=False) if path.is_file() else None
 
 
+def saliency_figure(output_dir: Path) -> str | None:
+    """Mean occlusion map over the mean T1w patch (middle axial slice), one row per outcome
+    group and target, one column per region; one colour scale per target."""
+    image, sidecar = (
+        output_dir / "group_lsa_saliency.nii.gz",
+        output_dir / "group_lsa_saliency.json",
+    )
+    if not image.is_file() or not sidecar.is_file():
+        return None
+    volumes = np.asanyarray(nib.load(image).dataobj)
+    entries = json.loads(sidecar.read_text())["Volumes"]
+    at = {(e["group"], e["roi"], e["map"]): i for i, e in enumerate(entries)}
+    groups = list(dict.fromkeys(e["group"] for e in entries))
+    rois = list(dict.fromkeys(e["roi"] for e in entries))
+    maps = [m for m in dict.fromkeys(e["map"] for e in entries) if m != "T1w"]
+    rows = [(g, m) for g in groups for m in maps]
+    fig = Figure(figsize=(1.6 * len(rois) + 0.6, 1.7 * len(rows)))
+    axes = np.atleast_2d(fig.subplots(len(rows), len(rois), squeeze=False))
+    middle = volumes.shape[2] // 2
+    top = {
+        kind: max(float(volumes[..., i].max()) for i, e in enumerate(entries) if e["map"] == kind)
+        or 1.0
+        for kind in maps
+    }
+    for r, (group, kind) in enumerate(rows):
+        for c, roi in enumerate(rois):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if (group, roi, kind) not in at:
+                continue
+            t1w = volumes[:, :, middle, at[(group, roi, "T1w")]]
+            cam = volumes[:, :, middle, at[(group, roi, kind)]]
+            ax.imshow(t1w.T, cmap="gray", origin="lower")
+            ax.imshow(cam.T, cmap="inferno", alpha=0.5, origin="lower", vmin=0, vmax=top[kind])
+            if r == 0:
+                ax.set_title(roi.replace("_", " "), fontsize=8)
+        axes[r, 0].text(
+            -0.1,
+            0.5,
+            f"{group}\n{kind.removeprefix('occlusion_').upper()}",
+            fontsize=8,
+            ha="right",
+            va="center",
+            transform=axes[r, 0].transAxes,
+        )
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
+def _frame(path: Path) -> dict | None:
+    frame = _read_table(path)
+    if frame is None:
+        return None
+    return {"columns": list(frame.columns), "rows": frame.values.tolist()}
+
+
+def lsa_context(output_dir: Path) -> dict | None:
+    """The lenticulostriate-territory model's files (None: the run had no --lsa-model)."""
+    path = output_dir / "group_lsa_model.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return {
+        "summary": summary,
+        "warnings": summary.get("Warnings", []),
+        "reported": summary.get("Reported", False),
+        "cv": _frame(output_dir / "group_lsa_cv.tsv"),
+        "classification": summary.get("Classification"),
+        "classification_folds": _frame(output_dir / "group_lsa_classification.tsv"),
+        "saliency": saliency_figure(output_dir) if summary.get("Reported") else None,
+    }
+
+
 def group_context(output_dir: Path) -> dict:
     table = pd.read_csv(output_dir / "group_csvd.tsv", sep="\t", na_values=[NA])
     stats_meta = output_dir / "group_stats.json"
@@ -172,6 +248,7 @@ def group_context(output_dir: Path) -> dict:
         "outliers": outliers(table),
         "outlier_z": OUTLIER_Z,
         "existing_reports": {p.name for p in output_dir.glob("sub-*.html")},
+        "lsa": lsa_context(output_dir),
     }
 
 
