@@ -4,7 +4,7 @@ whose brightness encodes FA, another CBF; the group follows the subject's FA), a
 cross-validated figures.
 
     python benchmarks/lsa_model.py [--subjects 100] [--epochs 4] [--folds 5] [--repeats 1]
-                                   [--bf16]
+                                   [--bf16] [--stem-stride 2]
 
 The budget (issue 18): at most 10 minutes on 2 CPU cores for 100 subjects.
 """
@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
+    parser.add_argument("--stem-stride", type=int, default=TrainSettings.stem_stride)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +48,9 @@ def main() -> int:
         run_group_level(out, bids)
         table = pd.read_csv(out / "group_csvd.tsv", sep="\t", na_values=["n/a"])
         for bf16 in (False, True) if args.bf16 else (False,):
-            settings = TrainSettings(folds=args.folds, epochs=args.epochs, bf16=bf16)
+            settings = TrainSettings(
+                folds=args.folds, epochs=args.epochs, bf16=bf16, stem_stride=args.stem_stride
+            )
             walls = []
             for _ in range(args.repeats):
                 started = time.perf_counter()

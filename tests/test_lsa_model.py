@@ -156,7 +156,7 @@ def test_planted_relation_beats_both_baselines_and_classifies_the_group(tmp_path
     assert figures["accuracy"] > figures["chance_level"] + 0.1
     assert figures["permutation_p_accuracy"] < 0.05
     assert figures["accuracy_ci_low"] < figures["accuracy"] < figures["accuracy_ci_high"]
-    assert not any("no claim" in w for w in summary["Warnings"])
+    assert not any("no claim" in w or "does not beat" in w for w in summary["Warnings"])
     classification = _read(out / "group_lsa_classification.tsv")
     assert list(classification["fold"]) == ["1", "2", "3", "pooled"]
     for name in ("cv", "features", "classification", "saliency"):
@@ -184,6 +184,11 @@ def test_shuffled_targets_and_labels_claim_nothing(tmp_path):
     summary = json.loads((out / "group_lsa_model.json").read_text())
     pooled = _read(out / "group_lsa_cv.tsv").query("fold == 'pooled'").set_index("target")
     assert (pooled["rmse_model"] > 0.9 * pooled["rmse_training_mean"]).all()
+    for target, row in pooled.iterrows():  # a baseline the network does not beat is named
+        for baseline, name in (("training_mean", "training-mean"), ("linear_volume", "linear")):
+            warned = f"{target.upper()}: the network does not beat the {name} baseline"
+            named = any(w.startswith(warned) for w in summary["Warnings"])
+            assert named == (row["rmse_model"] >= row[f"rmse_{baseline}"]), (target, baseline)
     assert summary["Classification"]["permutation_p_accuracy"] >= 0.05
     assert any("no claim" in w for w in summary["Warnings"])
     assert any("small sample (N = 30)" in w for w in summary["Warnings"])

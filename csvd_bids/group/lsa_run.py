@@ -150,11 +150,13 @@ def write_lsa_model(
     pooled = cv[cv["fold"] == "pooled"].set_index("target")
     summary["Regression"] = pooled.drop(columns="fold").to_dict(orient="index")
     for target, row in pooled.iterrows():
-        if row["n"] and not row["rmse_model"] < row["rmse_training_mean"]:
-            notes.append(
-                f"{target.upper()}: the network does not beat the training-mean baseline "
-                f"(RMSE {row['rmse_model']:.4g} vs {row['rmse_training_mean']:.4g})"
-            )
+        # a network no better than a baseline has learnt nothing the T1w patch adds
+        for baseline, name in (("training_mean", "training-mean"), ("linear_volume", "linear")):
+            if row["n"] and not row["rmse_model"] < row[f"rmse_{baseline}"]:
+                notes.append(
+                    f"{target.upper()}: the network does not beat the {name} baseline "
+                    f"(RMSE {row['rmse_model']:.4g} vs {row[f'rmse_{baseline}']:.4g})"
+                )
     if outcome in table.columns:
         classification = classify(
             data.samples,
