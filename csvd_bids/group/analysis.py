@@ -72,13 +72,9 @@ def analyse(
     outcome = outcome or default_outcome(subjects)
     chosen = list(covariates) if covariates else list(DEFAULT_COVARIATES)
     models = []
-    if outcome is None:
-        notes.append(
-            "no outcome: participants.tsv has no two-level 'group' column and --group-outcome "
-            "was not given; logistic regression skipped"
-        )
-    elif outcome not in subjects.columns:
-        notes.append(f"outcome column {outcome!r} not found in the group table")
+    missing = outcome_problem(outcome, subjects.columns, "logistic regression")
+    if missing:
+        notes.append(missing)
     else:
         models.append(logistic_regression(subjects, outcome, [c for c in chosen if c != outcome]))
     if SCORE in subjects.columns:
@@ -112,6 +108,18 @@ def change_table(table: pd.DataFrame) -> pd.DataFrame:
                 row[f"{column}_change"] = b - a
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def outcome_problem(outcome: str | None, columns, skipped: str) -> str | None:
+    """Why the outcome cannot be analysed (``skipped``: what is not done then), or None."""
+    if outcome is None:
+        return (
+            "no outcome: participants.tsv has no two-level 'group' column and --group-outcome "
+            f"was not given; {skipped} skipped"
+        )
+    if outcome not in columns:
+        return f"outcome column {outcome!r} not found in the group table"
+    return None
 
 
 def write_group_analyses(

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
-from csvd_bids.group.analysis import default_outcome
+from csvd_bids.group.analysis import default_outcome, outcome_problem
 from csvd_bids.group.lsa_classify import Classification, classify
 from csvd_bids.group.lsa_data import TARGETS, PatchData, load_patch_data, session_key
 from csvd_bids.group.lsa_model import CVResult, TrainSettings, cross_validate, cv_table, make_folds
@@ -129,13 +129,9 @@ def write_lsa_model(
     if blocked:
         return _finish(output_dir, summary, notes + blocked, reported=False)
     two_levels = labels.nunique() == 2
-    if outcome is None:
-        notes.append(
-            "no outcome: participants.tsv has no two-level 'group' column and --group-outcome "
-            "was not given; classification skipped"
-        )
-    elif outcome not in table.columns:
-        notes.append(f"outcome column {outcome!r} not found in the group table")
+    missing = outcome_problem(outcome, table.columns, "classification")
+    if missing:
+        notes.append(missing)
     with warnings.catch_warnings():  # a rare stratum (subjects without label): sklearn warns
         warnings.simplefilter("ignore", UserWarning)
         fold = make_folds(
