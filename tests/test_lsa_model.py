@@ -284,3 +284,10 @@ def test_command_line_writes_the_files_and_the_report_section(tmp_path):
 
     # without --lsa-model, the group level neither trains nor needs torch for it
     assert main([str(bids), str(out), "group", "-w", str(tmp_path / "work")]) == 0
+    # and the earlier figures stay, marked as not this run's, in the JSON and the report
+    warnings = json.loads((out / "group_lsa_model.json").read_text())["Warnings"]
+    assert warnings[0].startswith("not re-run by the latest group level")
+    assert "not re-run by the latest group level" in (out / "group_csvd.html").read_text()
+    assert main([*args, "-w", str(tmp_path / "work")]) == 0  # re-run: current again
+    warnings = json.loads((out / "group_lsa_model.json").read_text())["Warnings"]
+    assert not any(w.startswith("not re-run") for w in warnings)

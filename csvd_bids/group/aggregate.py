@@ -257,6 +257,8 @@ def run_group_level(
         from csvd_bids.group.lsa_run import write_lsa_model  # torch and MONAI: only when asked
 
         write_lsa_model(output_dir, table, outcome, lsa_model, lsa_permutations)
+    elif (output_dir / LSA_MODEL_JSON).exists():
+        _mark_lsa_model_stale(output_dir / LSA_MODEL_JSON)
     without = sessions_without_outputs(bids_dir, paths) if bids_dir is not None else []
     if without:
         LOGGER.warning(
@@ -282,6 +284,23 @@ def run_group_level(
             "for the sessions left out"
         )
     return out
+
+
+LSA_MODEL_JSON = "group_lsa_model.json"  # --lsa-model's summary (csvd_bids.group.lsa_run)
+LSA_MODEL_STALE = (
+    "not re-run by the latest group level (run without --lsa-model): these figures are from "
+    "an earlier run"
+)
+
+
+def _mark_lsa_model_stale(path: Path) -> None:
+    """An earlier --lsa-model result stays, but the report and its JSON say it is not this
+    run's (the group table may hold other sessions now)."""
+    meta = json.loads(path.read_text())
+    note = f"{LSA_MODEL_STALE}, over {meta.get('NSessions', '?')} session(s)"
+    meta["Warnings"] = [note, *(w for w in meta.get("Warnings", []) if w != note)]
+    ds.write_json(path, meta)
+    LOGGER.warning("group level: %s: %s", path.name, note)
 
 
 def _record_problems(
