@@ -308,3 +308,33 @@ def test_physics_wmh_linings_are_thick_enough_to_be_seen():
         volume[lining] = wmh.sum() / 1000.0
     assert backed[LINING_MM] >= 0.9 > 0.5 > backed[None]
     assert abs(volume[LINING_MM] - volume[None]) < 0.2 * volume[None]
+
+
+def test_wmh_truth_is_what_the_thick_flair_shows(small_subject):
+    """A one-voxel roof lining in a four-voxel FLAIR slab is averaged with what lies above it:
+    no rater marks it, so it is not truth on the finer T1w grid; a wall lining that fills
+    its slab is (``truth.visible_fraction``)."""
+    from csvd_bids.synth.lesions import WMH, Lesion
+    from csvd_bids.synth.truth import session_truth
+
+    anat = small_subject[0]
+    x, y, z = (n // 2 for n in anat.shape)
+    z -= z % 4  # the first plane of a slab of the FLAIR grid below
+    roof = np.zeros(anat.shape, dtype=bool)
+    roof[x : x + 6, y : y + 6, z] = True
+    wall = np.zeros(anat.shape, dtype=bool)
+    wall[x + 8, y : y + 6, z : z + 8] = True
+
+    def lesion(mask):
+        index = np.flatnonzero(mask)
+        ones = np.ones(index.size)
+        return Lesion("WMH", "periventricular", range(1), index, ones.astype(np.int8) * WMH, ones)
+
+    planted = [lesion(roof), lesion(wall)]
+    grid = slice_grid(1, 1, 0, anat.shape, anat.affine)
+    flair = slice_grid(1, 4, 0, anat.shape, anat.affine)
+    every = session_truth(anat, planted, 0, grid).masks["WMH"].astype(bool)
+    seen = session_truth(anat, planted, 0, grid, flair).masks["WMH"].astype(bool)
+    assert every[roof].all() and every[wall].all()
+    assert seen[wall].all() and not seen[roof].any()
+    assert not (seen & ~every).any()

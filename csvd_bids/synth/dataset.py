@@ -156,12 +156,13 @@ def asl_uri(sub: str, ses: str | None) -> str:
 
 
 def _write_truth(
-    truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, tissue=None
+    truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen, tissue=None
 ) -> None:
     """The truth of session ``s`` on the working grid (``grid`` None) or on ``grid``, named
-    ``space-<space>``; ``tissue``: the planted DWI/ASL values (:func:`tissue_truth`)."""
+    ``space-<space>``, its WMH as the FLAIR grid ``seen`` shows them; ``tissue``: the planted
+    DWI/ASL values (:func:`tissue_truth`)."""
     prefix = layout.entity_prefix(sub, ses)
-    truth = session_truth(anat, lesions, s, grid)
+    truth = session_truth(anat, lesions, s, grid, seen)
     brain, regions, affine = anatomy_truth(anat, structures, grid)
     out = layout.session_dir(truth_root, sub, ses) / "anat"
     base = f"{prefix}_space-{space}"
@@ -325,8 +326,9 @@ def _write_subject(
         if model is not None or "asl" in acquired:
             dwi_factor = model.fa_factor if model is not None else None
             tissue = tissue_truth(person, load, dwi_factor, cbf_factor, bg_cbf)
+        seen = grids.get("FLAIR")
         _write_truth(
-            truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, tissue
+            truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen, tissue
         )
     if n_sessions > 1:
         writer.write_tsv(

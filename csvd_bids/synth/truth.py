@@ -16,6 +16,12 @@ blocks. The ratings file (:mod:`.planted`) stays measured on the planted lesions
 on the working grid: a lesion too small or thin to fill half a voxel counts there but has no
 mask voxel.
 
+WMH are marked on the FLAIR, and a thick FLAIR slice shows a lesion only where the lesion fills
+enough of it: a 2 mm ventricular lining seen in a 4 mm slice that also holds ventricle is as
+dark as the CSF it is averaged with, and no rater would mark it. So when the truth grid is
+finer than the FLAIR (``seen``), a WMH voxel stays in the truth only where the lesion fills at
+least half of the FLAIR voxel that holds the voxel's centre (:func:`visible_fraction`).
+
 Structures: the lateral ventricles are the generator's own (``Anatomy.ventricles``); basal
 ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem and cerebellum are the
 pipeline's atlas labels (:func:`csvd_bids.preproc.atlas.load_atlas`) read with nearest
@@ -126,11 +132,31 @@ def _region(lesion: Lesion | None, dist: float) -> str:
     return lesion.region
 
 
+def visible_fraction(
+    mask: np.ndarray, seen: AcqGrid, affine: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Per voxel of the grid (``affine``, ``shape``): the fraction of the ``seen`` voxel that
+    holds its centre which the working-grid ``mask`` fills (0 outside ``seen``)."""
+    fraction = blocks(mask, seen).mean(axis=BLOCK_AXES, dtype=np.float32)
+    to_seen = np.linalg.solve(seen.affine, affine)
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    index = np.rint(to_seen[:3, :3] @ ijk + to_seen[:3, 3:]).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.array(seen.shape)[:, None]), axis=0)
+    out = np.zeros(ijk.shape[1], dtype=np.float32)
+    out[inside] = fraction[tuple(index[:, inside])]
+    return out.reshape(shape)
+
+
 def session_truth(
-    anat: Anatomy, lesions: list[Lesion], session: int, grid: AcqGrid | None = None
+    anat: Anatomy,
+    lesions: list[Lesion],
+    session: int,
+    grid: AcqGrid | None = None,
+    seen: AcqGrid | None = None,
 ) -> Truth:
     """Masks, dseg and lesion table of a session (0-based) on the working grid, or on an
-    acquisition ``grid`` (module docstring)."""
+    acquisition ``grid``; WMH limited to what the FLAIR grid ``seen`` shows (module
+    docstring). ``grid`` and ``seen`` must be placed alike (both posed or neither)."""
     active = [x for x in lesions if session in x.sessions and x.marker in BY_LABEL]
     owner = np.full(anat.shape, -1, dtype=np.int32)  # which planted lesion made a voxel
     masks = {m.label: np.zeros(anat.shape, dtype=np.uint8) for m in MARKER_LABELS}
@@ -144,6 +170,12 @@ def session_truth(
         dist = blocks(dist, grid).min(axis=BLOCK_AXES)
         affine = grid.affine
     shape = owner.shape
+    if seen is not None and seen is not grid:
+        wmh = np.zeros(anat.shape, dtype=bool)
+        for lesion in active:
+            if lesion.marker == "WMH":
+                wmh.flat[lesion.index] = True
+        masks["WMH"] &= visible_fraction(wmh, seen, affine, shape) >= 0.5
     dseg = paint_dseg(masks, shape)
     # from the dseg: disjoint even where two markers fill half a block each
     masks = {m.label: (dseg == m.index).astype(np.uint8) for m in MARKER_LABELS}
