@@ -1,5 +1,5 @@
 """Time the group level's lenticulostriate-territory model (--lsa-model) on 100 subjects x 6
-basal-ganglia patches (600 patches) with a planted relation (tests/test_lsa_model.py: a blob
+basal-ganglia patches (600 patches) with a planted relation (csvd_bids/group/lsa_planted.py: a blob
 whose brightness encodes FA, another CBF; the group follows the subject's FA), and print its
 cross-validated figures.
 
@@ -22,14 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from test_lsa_model import write_planted_outputs  # noqa: E402
-
-from csvd_bids.group.aggregate import run_group_level  # noqa: E402
-from csvd_bids.group.lsa_model import TrainSettings  # noqa: E402
-from csvd_bids.group.lsa_run import write_lsa_model  # noqa: E402
+from csvd_bids.group.aggregate import run_group_level
+from csvd_bids.group.lsa_model import TrainSettings
+from csvd_bids.group.lsa_planted import write_planted_outputs
+from csvd_bids.group.lsa_run import write_lsa_model
 
 
 def main() -> int:
