@@ -19,11 +19,10 @@ positive. ``--size-rule`` counts after the rule instead (as the pipeline reports
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
-from common import data_on_grid, load_session_images
+from common import data_on_grid, load_session_images, params_with
 from scipy import ndimage
 
 from csvd_bids.evaluate.metrics import compare_masks
@@ -96,13 +95,7 @@ def main() -> None:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="a CMBParams field"
     )
     args = parser.parse_args()
-    params = PARAMS
-    for item in args.set:
-        name, _, value = item.partition("=")
-        current = getattr(PARAMS, name, None)
-        if type(current) not in (int, float):
-            parser.error(f"--set {item}: not a numeric field of CMBParams")
-        params = dataclasses.replace(params, **{name: type(current)(value)})
+    params = params_with(parser, PARAMS, args.set)
     found = missed = false = sessions = 0
     for dataset in args.datasets:
         truth_masks = find_masks(dataset / "bids/derivatives/groundtruth", labels=("CMB",))

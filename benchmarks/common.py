@@ -132,3 +132,17 @@ def load_session_images(work: Path, subject: str, session: str | None = None):
         priors={k: array(template / f"{k}.nii.gz") for k in ("wm", "gm", "csf", "ventricles")},
         regions=array(preproc / "segment_regions" / "regions.nii.gz").astype(np.uint8),
     )
+
+
+def params_with(parser, params, items: list[str]):
+    """``params`` (a frozen dataclass) with each ``NAME=VALUE`` of ``items`` (``--set``)
+    replaced; a name that is not a numeric field is a usage error."""
+    import dataclasses
+
+    for item in items:
+        name, _, value = item.partition("=")
+        current = getattr(params, name, None)
+        if type(current) not in (int, float):
+            parser.error(f"--set {item}: not a numeric field of {type(params).__name__}")
+        params = dataclasses.replace(params, **{name: type(current)(value)})
+    return params

@@ -338,3 +338,6 @@ def test_wmh_truth_is_what_the_thick_flair_shows(small_subject):
     assert every[roof].all() and every[wall].all()
     assert seen[wall].all() and not seen[roof].any()
     assert not (seen & ~every).any()
+    # the template engine's research truth is on the working grid itself (grid None)
+    working = session_truth(anat, planted, 0, None, flair).masks["WMH"].astype(bool)
+    assert working[wall].all() and not working[roof].any()

@@ -163,6 +163,7 @@ def session_truth(
     for serial, lesion in enumerate(active):
         masks[lesion.marker].flat[lesion.index] = 1
         owner.flat[lesion.index] = serial
+    planted_wmh = masks["WMH"].astype(bool)  # working grid, before any block rule
     affine, dist = anat.affine, anat.dist_ventricles
     if grid is not None:
         masks = {label: occupied(mask, grid) for label, mask in masks.items()}
@@ -170,12 +171,9 @@ def session_truth(
         dist = blocks(dist, grid).min(axis=BLOCK_AXES)
         affine = grid.affine
     shape = owner.shape
+    # on the FLAIR grid itself, the half-a-block rule above already keeps what it shows
     if seen is not None and seen is not grid:
-        wmh = np.zeros(anat.shape, dtype=bool)
-        for lesion in active:
-            if lesion.marker == "WMH":
-                wmh.flat[lesion.index] = True
-        masks["WMH"] &= visible_fraction(wmh, seen, affine, shape) >= 0.5
+        masks["WMH"] &= visible_fraction(planted_wmh, seen, affine, shape) >= 0.5
     dseg = paint_dseg(masks, shape)
     # from the dseg: disjoint even where two markers fill half a block each
     masks = {m.label: (dseg == m.index).astype(np.uint8) for m in MARKER_LABELS}
