@@ -1,13 +1,16 @@
 """Speed of model bundles: whole-volume inference of one 1 mm session, and training throughput.
 
-    python benchmarks/model_inference.py [--repeats 3] [--threads 2] [--device cpu]
+    python benchmarks/model_inference.py [--repeats 3] [--threads 2] [--device cpu|cuda] [--bf16]
+        [--shape X Y Z]
 
 The network is the one ``csvd-bids-train`` makes by default (MONAI UNet, channels 16-32-64-128,
 two residual units, 2 input channels) with random weights: time does not depend on their
 values. Inference: ``csvd_bids.models.inference.predict`` on a 1 mm volume of the synthetic
 working grid's shape (sliding window, 64^3 patches, Gaussian blending), with and without the
-flip test-time augmentation. Training: Dice-CE steps on batches of 2 x 2 patches of 64^3.
-Prints every repeat and the medians.
+flip test-time augmentation. ``--shape`` gives another volume; with it, the generator and
+its preprocessing stack are not imported, so the script runs on a bare GPU node.
+Training: Dice-CE steps on batches of 2 x 2 patches of 64^3, on the same device (``--bf16``:
+bfloat16 autocast, as ``csvd-bids-train --bf16``). Prints every repeat and the medians.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ import numpy as np
 import torch
 
 from csvd_bids.models.bundle import Bundle, make_network
-from csvd_bids.models.inference import predict
+from csvd_bids.models.inference import predict, resolve_device
 from csvd_bids.models.train import TrainSettings, network_def
-from csvd_bids.synth.anatomy import working_grid
 
 
 def _bundle(settings: TrainSettings) -> Bundle:
@@ -41,12 +43,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", type=int, nargs=3, help="default: the generator's 1 mm grid")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast in training")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     settings = TrainSettings(marker="wmh", inputs=("flair", "t1w"))
     bundle = _bundle(settings)
     network = make_network(bundle.network_def, bundle.path).eval()
-    shape = tuple(int(n) for n in working_grid(1.0)[0])
+    if args.shape is None:
+        from csvd_bids.synth.anatomy import working_grid
+
+        args.shape = working_grid(1.0)[0]
+    shape = tuple(int(n) for n in args.shape)
     rng = np.random.default_rng(0)
     channels = rng.normal(size=(2, *shape)).astype(np.float32)
     brain = np.zeros(shape, dtype=bool)
@@ -63,21 +71,26 @@ def main() -> None:
 
     from monai.losses import DiceCELoss
 
-    network.train()
+    device = resolve_device(args.device)
+    network.to(device).train()
     optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
     loss_function = DiceCELoss(sigmoid=True)
-    image = torch.randn(4, 2, *settings.patch_size)
-    label = (torch.rand(4, 1, *settings.patch_size) > 0.95).float()
+    image = torch.randn(4, 2, *settings.patch_size, device=device)
+    label = (torch.rand(4, 1, *settings.patch_size, device=device) > 0.95).float()
     rates = []
     for repeat in range(args.repeats):
         start, steps = time.perf_counter(), 5
         for _ in range(steps):
             optimiser.zero_grad()
-            loss_function(network(image), label).backward()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                logits = network(image)
+            loss_function(logits.float(), label).backward()
             optimiser.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # kernels run asynchronously: wait before reading the clock
         rates.append(steps * image.shape[0] / (time.perf_counter() - start))
         print(f"training repeat {repeat + 1}: {rates[-1]:.1f} patches/s")
-    print(f"training: median {median(rates):.1f} patches/s of 64^3 ({args.device})")
+    print(f"training: median {median(rates):.1f} patches/s of 64^3 ({device}, bf16 {args.bf16})")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,16 @@ def test_resumed_training_equals_an_uninterrupted_one(demo_run, bundle_dir, tmp_
         assert torch.allclose(tensor, again["network"][name], atol=1e-6), name
 
 
+def test_training_with_worker_processes_repeats_exactly(demo_run, tmp_path):
+    """Patches made by 2 worker processes (a GPU's training): the same weights on a second run."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for bundle in runs:
+        assert _train(demo_run, bundle, "--epochs", "1", "--workers", "2") == 0
+    first, second = (torch.load(b / "models" / "model.pt", weights_only=True) for b in runs)
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), name
+
+
 def test_training_without_usable_sessions_is_no_input(demo_run, tmp_path):
     code = train_main(
         [
@@ -274,3 +284,24 @@ def test_training_sessions_are_resampled_to_the_bundle_spacing():
     assert abs(session.label.sum() - 4 * label.sum()) <= 0.25 * 4 * label.sum()
     assert not session.image[0][~session.brain].any()  # 0 outside the brain, as in training
     assert to_spacing(session, (1.05, 1.0, 1.0)) is session  # within 10 %: left as it is
+
+
+def test_training_patches_are_centred_on_lesion_or_brain_never_on_empty_background():
+    """A small brain in a large field of view: every patch holds brain (a negative patch centred
+    in the empty background would teach nothing), and two in three are centred on a lesion."""
+    from monai.utils import set_determinism
+
+    from csvd_bids.models.train import Session, _patch_sources, _transforms
+
+    brain = np.zeros((96, 96, 96), bool)
+    brain[60:84, 60:84, 60:84] = True
+    label = np.zeros((1, *brain.shape), np.float32)
+    label[0, 70:73, 70:73, 70:73] = 1
+    image = (np.where(brain, 100.0, 0.0) + 50 * label[0]).astype(np.float32)[None]
+    set_determinism(seed=0)
+    (source,) = _patch_sources([Session("s", image, label, brain, (1.0,) * 3)], (16, 16, 16))
+    crop = _transforms((16, 16, 16)).transforms[0]  # the patch sampling alone
+    patches = [patch for _ in range(30) for patch in crop(source)]
+    assert all((patch["image"] > 0).any() for patch in patches)
+    lesion = sum(bool(patch["label"].any()) for patch in patches)
+    assert lesion >= len(patches) // 2

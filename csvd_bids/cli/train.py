@@ -77,8 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="bfloat16 autocast in training (2-3x faster on recent CPUs)",
     )
     train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--workers", type=int, default=0,
+                       help="processes making the augmented patches beside the training loop "
+                       "(a GPU waits on one CPU core otherwise; results repeat exactly for a given "
+                       "number; default 0: in the loop)")  # fmt: skip
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     return parser
+
+
+def _registry_inputs(marker: str) -> tuple[str, ...]:
+    # the registry imports the preprocessing stack (SimpleITK, dipy): only when --inputs is not
+    # given, so that training on a GPU node needs torch, MONAI and nibabel alone
+    from csvd_bids.markers import REGISTRY
+
+    return default_inputs(REGISTRY[marker])
 
 
 def _synthetic(n: int, resolution: float, seed: int, marker: str, work: Path) -> tuple[Path, Path]:
@@ -107,7 +119,6 @@ def _synthetic(n: int, resolution: float, seed: int, marker: str, work: Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from csvd_bids.markers import REGISTRY
     from csvd_bids.models.train import TrainSettings, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(levelname)s] %(message)s")
@@ -117,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give --outputs and --labels, or --synthetic N")
         if opts.outputs and len(opts.outputs) != len(opts.labels):
             raise UsageError("give one --labels folder per --outputs folder")
-        spec = REGISTRY[opts.marker]
+        if opts.workers < 0:
+            raise UsageError(f"--workers {opts.workers}: give 0 or more")
         settings = TrainSettings(
             marker=opts.marker,
-            inputs=tuple(opts.inputs or default_inputs(spec)),
+            inputs=tuple(opts.inputs or _registry_inputs(opts.marker)),
             patch_size=tuple(opts.patch),
             epochs=opts.epochs,
             iterations=opts.iterations,
@@ -131,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             device=opts.device,
             spacing_mm=tuple(opts.spacing) if opts.spacing else None,
             bf16=opts.bf16,
+            workers=opts.workers,
         )
         pairs = list(zip(opts.outputs or [], opts.labels or [], strict=True))
         if opts.synthetic is not None:

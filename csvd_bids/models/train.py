@@ -72,6 +72,7 @@ class TrainSettings:
     device: str = "auto"
     spacing_mm: tuple[float, float, float] | None = None  # None: the sessions' median voxel
     bf16: bool = False  # bfloat16 autocast in training
+    workers: int = 0  # patch-making processes beside the training loop (0: in the loop)
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -153,6 +154,25 @@ def to_spacing(session: Session, spacing: tuple[float, float, float]) -> Session
     )
 
 
+def _patch_sources(sessions: list[Session], patch: tuple[int, int, int]) -> list[dict]:
+    """Each training session padded to at least a patch, with the voxel indices that patch
+    centres are drawn from: lesion voxels (positive) and brain voxels without lesion (negative;
+    not the empty background, where a patch teaches nothing). Computed once, not per patch."""
+    from monai import transforms as T
+
+    prepare = T.Compose(
+        [
+            T.SpatialPadd(("image", "label", "brain"), spatial_size=patch),
+            T.FgBgToIndicesd("label", image_key="brain", image_threshold=0.5),
+            T.DeleteItemsd("brain"),
+        ]
+    )
+    return [
+        prepare({"image": s.image, "label": s.label, "brain": s.brain[None].astype(np.float32)})
+        for s in sessions
+    ]
+
+
 def _transforms(patch: tuple[int, int, int]):
     from monai import transforms as T
 
@@ -167,9 +187,15 @@ def _transforms(patch: tuple[int, int, int]):
 
     return T.Compose(
         [
-            T.SpatialPadd(keys, spatial_size=patch),
             T.RandCropByPosNegLabeld(
-                keys, label_key="label", spatial_size=patch, pos=2, neg=1, num_samples=2
+                keys,
+                label_key="label",
+                spatial_size=patch,
+                pos=2,
+                neg=1,
+                num_samples=2,
+                fg_indices_key="label_fg_indices",
+                bg_indices_key="label_bg_indices",
             ),
             T.RandAffined(
                 keys,
@@ -198,6 +224,15 @@ def _transforms(patch: tuple[int, int, int]):
             ),
         ]
     )
+
+
+def _one_thread_worker(worker_id: int) -> None:
+    """MONAI's per-worker transform seeding (deterministic for a given number of workers), with
+    one torch thread per worker: N workers of all-core threads would oversubscribe the CPU."""
+    from monai.data.utils import worker_init_fn
+
+    torch.set_num_threads(1)
+    worker_init_fn(worker_id)
 
 
 def network_def(settings: TrainSettings) -> dict:
@@ -266,6 +301,12 @@ def train(
     sessions = [to_spacing(s, spacing) for s in sessions]
     validation = [s for i, s in enumerate(sessions) if i in held]  # spread over the sources
     training = [s for i, s in enumerate(sessions) if i not in held]
+    LOGGER.info(
+        "%d training and %d validation sessions at %s mm",
+        len(training),
+        len(validation),
+        "x".join(f"{z:g}" for z in spacing),
+    )
     device = resolve_device(settings.device)
     definition = network_def(settings)
     set_determinism(seed=settings.seed)
@@ -285,7 +326,7 @@ def train(
         LOGGER.info("resumed after epoch %d (best validation Dice %.3f)", start, best)
     metadata = _metadata(settings, training, validation, definition, spacing)
     probe = Bundle(bundle_dir, {**metadata, "weights_sha256": ""}, definition)
-    items = [{"image": s.image, "label": s.label} for s in training]
+    items = _patch_sources(training, settings.patch_size)
     for epoch in range(start, settings.epochs):
         set_determinism(seed=settings.seed + epoch)
         for group in optimiser.param_groups:
@@ -294,7 +335,8 @@ def train(
             Dataset(items * settings.iterations, _transforms(settings.patch_size)),
             batch_size=settings.batch_size,
             shuffle=True,
-            num_workers=0,
+            num_workers=settings.workers,
+            worker_init_fn=_one_thread_worker,
         )
         began, losses, patches = time.perf_counter(), [], 0
         for step, batch in enumerate(loader):
