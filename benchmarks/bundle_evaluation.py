@@ -7,8 +7,10 @@ For every session of each output folder, the bundle segments the marker from the
 preprocessed images exactly as the pipeline's model node does
 (``csvd_bids.models.detect.detect_with_bundle``); its masks are written, under the pipeline's
 names, into a scratch derivatives folder, and ``csvd-bids-eval`` compares both that folder and
-the original outputs (the detector) with the reference. Prints the two per-session tables and
-the median Dice of each method. Decide with held-out data only (seeds >= 400, real masks).
+the original outputs (the detector) with the reference. Prints the per-session table (Dice,
+lesion-wise F1, volumes) and, per dataset and method, the pooled Dice (every session's lesion
+volume counted once), the median and lowest session Dice and the mean lesion-wise F1. Decide
+with held-out data only (seeds >= 400, real masks).
 """
 
 from __future__ import annotations
@@ -100,14 +102,30 @@ def main() -> None:
                 table = _evaluate(reference, folder, label, Path(tmp) / f"eval-{method}-{index}")
                 rows.append(table.assign(method=method, dataset=str(outputs)))
     results = pd.concat(rows, ignore_index=True)
-    columns = ["dataset", "method", *[c for c in ("session", "dice", "recall", "precision")
-                                      if c in results.columns]]  # fmt: skip
-    print(results[columns].to_string(index=False))
+    results["reference_ml"] = results["reference_volume_mm3"] / 1000.0
+    results["found_ml"] = results["output_volume_mm3"] / 1000.0
+    columns = ["dataset", "method", "participant_id", "session_id", "dice", "f1",
+               "reference_ml", "found_ml"]  # fmt: skip
+    print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\ndataset | method | sessions | pooled Dice | median Dice | lowest | mean lesion F1")
+    for (dataset, method), part in results.groupby(["dataset", "method"], sort=False):
+        print(f"{dataset} | {method} | {_summary(part)}")
     for method, part in results.groupby("method"):
-        dice = pd.to_numeric(part["dice"], errors="coerce")
-        print(
-            f"{method}: median Dice {dice.median():.3f} (range {dice.min():.3f}-{dice.max():.3f})"
-        )
+        print(f"all | {method} | {_summary(part)}")
+
+
+def _summary(part: pd.DataFrame) -> str:
+    """Sessions, pooled Dice (in mm3: grids differ between sessions), median and lowest
+    session Dice, mean lesion-wise F1."""
+    dice = pd.to_numeric(part["dice"], errors="coerce")
+    voxel_mm3 = (part["reference_volume_mm3"] + part["output_volume_mm3"]) / (
+        part["reference_voxels"] + part["output_voxels"]
+    )
+    overlap = (part["intersection_voxels"] * voxel_mm3.fillna(0.0)).sum()
+    volumes = part["reference_volume_mm3"].sum() + part["output_volume_mm3"].sum()
+    pooled = 2.0 * overlap / volumes if volumes else 1.0
+    f1 = pd.to_numeric(part["f1"], errors="coerce").mean()
+    return f"{len(part)} | {pooled:.3f} | {dice.median():.3f} | {dice.min():.3f} | {f1:.3f}"
 
 
 if __name__ == "__main__":
