@@ -1,5 +1,5 @@
-"""The GPU path against the CPU: a model bundle's WMH probabilities on real preprocessed
-sessions, float16 autocast on CUDA against float32 on the CPU, with the time of each.
+"""The GPU path against the CPU: a model bundle's WMH probabilities on sessions as csvd-bids
+preprocessed them, float16 autocast on CUDA against float32 on the CPU, with the time of each.
 
     python benchmarks/gpu_check.py --outputs OUT [OUT ...] --labels MASKS [MASKS ...]
         [--bundle DIR] [--threads N] [--tta] [--min-dice 0.98]

@@ -18,9 +18,9 @@ from csvd_bids.cli.run import main
 from csvd_bids.synth import generate_dataset
 
 SEED = 6  # subject 1: 134 ml of confluent WMH, 8 mm slices (seeds >= 400 are for benchmarks)
-# The shipped model under-segments heavy confluent WMH (README, Models: it is not the default);
-# this floor guards against a broken bundle or inference path, not its accuracy.
-MODEL_DICE_FLOOR = 0.4  # measured 0.55 (the detector: 0.90)
+# The shipped model is not the default (README, Models: it loses to the detector on held-out
+# data); this floor guards against a broken bundle or inference path, not its accuracy.
+MODEL_DICE_FLOOR = 0.75  # measured 0.92 (the detector: 0.90; the first shipped model: 0.55)
 
 
 def _mask(path) -> np.ndarray:

@@ -1,13 +1,14 @@
 """The model bundles shipped inside the package (``csvd_bids/models/bundles``).
 
-One for now: a FLAIR-only WMH UNet (``wmh_flair_unet``), trained on the CPU on both synthetic
+One for now: a FLAIR-only WMH UNet (``wmh_flair_unet``), trained on both generator engines and
 profiles with contrast, resolution and slice-thickness randomisation (its ``TRAINING.md`` gives
 the exact commands). ``--wmh-method model`` uses it in place of the WMH detector;
 ``detector`` (the default) does not. A shipped model becomes a default only where it beats
 the detector on held-out synthetic seeds AND on real labelled scans; this one does not yet
-(README, Models: median Dice 0.69 against 0.87 on held-out clinical-profile seeds, 0.10 / 0.38
-against 0.28 / 0.71 on the real MS scans), so the detector stays the default. A WMH bundle given
-in ``--models-dir`` wins over the shipped one.
+(README, Models: it beats the detector on the physics engine's clinical sessions only, pooled
+Dice 0.81 against 0.78; on the real-scan test bed 0.76 against 0.86, on the real MS scans
+0.11 / 0.54 against 0.28 / 0.71), so the detector stays the default. A WMH bundle given in
+``--models-dir`` wins over the shipped one.
 """
 
 from __future__ import annotations
