@@ -60,16 +60,14 @@ def main() -> int:
     print(f"bundle {bundle.path.name}, tta {args.tta}")
     print("session | cpu s | gpu s | max |dp| | Dice cpu/gpu | Dice ref cpu | Dice ref gpu")
     worst, cpu_times, gpu_times = 1.0, [], []
-    warm = False
+    networks = {device: bundle.build_network() for device in ("cpu", "cuda")}
+    threshold = float(bundle.metadata["threshold"])
     for outputs, labels in zip(args.outputs, args.labels, strict=True):
         for session in load_sessions(outputs, labels, settings):
-            networks = {d: bundle.build_network() for d in ("cpu", "cuda")}
-            if not warm:  # CUDA context and kernels: not part of a session's time
+            if not cpu_times:  # CUDA context and kernels: not part of a session's time
                 _timed(bundle, networks["cuda"], session, "cuda", args.tta)
-                warm = True
             cpu, cpu_s = _timed(bundle, networks["cpu"], session, "cpu", args.tta)
             gpu, gpu_s = _timed(bundle, networks["cuda"], session, "cuda", args.tta)
-            threshold = float(bundle.metadata["threshold"])
             truth = session.label[0] > 0
             agree = compare_masks(cpu >= threshold, gpu >= threshold, session.zooms).dice
             ref_cpu = compare_masks(truth, cpu >= threshold, session.zooms).dice

@@ -50,11 +50,12 @@ def main() -> None:
     settings = TrainSettings(marker="wmh", inputs=("flair", "t1w"))
     bundle = _bundle(settings)
     network = make_network(bundle.network_def, bundle.path).eval()
-    if args.shape is None:
+    if args.shape:
+        shape = tuple(args.shape)
+    else:
         from csvd_bids.synth.anatomy import working_grid
 
-        args.shape = working_grid(1.0)[0]
-    shape = tuple(int(n) for n in args.shape)
+        shape = tuple(int(n) for n in working_grid(1.0)[0])
     rng = np.random.default_rng(0)
     channels = rng.normal(size=(2, *shape)).astype(np.float32)
     brain = np.zeros(shape, dtype=bool)

@@ -91,6 +91,12 @@ def test_training_with_worker_processes_repeats_exactly(demo_run, tmp_path):
         assert torch.equal(tensor, second[name]), name
 
 
+def test_negative_workers_is_a_usage_error(tmp_path):
+    code = train_main(["wmh", str(tmp_path / "b"), "--outputs", str(tmp_path),
+                       "--labels", str(tmp_path), "--workers", "-1"])  # fmt: skip
+    assert code == ExitCode.USAGE
+
+
 def test_training_without_usable_sessions_is_no_input(demo_run, tmp_path):
     code = train_main(
         [
