@@ -7,7 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
+from scipy import ndimage
 
+from csvd_bids.preproc import identity
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.identity import THRESHOLD, same_subject_score
 from csvd_bids.preproc.images import load_3d
@@ -78,3 +81,40 @@ def test_blank_images_and_bad_masks_raise(_single_bids):
     nan[mask] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         same_subject_score(reference, nib.Nifti1Image(nan, reference.affine), mask)
+
+
+@pytest.mark.parametrize(
+    "shift_mm", [(0.0, 0.0, 0.0), (4.0, 0.0, 0.0), (0.0, -4.0, 0.0), (1.3, 0.0, -2.7)]
+)
+def test_local_correlation_is_itks_ants_metric(shift_mm):
+    """The box-sum local correlation gives SimpleITK's ANTSNeighborhoodCorrelation value
+    (translation, linear interpolation, fixed mask) on an oblique grid, for whole-voxel and
+    fractional shifts, with masked neighbours, a flat patch and shifts past the grid edge."""
+    rng = np.random.default_rng(3)
+    shape = (18, 22, 20)  # k, j, i
+    fixed = ndimage.gaussian_filter(rng.normal(size=shape), 1.0)
+    moving = 0.6 * fixed + ndimage.gaussian_filter(rng.normal(size=shape), 1.5)
+    fixed[2:7, 5:10, 2:7] = 0.0  # a flat patch: an undefined correlation counts as 1
+    mask = np.zeros(shape, dtype=bool)
+    mask[1:-1, 3:-2, 1:-1] = True
+    mask[8:10, 8:10, :] = False  # a hole: neighbours outside the mask do not count
+    spacing = identity.WORKING_SPACING_MM
+    direction = sitk.VersorTransform((0.2, 0.1, 1.0), 0.3).GetMatrix()  # oblique axes
+
+    def image(data: np.ndarray) -> sitk.Image:
+        img = sitk.GetImageFromArray(data)
+        img.SetSpacing((spacing,) * 3)
+        img.SetDirection(direction)
+        img.SetOrigin((-10.0, 4.0, 2.0))
+        return img
+
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsANTSNeighborhoodCorrelation(identity.WINDOW_RADIUS_VOXELS)
+    method.SetMetricFixedMask(image(mask.astype(np.uint8)))
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(sitk.TranslationTransform(3, shift_mm))
+    expected = -method.MetricEvaluate(image(fixed), image(moving))
+
+    voxels = (np.reshape(direction, (3, 3)).T @ np.asarray(shift_mm) / spacing)[::-1]
+    found = identity._local_correlation(fixed, moving, mask, voxels)
+    assert found == pytest.approx(expected, abs=1e-9)

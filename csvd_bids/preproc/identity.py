@@ -9,7 +9,8 @@ lines up at one pose only. So we measure how sharp the similarity optimum is:
 2. the similarity is the local correlation of ANTs (squared Pearson correlation in every
    3 x 3 x 3 voxel = 6 mm neighbourhood, averaged over the brain mask; SimpleITK's
    ``ANTSNeighborhoodCorrelation``); squaring makes it blind to the sign of the contrast, so it
-   compares T1w with FLAIR, T2w, SWI or a b0 as well as like with like;
+   compares T1w with FLAIR, T2w, SWI or a b0 as well as like with like; computed with box
+   sums (scipy), which give ITK's value in a tenth of a second instead of a second and a half;
 3. it is taken at the registered pose (``c0``) and after shifting the moving image by 4 mm
    along each axis, both ways (``c4``, the mean of six);
 4. ``score = 1 - c4 / c0``: the share of the local agreement that a 4 mm shift destroys.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from csvd_bids.preproc.images import to_sitk
 
@@ -75,14 +77,46 @@ def _on_grid(img: sitk.Image, grid: sitk.Image) -> sitk.Image:
     return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
-def _local_correlation(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, shift) -> float:
-    """Mean squared local correlation (ANTs CC) of ``moving`` translated by ``shift`` (LPS mm)."""
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsANTSNeighborhoodCorrelation(WINDOW_RADIUS_VOXELS)
-    method.SetMetricFixedMask(mask)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetInitialTransform(sitk.TranslationTransform(3, [float(v) for v in shift]))
-    return -float(method.MetricEvaluate(fixed, moving))  # ITK minimises -CC
+def _window_sums(values: np.ndarray) -> np.ndarray:
+    """Sum over each voxel's (2r+1)^3 neighbourhood (zero beyond the grid)."""
+    size = 2 * WINDOW_RADIUS_VOXELS + 1
+    return ndimage.uniform_filter(values, size, mode="constant") * float(size**3)
+
+
+def _local_correlation(fixed: np.ndarray, moving: np.ndarray, mask: np.ndarray, shift) -> float:
+    """Mean squared local correlation (ANTs CC) of ``moving`` translated by ``shift`` (voxels).
+
+    The value of SimpleITK's ``ANTSNeighborhoodCorrelation`` metric (``MetricEvaluate`` with a
+    translation, linear interpolation and a fixed mask; tests/test_identity.py compares the
+    two), as box sums instead of ITK's per-voxel neighbourhood scan, which cost 10 s a session:
+    a neighbour counts where it lies in the mask and its shifted point in the moving grid; a
+    voxel's value is sFM^2 / (sFF sMM), or 1 where that is undefined; the mean is over the mask
+    voxels whose own shifted point lies in the grid.
+    """
+    shift = np.asarray(shift, dtype=float)
+    # ITK's linear interpolation: valid within half a voxel of the grid, edge values clamped
+    moved = ndimage.shift(moving, -shift, order=1, mode="nearest")
+    in_grid = np.ones(fixed.shape, dtype=bool)
+    for axis, (step, n) in enumerate(zip(shift, fixed.shape, strict=True)):
+        position = np.arange(n) + step
+        inside = (position >= -0.5) & (position < n - 0.5)
+        in_grid &= inside.reshape([-1 if a == axis else 1 for a in range(3)])
+    weight = (mask & in_grid).astype(np.float64)
+    count = _window_sums(weight)
+    f, m = weight * fixed, weight * moved
+    sum_f, sum_m = _window_sums(f), _window_sums(m)
+    count_safe = np.maximum(count, 1.0)
+    s_ff = _window_sums(f * fixed) - sum_f * sum_f / count_safe
+    s_mm = _window_sums(m * moved) - sum_m * sum_m / count_safe
+    s_fm = _window_sums(f * moved) - sum_f * sum_m / count_safe
+    centres = (weight > 0) & (count > 0.5)
+    if not centres.any():
+        return 0.0
+    denominator = s_ff[centres] * s_mm[centres]
+    defined = np.abs(denominator) > np.finfo(np.float64).eps
+    local = np.ones(denominator.shape)
+    local[defined] = s_fm[centres][defined] ** 2 / denominator[defined]
+    return float(local.mean())
 
 
 def _check(name: str, data: np.ndarray, inside: np.ndarray) -> None:
@@ -139,13 +173,20 @@ def same_subject_score(
             f"fewer than {MIN_BRAIN_VOXELS}: too small to compare anatomy"
         )
 
-    at_pose = _local_correlation(fixed, moving, mask, (0.0, 0.0, 0.0))
+    fixed_data = sitk.GetArrayFromImage(fixed).astype(np.float64)  # k, j, i order
+    moving_data = sitk.GetArrayFromImage(moving).astype(np.float64)
+    mask_data = sitk.GetArrayFromImage(mask) > 0
+    at_pose = _local_correlation(fixed_data, moving_data, mask_data, (0.0, 0.0, 0.0))
+    # a shift along a world (LPS) axis, in voxels of the working grid, k, j, i order
+    direction = np.array(grid.GetDirection()).reshape(3, 3)
     shifts = [
-        tuple(sign * PROBE_SHIFT_MM * (axis == a) for a in range(3))
+        (direction.T @ (sign * PROBE_SHIFT_MM * np.eye(3)[axis]) / WORKING_SPACING_MM)[::-1]
         for axis in range(3)
         for sign in (-1.0, 1.0)
     ]
-    shifted = float(np.mean([_local_correlation(fixed, moving, mask, s) for s in shifts]))
+    shifted = float(
+        np.mean([_local_correlation(fixed_data, moving_data, mask_data, s) for s in shifts])
+    )
     # no local agreement at all (noise, or nothing in common): nothing is lost by shifting
     score = 1.0 - shifted / at_pose if at_pose > 1e-6 else 0.0
     return {
