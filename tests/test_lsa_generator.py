@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from nipype import Node
+from scipy import ndimage
 
 from csvd_bids.interfaces.dwi import PrepareDWI
 from csvd_bids.interfaces.lsa import FitDTI, PrepareASL
@@ -65,6 +66,16 @@ def session(tmp_path_factory) -> dict:
         reference=reference,
         transform=registered.transform,
     )
+    brain_mask = truth / "sub-01_space-T1w_desc-brain_mask.nii.gz"
+    near_brain = _run(
+        FitDTI(brain_mask=str(brain_mask)),
+        root / "work_brain",
+        in_file=f"{dwi}.nii.gz",
+        bval=f"{dwi}.bval",
+        bvec=f"{dwi}.bvec",
+        reference=reference,
+        transform=registered.transform,
+    )
     perf = bids / "sub-01" / "perf"
     asl = _run(
         PrepareASL(),
@@ -76,7 +87,15 @@ def session(tmp_path_factory) -> dict:
         m0_metadata=(perf / "sub-01_m0scan.json").read_text(),
         reference=reference,
     )
-    return {"pure": pure, "planted": planted, "tensor": tensor, "asl": asl}
+    brain = np.asanyarray(nib.load(brain_mask).dataobj) > 0
+    return {
+        "pure": pure,
+        "planted": planted,
+        "tensor": tensor,
+        "near_brain": near_brain,
+        "brain": brain,
+        "asl": asl,
+    }
 
 
 def _median(path: str, where: np.ndarray) -> float:
@@ -91,6 +110,20 @@ def test_fa_and_md_are_the_planted_tensors(session):
     assert fa["GM"] < 0.5 * fa["WM"], fa
     for name in ("WM", "GM"):  # MD in 1e-6 mm2/s, planted in 1e-3 mm2/s
         assert md[name] == pytest.approx(1000 * tissues[name]["MD"], rel=0.1), md
+
+
+def test_a_fit_near_the_brain_keeps_the_brain_and_skips_the_scalp(session):
+    """With the brain mask, FA is the whole fit's inside the brain (through a 10 degree, 10 mm
+    misregistration, so the mask reaches the DWI grid the right way round) and 0 on the scalp,
+    which the whole fit covered."""
+    brain = session["brain"]
+    for name in ("fa", "md"):
+        whole = np.asanyarray(nib.load(getattr(session["tensor"], name)).dataobj)
+        near = np.asanyarray(nib.load(getattr(session["near_brain"], name)).dataobj)
+        np.testing.assert_array_equal(near[brain], whole[brain])
+        far = ~ndimage.binary_dilation(brain, iterations=6)  # beyond the 2-voxel DWI margin
+        assert np.count_nonzero(whole[far]) > 0.05 * np.count_nonzero(whole)
+        assert np.count_nonzero(near[far]) == 0
 
 
 def test_cbf_is_the_planted_perfusion(session):

@@ -161,7 +161,15 @@ def init_lsa_wf(*, plan: dict, config: RunConfig, name: str = "lsa_wf") -> pe.Wo
         )
         wf.connect(
             [
-                (inputnode, dti, [("reference", "reference"), ("dwi_transform", "transform")]),
+                (
+                    inputnode,
+                    dti,
+                    [
+                        ("reference", "reference"),
+                        ("dwi_transform", "transform"),
+                        ("brain_mask", "brain_mask"),
+                    ],
+                ),
                 (dti, stats, [("fa", "fa"), ("md", "md"), ("coverage", "dti_coverage")]),
                 (dti, outputnode, [("fa", "fa"), ("md", "md"), ("report", "dti_report")]),
             ]
