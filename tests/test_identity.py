@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from nipype import Node
 from scipy import ndimage
 
+from csvd_bids.interfaces.preproc import CheckSameSubject
 from csvd_bids.preproc import identity
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.identity import THRESHOLD, same_subject_score
@@ -81,6 +84,41 @@ def test_blank_images_and_bad_masks_raise(_single_bids):
     nan[mask] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         same_subject_score(reference, nib.Nifti1Image(nan, reference.affine), mask)
+
+
+def test_the_node_scores_each_image_against_one_prepared_reference(_single_bids, tmp_path):
+    """CheckSameSubject: each image gets its own score or its own error; a reference that
+    cannot be compared gives every image that reason."""
+    reference, mask = _reference(_single_bids, "01")
+    files = {}
+    for name, img in (
+        ("FLAIR", _on_reference(_single_bids, "01", "FLAIR", reference)),
+        ("T2w", _on_reference(_single_bids, "02", "T2w", reference)),
+        ("blank", nib.Nifti1Image(np.zeros(reference.shape, np.float32), reference.affine)),
+        ("reference", reference),
+    ):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(img, files[name])
+    for name, brain in (("mask", mask), ("empty", np.zeros_like(mask))):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(brain.astype(np.uint8), reference.affine), files[name])
+
+    def run(mask_name: str) -> dict:
+        node = Node(CheckSameSubject(), name=f"check_{mask_name}", base_dir=str(tmp_path))
+        node.inputs.reference = str(files["reference"])
+        node.inputs.brain_mask = str(files[mask_name])
+        node.inputs.names = ["FLAIR", "T2w", "blank"]
+        node.inputs.in_files = [str(files[n]) for n in node.inputs.names]
+        return json.loads(Path(node.run().outputs.report).read_text())
+
+    report = run("mask")
+    for name, other_subject in (("FLAIR", False), ("T2w", True)):
+        expected = same_subject_score(reference, nib.load(files[name]), mask)
+        assert report[name] == expected
+        assert report[name]["different_subject_suspected"] is other_subject
+    assert "moving image is constant" in report["blank"]["error"]
+    report = run("empty")
+    assert all("brain mask is empty" in report[n]["error"] for n in ("FLAIR", "T2w", "blank"))
 
 
 @pytest.mark.parametrize(

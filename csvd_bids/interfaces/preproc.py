@@ -22,7 +22,7 @@ from csvd_bids.preproc.atlas import load_atlas
 from csvd_bids.preproc.bias import n4_correct
 from csvd_bids.preproc.brain import extract_brain
 from csvd_bids.preproc.coregister import coregister, resample_with
-from csvd_bids.preproc.identity import same_subject_score
+from csvd_bids.preproc.identity import prepare_reference, score_against
 from csvd_bids.preproc.images import load_3d, load_in_memory, new_like
 from csvd_bids.preproc.regions import region_map, region_volumes_mm3
 from csvd_bids.preproc.template import (
@@ -146,9 +146,15 @@ class CheckSameSubject(SimpleInterface):
         reference = load_in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
         report = {}
+        try:
+            prepared = prepare_reference(reference, brain)
+        except ValueError as exc:  # no comparison possible: each image says why
+            prepared, reference_error = None, str(exc)
         for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
             try:
-                report[name] = same_subject_score(reference, load_in_memory(path), brain)
+                if prepared is None:
+                    raise ValueError(reference_error)
+                report[name] = score_against(prepared, load_in_memory(path))
             except ValueError as exc:  # e.g. an image blank inside the brain: say so, go on
                 report[name] = {"error": str(exc), "different_subject_suspected": None}
         self._results["report"] = os.path.join(runtime.cwd, "same_subject.json")

@@ -25,6 +25,8 @@ rather than of another subject, and either is worth a look.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
@@ -130,55 +132,66 @@ def _check(name: str, data: np.ndarray, inside: np.ndarray) -> None:
         )
 
 
-def same_subject_score(
-    reference: nib.Nifti1Image, moving_on_reference: nib.Nifti1Image, brain_mask: np.ndarray
-) -> dict:
-    """How likely ``moving_on_reference`` shows the subject of ``reference``.
+@dataclass(frozen=True)
+class PreparedReference:
+    """The reference's part of every comparison, made once per session (smoothing and
+    resampling it is a third of a comparison's time)."""
 
-    ``moving_on_reference`` must already be coregistered and resampled onto the reference grid
-    (:func:`csvd_bids.preproc.coregister.resample_with`); ``brain_mask`` is a boolean array on
-    that grid. Returns ``score`` (about 0.5-0.7 for the same subject, below 0.25 for another),
-    ``threshold``, ``different_subject_suspected`` (``score < threshold``), and diagnostics:
-    ``local_correlation`` (mean squared local correlation at the registered pose),
-    ``local_correlation_shifted`` (the same, mean of the six 4 mm shifts), ``brain_voxels``
-    (of the 2 mm grid) and ``method``. Raises ValueError for mismatched grids, a mask that is
-    (nearly) empty, or an image that is constant or non-finite inside the mask.
-    """
+    image: nib.Nifti1Image
+    inside: np.ndarray  # bool, the brain mask on the reference grid
+    grid: sitk.Image  # the 2 mm working grid
+    fixed: np.ndarray  # the reference on it, k, j, i order
+    mask: np.ndarray  # bool, the brain mask on it
+    voxels: int
+
+
+def prepare_reference(reference: nib.Nifti1Image, brain_mask: np.ndarray) -> PreparedReference:
+    """The reference and its brain mask on the working grid; raises ValueError for a mask that
+    is (nearly) empty or off the reference grid, or a reference constant or non-finite in it."""
     shape = reference.shape[:3]
-    if moving_on_reference.shape[:3] != shape or np.shape(brain_mask)[:3] != shape:
+    if np.shape(brain_mask)[:3] != shape:
         raise ValueError(
-            f"reference {shape}, moving {moving_on_reference.shape[:3]} and brain mask "
-            f"{np.shape(brain_mask)[:3]} must share one grid; resample the moving image first"
+            f"reference {shape} and brain mask {np.shape(brain_mask)[:3]} must share one grid"
         )
-    if not np.allclose(moving_on_reference.affine, reference.affine, atol=1e-3):
-        raise ValueError("moving image and reference have different affines; resample first")
     inside = np.asarray(brain_mask).reshape(shape) > 0
     if not inside.any():
         raise ValueError("the brain mask is empty")
     ref_data = np.asanyarray(reference.dataobj, dtype=np.float32).reshape(shape)
-    mov_data = np.asanyarray(moving_on_reference.dataobj, dtype=np.float32).reshape(shape)
     _check("the reference image", ref_data, inside)
-    _check("the moving image", mov_data, inside)
-
     grid = _working_grid(reference, inside)
     fixed = _on_grid(to_sitk(reference), grid)
-    moving = _on_grid(to_sitk(moving_on_reference), grid)
     mask_img = to_sitk(nib.Nifti1Image(inside.astype(np.float32), reference.affine))
     mask = sitk.Resample(mask_img, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    mask = sitk.Cast(mask, sitk.sitkUInt8)
-    voxels = int(sitk.GetArrayViewFromImage(mask).sum())
+    mask_data = sitk.GetArrayFromImage(mask) > 0
+    voxels = int(mask_data.sum())
     if voxels < MIN_BRAIN_VOXELS:
         raise ValueError(
             f"the brain mask covers {voxels} voxels of {WORKING_SPACING_MM:g} mm, "
             f"fewer than {MIN_BRAIN_VOXELS}: too small to compare anatomy"
         )
+    fixed_data = sitk.GetArrayFromImage(fixed).astype(np.float64)
+    return PreparedReference(reference, inside, grid, fixed_data, mask_data, voxels)
 
-    fixed_data = sitk.GetArrayFromImage(fixed).astype(np.float64)  # k, j, i order
-    moving_data = sitk.GetArrayFromImage(moving).astype(np.float64)
-    mask_data = sitk.GetArrayFromImage(mask) > 0
+
+def score_against(prepared: PreparedReference, moving_on_reference: nib.Nifti1Image) -> dict:
+    """:func:`same_subject_score` for a reference made ready by :func:`prepare_reference`."""
+    reference = prepared.image
+    shape = reference.shape[:3]
+    if moving_on_reference.shape[:3] != shape:
+        raise ValueError(
+            f"reference {shape} and moving {moving_on_reference.shape[:3]} must share one "
+            "grid; resample the moving image first"
+        )
+    if not np.allclose(moving_on_reference.affine, reference.affine, atol=1e-3):
+        raise ValueError("moving image and reference have different affines; resample first")
+    mov_data = np.asanyarray(moving_on_reference.dataobj, dtype=np.float32).reshape(shape)
+    _check("the moving image", mov_data, prepared.inside)
+    moving = _on_grid(to_sitk(moving_on_reference), prepared.grid)
+    moving_data = sitk.GetArrayFromImage(moving).astype(np.float64)  # k, j, i order
+    fixed_data, mask_data = prepared.fixed, prepared.mask
     at_pose = _local_correlation(fixed_data, moving_data, mask_data, (0.0, 0.0, 0.0))
     # a shift along a world (LPS) axis, in voxels of the working grid, k, j, i order
-    direction = np.array(grid.GetDirection()).reshape(3, 3)
+    direction = np.array(prepared.grid.GetDirection()).reshape(3, 3)
     shifts = [
         (direction.T @ (sign * PROBE_SHIFT_MM * np.eye(3)[axis]) / WORKING_SPACING_MM)[::-1]
         for axis in range(3)
@@ -195,6 +208,24 @@ def same_subject_score(
         "different_subject_suspected": bool(score < THRESHOLD),
         "local_correlation": round(at_pose, 4),
         "local_correlation_shifted": round(shifted, 4),
-        "brain_voxels": voxels,
+        "brain_voxels": prepared.voxels,
         "method": METHOD,
     }
+
+
+def same_subject_score(
+    reference: nib.Nifti1Image, moving_on_reference: nib.Nifti1Image, brain_mask: np.ndarray
+) -> dict:
+    """How likely ``moving_on_reference`` shows the subject of ``reference``.
+
+    ``moving_on_reference`` must already be coregistered and resampled onto the reference grid
+    (:func:`csvd_bids.preproc.coregister.resample_with`); ``brain_mask`` is a boolean array on
+    that grid. Returns ``score`` (about 0.5-0.7 for the same subject, below 0.25 for another),
+    ``threshold``, ``different_subject_suspected`` (``score < threshold``), and diagnostics:
+    ``local_correlation`` (mean squared local correlation at the registered pose),
+    ``local_correlation_shifted`` (the same, mean of the six 4 mm shifts), ``brain_voxels``
+    (of the 2 mm grid) and ``method``. Raises ValueError for mismatched grids, a mask that is
+    (nearly) empty, or an image that is constant or non-finite inside the mask. Several images
+    against one reference: :func:`prepare_reference` once, then :func:`score_against`.
+    """
+    return score_against(prepare_reference(reference, brain_mask), moving_on_reference)
