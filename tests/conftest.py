@@ -4,13 +4,22 @@ the small-lesion markers (PVS, lacunes, RSSI)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from csvd_bids.cli.run import main
-from csvd_bids.synth import generate_dataset
+# Three pytest workers share two cores (Makefile). A library's own thread pool in each of them
+# oversubscribes the cores, and OpenMP threads spin while they wait: the LSA-model test took
+# 208 s instead of 36 s beside two busy processes (measured). One thread per library, unless
+# the caller says otherwise; set before torch or numpy start their pools, and inherited by the
+# pipeline's worker processes. Nodes that take threads (--omp-nthreads) still set their own.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+from csvd_bids.cli.run import main  # noqa: E402
+from csvd_bids.synth import generate_dataset  # noqa: E402
 
 RESOLUTION_MM = 3.0
 
