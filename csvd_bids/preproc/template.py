@@ -79,9 +79,14 @@ def voxel_ml(img: nib.Nifti1Image) -> float:
 
 
 def _world_grid(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ijk = np.indices(img.shape[:3]).reshape(3, -1)
-    xyz = img.affine[:3, :3] @ ijk + img.affine[:3, 3:4]
-    return tuple(axis.reshape(img.shape[:3]) for axis in xyz)  # type: ignore[return-value]
+    """x, y, z (mm) of every voxel, by broadcasting one axis at a time (a matrix product over
+    every voxel's index took 0.9 s of the template's loading)."""
+    i, j, k = np.ogrid[tuple(slice(0, n) for n in img.shape[:3])]
+    affine = img.affine
+    return tuple(  # type: ignore[return-value]
+        affine[row, 0] * i + affine[row, 1] * j + affine[row, 2] * k + affine[row, 3]
+        for row in range(3)
+    )
 
 
 @functools.lru_cache(maxsize=1)
