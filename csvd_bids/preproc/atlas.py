@@ -199,13 +199,13 @@ def _cerebellum_below(
 
 
 @functools.lru_cache(maxsize=1)
-def load_atlas() -> Atlas:
-    """Structure and lobe label maps on the Harvard-Oxford grid (about 3 s, once per process)."""
+def _most_probable_labels() -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray]:
+    """The atlas image, and per voxel its most probable subcortical structure
+    (``STRUCTURES``) and cortical lobe (``LOBES``), 0 under ``MIN_PROBABILITY``."""
     img = nib.load(atlas_dir() / "atlas_harvard_oxford.nii.gz")
     names = pd.read_csv(atlas_dir() / "labels_harvard_oxford.csv")["name"].tolist()
     index, probability = _maxprob(np.asanyarray(img.dataobj))
     index[probability < MIN_PROBABILITY] = 0
-
     lookup_structure = np.zeros(len(names) + 1, dtype=np.uint8)
     lookup_lobe = np.zeros(len(names) + 1, dtype=np.uint8)
     for k, name in enumerate(names, start=1):
@@ -214,8 +214,21 @@ def load_atlas() -> Atlas:
             lookup_structure[k] = _SUBCORTICAL[bare]
         else:
             lookup_lobe[k] = lobe_of(bare)
-    structures = lookup_structure[index]
-    cortex_lobes = lookup_lobe[index]
+    return img, lookup_structure[index], lookup_lobe[index]
+
+
+def subcortical_structures() -> tuple[np.ndarray, np.ndarray]:
+    """(the subcortical structures of :func:`load_atlas` without the cerebellum, the atlas
+    affine): enough for a structure's centroid, in a third of ``load_atlas``'s time."""
+    img, structures, _ = _most_probable_labels()
+    return structures.copy(), img.affine.copy()
+
+
+@functools.lru_cache(maxsize=1)
+def load_atlas() -> Atlas:
+    """Structure and lobe label maps on the Harvard-Oxford grid (about 3 s, once per process)."""
+    img, structures, cortex_lobes = _most_probable_labels()
+    structures, cortex_lobes = structures.copy(), cortex_lobes.copy()
     cerebellum, bottom_mm = _talairach_cerebellum(img)
     structures[(structures == 0) & cerebellum] = 9
     below = _cerebellum_below(img, structures == 9, bottom_mm)

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from csvd_bids.preproc.atlas import load_atlas
+from csvd_bids.preproc.atlas import subcortical_structures
 from csvd_bids.preproc.images import sitk_to_array, to_sitk
 from csvd_bids.quant.basal_ganglia import HEMISPHERES, ROI_STRUCTURES, STRUCTURE_LABEL
 
@@ -30,11 +30,11 @@ PATCH_MM = 1.5  # a 48 mm cube: the putamen (about 50 mm long) and its surroundi
 @functools.lru_cache(maxsize=1)
 def atlas_centres() -> dict[str, np.ndarray]:
     """``putamen_left`` -> the region's centroid in template RAS mm (x < 0: left)."""
-    atlas = load_atlas()
+    structures, affine = subcortical_structures()
     centres = {}
     for name in ROI_STRUCTURES:
-        voxels = np.argwhere(atlas.structures == STRUCTURE_LABEL[name])
-        ras = voxels @ atlas.affine[:3, :3].T + atlas.affine[:3, 3]
+        voxels = np.argwhere(structures == STRUCTURE_LABEL[name])
+        ras = voxels @ affine[:3, :3].T + affine[:3, 3]
         for side in HEMISPHERES:
             chosen = ras[:, 0] < 0 if side == "left" else ras[:, 0] >= 0
             centres[f"{name}_{side}"] = ras[chosen].mean(axis=0)
