@@ -19,7 +19,7 @@ from csvd_bids.labels import BY_KEY, paint_dseg
 from csvd_bids.markers import REGISTRY
 from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.regions import REGION_INDEX
-from csvd_bids.preproc.template import load_template
+from csvd_bids.preproc.template import template_brain
 from csvd_bids.quant.lesions import LESION_COLUMNS, lesion_table
 from csvd_bids.quant.plausibility import wmh_plausibility
 from csvd_bids.quant.qc import (
@@ -93,7 +93,7 @@ def brain_coverages(
     coverages = {
         SUFFIXES[m]: brain_coverage(np.asanyarray(img.dataobj), brain) for m, img in images.items()
     }
-    template = load_template().priors["brain"]
+    template = template_brain()  # its volume only: not the whole template (3.5 s to load)
     template_mm3 = float(np.asanyarray(template.dataobj).sum()) * voxel_volume_mm3(template)
     linear = np.array(sitk.ReadTransform(affine_transform).GetParameters()[:9]).reshape(3, 3)
     suffix = SUFFIXES[reference]
