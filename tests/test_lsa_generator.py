@@ -57,25 +57,16 @@ def session(tmp_path_factory) -> dict:
         bval=f"{dwi}.bval",
         reference=reference,
     )
-    tensor = _run(
-        FitDTI(),
-        root / "work",
-        in_file=f"{dwi}.nii.gz",
-        bval=f"{dwi}.bval",
-        bvec=f"{dwi}.bvec",
-        reference=reference,
-        transform=registered.transform,
-    )
+    tensor_inputs = {
+        "in_file": f"{dwi}.nii.gz",
+        "bval": f"{dwi}.bval",
+        "bvec": f"{dwi}.bvec",
+        "reference": reference,
+        "transform": registered.transform,
+    }
+    tensor = _run(FitDTI(), root / "work", **tensor_inputs)
     brain_mask = truth / "sub-01_space-T1w_desc-brain_mask.nii.gz"
-    near_brain = _run(
-        FitDTI(brain_mask=str(brain_mask)),
-        root / "work_brain",
-        in_file=f"{dwi}.nii.gz",
-        bval=f"{dwi}.bval",
-        bvec=f"{dwi}.bvec",
-        reference=reference,
-        transform=registered.transform,
-    )
+    near_brain = _run(FitDTI(brain_mask=str(brain_mask)), root / "work_brain", **tensor_inputs)
     perf = bids / "sub-01" / "perf"
     asl = _run(
         PrepareASL(),

@@ -4,7 +4,6 @@ wrappers of csvd_bids.preproc.dti, csvd_bids.preproc.asl and csvd_bids.quant.bas
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -23,7 +22,7 @@ from nipype.interfaces.base import (
 
 from csvd_bids.preproc.asl import prepare_asl
 from csvd_bids.preproc.coregister import coverage_on, resample_linear
-from csvd_bids.preproc.dti import brain_on_dwi_grid, fit_tensor, tensor_maps_on_reference
+from csvd_bids.preproc.dti import fit_tensor, tensor_maps_on_reference
 from csvd_bids.preproc.images import load_in_memory
 from csvd_bids.quant.basal_ganglia import roi_table
 from csvd_bids.quant.roi_patches import roi_patches
@@ -65,11 +64,10 @@ class FitDTI(SimpleInterface):
     def _run_interface(self, runtime):
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(self.inputs.num_threads)))
         transform = sitk.ReadTransform(self.inputs.transform)
-        within = None
+        near_brain = None
         if isdefined(self.inputs.brain_mask):
-            brain = nib.load(self.inputs.brain_mask)
-            within = functools.partial(brain_on_dwi_grid, brain, transform=transform)
-        maps = fit_tensor(self.inputs.in_file, self.inputs.bval, self.inputs.bvec, within)
+            near_brain = (nib.load(self.inputs.brain_mask), transform)
+        maps = fit_tensor(self.inputs.in_file, self.inputs.bval, self.inputs.bvec, near_brain)
         reference = load_in_memory(self.inputs.reference)
         for name, img in tensor_maps_on_reference(maps, reference, transform).items():
             _save(runtime, self._results, name, img)

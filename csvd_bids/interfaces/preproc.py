@@ -134,6 +134,10 @@ class _SameSubjectOutputSpec(TraitedSpec):
     report = File(exists=True, desc="JSON: name -> same_subject_score() result")
 
 
+def _not_compared(error: ValueError) -> dict:
+    return {"error": str(error), "different_subject_suspected": None}
+
+
 class CheckSameSubject(SimpleInterface):
     """QC: does each coregistered image show the reference's subject? (preproc.identity)"""
 
@@ -145,18 +149,17 @@ class CheckSameSubject(SimpleInterface):
         # each score read its images' data two or three times (4 s of gzip in 17 s at 1 mm)
         reference = load_in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
-        report = {}
         try:
             prepared = prepare_reference(reference, brain)
         except ValueError as exc:  # no comparison possible: each image says why
-            prepared, reference_error = None, str(exc)
-        for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
-            try:
-                if prepared is None:
-                    raise ValueError(reference_error)
-                report[name] = score_against(prepared, load_in_memory(path))
-            except ValueError as exc:  # e.g. an image blank inside the brain: say so, go on
-                report[name] = {"error": str(exc), "different_subject_suspected": None}
+            report = {name: _not_compared(exc) for name in self.inputs.names}
+        else:
+            report = {}
+            for name, path in zip(self.inputs.names, self.inputs.in_files, strict=True):
+                try:
+                    report[name] = score_against(prepared, load_in_memory(path))
+                except ValueError as exc:  # e.g. an image blank inside the brain: go on
+                    report[name] = _not_compared(exc)
         self._results["report"] = os.path.join(runtime.cwd, "same_subject.json")
         Path(self._results["report"]).write_text(json.dumps(report, indent=2))
         return runtime

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +91,7 @@ class TensorMaps:
     report: dict
 
 
-def brain_on_dwi_grid(
+def _brain_on_dwi_grid(
     brain_mask: nib.Nifti1Image, dwi: nib.Nifti1Image, transform: sitk.Transform
 ) -> np.ndarray:
     """The reference's brain mask on the DWI grid (``transform``: reference -> DWI points),
@@ -106,10 +105,11 @@ def fit_tensor(
     dwi_path: str | Path,
     bval_path: str | Path,
     bvec_path: str | Path,
-    within: Callable[[nib.Nifti1Image], np.ndarray] | None = None,
+    near_brain: tuple[nib.Nifti1Image, sitk.Transform] | None = None,
 ) -> TensorMaps:
-    """FA and MD on the DWI grid (module docstring); ``within`` gives, for an image on the DWI
-    grid, the voxels worth fitting (e.g. :func:`brain_on_dwi_grid`); default: all."""
+    """FA and MD on the DWI grid (module docstring); with ``near_brain`` (the reference's
+    brain mask, the transform reference -> DWI points) only near the brain, else wherever
+    there is signal."""
     from dipy.core.gradients import gradient_table
     from dipy.reconst.dti import TensorModel
 
@@ -124,13 +124,14 @@ def fit_tensor(
     bvecs = np.divide(bvecs, norms, out=np.zeros_like(bvecs), where=norms > 0)
     b0 = data[..., is_b0].mean(axis=-1)
     signal = ~background_mask(b0, geometric_mean(data[..., ~is_b0]))
-    reference = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
-    if within is not None:
-        signal &= within(nib.Nifti1Image(np.zeros(b0.shape, np.float32), affine))
+    if near_brain is not None:
+        dwi_grid = nib.Nifti1Image(np.zeros(b0.shape, np.float32), affine)
+        signal &= _brain_on_dwi_grid(near_brain[0], dwi_grid, near_brain[1])
     table = gradient_table(bvals, bvecs=bvecs, b0_threshold=B0_MAX)
     fit = TensorModel(table, fit_method="WLS").fit(data, mask=signal)
     fa = np.where(signal, np.clip(np.nan_to_num(fit.fa), 0.0, 1.0), 0.0)
     md = np.where(signal, np.clip(np.nan_to_num(fit.md), 0.0, None) * ADC_SCALE, 0.0)
+    reference = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
     report = {
         "Model": "diffusion tensor, weighted least squares (dipy TensorModel)",
         "VolumesFitted": int(used.size),
