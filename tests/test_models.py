@@ -292,9 +292,15 @@ def test_training_sessions_are_resampled_to_the_bundle_spacing():
     assert to_spacing(session, (1.05, 1.0, 1.0)) is session  # within 10 %: left as it is
 
 
-def test_training_patches_are_centred_on_lesion_or_brain_never_on_empty_background():
+@pytest.mark.parametrize(
+    ("fraction", "low", "high"), [(2 / 3, 30, 50), (1 / 3, 10, 30), (0.0, 0, 0)]
+)
+def test_training_patches_are_centred_on_lesion_or_brain_never_on_empty_background(
+    fraction, low, high
+):
     """A small brain in a large field of view: every patch holds brain (a negative patch centred
-    in the empty background would teach nothing), and two in three are centred on a lesion."""
+    in the empty background would teach nothing), and the lesion fraction of them (of 60) is
+    centred on a lesion voxel."""
     from monai.utils import set_determinism
 
     from csvd_bids.models.train import Session, _patch_sources, _transforms
@@ -306,8 +312,31 @@ def test_training_patches_are_centred_on_lesion_or_brain_never_on_empty_backgrou
     image = (np.where(brain, 100.0, 0.0) + 50 * label[0]).astype(np.float32)[None]
     set_determinism(seed=0)
     (source,) = _patch_sources([Session("s", image, label, brain, (1.0,) * 3)], (16, 16, 16))
-    crop = _transforms((16, 16, 16)).transforms[0]  # the patch sampling alone
+    crop = _transforms((16, 16, 16), fraction).transforms[0]  # the patch sampling alone
     patches = [patch for _ in range(30) for patch in crop(source)]
     assert all((patch["image"] > 0).any() for patch in patches)
-    lesion = sum(bool(patch["label"].any()) for patch in patches)
-    assert lesion >= len(patches) // 2
+    centred_on_lesion = sum(bool(patch["label"][0, 8, 8, 8]) for patch in patches)
+    assert low <= centred_on_lesion <= high
+
+
+def test_fine_tuning_starts_from_the_given_bundle(demo_run, bundle_dir, tmp_path):
+    """--init: with a learning rate of 0 the tuned bundle keeps the starting weights exactly,
+    and its metadata names where they came from."""
+    tuned = tmp_path / "tuned"
+    args = ("--epochs", "1", "--learning-rate", "0", "--init", str(bundle_dir))
+    assert _train(demo_run, tuned, *args) == 0
+    start, after = (torch.load(b / WEIGHTS, weights_only=True) for b in (bundle_dir, tuned))
+    for name, tensor in start.items():
+        assert torch.equal(tensor, after[name]), name
+    origin = json.loads((tuned / METADATA).read_text())["training"]["initialised_from"]
+    assert origin["weights_sha256"] == sha256(bundle_dir / WEIGHTS)
+
+
+def test_fine_tuning_another_network_is_a_usage_error_naming_the_bundle(
+    demo_run, bundle_dir, tmp_path, capsys
+):
+    code = _train(demo_run, tmp_path / "t", "--init", str(bundle_dir), "--channels", "8", "32")
+    assert code == ExitCode.USAGE
+    error = capsys.readouterr().err
+    assert str(bundle_dir) in error and "network" in error
+    assert not (tmp_path / "t").exists()  # refused before anything was written

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "(a GPU waits on one CPU core otherwise; results repeat exactly for a given "
                        "number; default 0: in the loop)")  # fmt: skip
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    train.add_argument("--init", type=Path, metavar="BUNDLE",
+                       help="fine-tune: start from this bundle's weights (same marker, inputs and "
+                       "network; --channels must match its own)")  # fmt: skip
+    train.add_argument("--lesion-fraction", type=float, default=2 / 3, metavar="F",
+                       help="share of patches centred on a lesion voxel, the rest on brain "
+                       "without lesion (default 2/3; nnU-Net uses 1/3)")  # fmt: skip
     return parser
 
 
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give one --labels folder per --outputs folder")
         if opts.workers < 0:
             raise UsageError(f"--workers {opts.workers}: give 0 or more")
+        if not 0.0 <= opts.lesion_fraction <= 1.0:
+            raise UsageError(f"--lesion-fraction {opts.lesion_fraction}: give a value in [0, 1]")
         settings = TrainSettings(
             marker=opts.marker,
             inputs=tuple(opts.inputs or _registry_inputs(opts.marker)),
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             spacing_mm=tuple(opts.spacing) if opts.spacing else None,
             bf16=opts.bf16,
             workers=opts.workers,
+            lesion_fraction=opts.lesion_fraction,
+            init_bundle=str(opts.init) if opts.init else None,
         )
         pairs = list(zip(opts.outputs or [], opts.labels or [], strict=True))
         if opts.synthetic is not None:

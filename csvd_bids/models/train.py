@@ -73,6 +73,10 @@ class TrainSettings:
     spacing_mm: tuple[float, float, float] | None = None  # None: the sessions' median voxel
     bf16: bool = False  # bfloat16 autocast in training
     workers: int = 0  # patch-making processes beside the training loop (0: in the loop)
+    # share of patches centred on a lesion voxel (the rest on brain without lesion); nnU-Net
+    # centres a third on foreground: more than half teaches a network to over-segment
+    lesion_fraction: float = 2 / 3
+    init_bundle: str | None = None  # start from this bundle's weights (fine-tuning)
     command: str = field(default_factory=lambda: " ".join(sys.argv))
 
 
@@ -173,7 +177,7 @@ def _patch_sources(sessions: list[Session], patch: tuple[int, int, int]) -> list
     ]
 
 
-def _transforms(patch: tuple[int, int, int]):
+def _transforms(patch: tuple[int, int, int], lesion_fraction: float = 2 / 3):
     from monai import transforms as T
 
     keys = ("image", "label")
@@ -191,8 +195,8 @@ def _transforms(patch: tuple[int, int, int]):
                 keys,
                 label_key="label",
                 spatial_size=patch,
-                pos=2,
-                neg=1,
+                pos=lesion_fraction,
+                neg=1.0 - lesion_fraction,
                 num_samples=2,
                 fg_indices_key="label_fg_indices",
                 bg_indices_key="label_bg_indices",
@@ -233,6 +237,29 @@ def _one_thread_worker(worker_id: int) -> None:
 
     torch.set_num_threads(1)
     worker_init_fn(worker_id)
+
+
+def starting_bundle(settings: TrainSettings, definition: dict) -> Bundle | None:
+    """The bundle to fine-tune from (``settings.init_bundle``), checked to be for the same
+    marker, inputs and network; None without one."""
+    from csvd_bids.errors import UsageError
+    from csvd_bids.models.bundle import load_bundle
+
+    if settings.init_bundle is None:
+        return None
+    start = load_bundle(Path(settings.init_bundle))
+    differences = [
+        f"{what} {theirs} (training: {ours})"
+        for what, theirs, ours in (
+            ("marker", start.marker, settings.marker),
+            ("inputs", list(start.inputs), list(settings.inputs)),
+            ("network", start.network_def, definition),
+        )
+        if theirs != ours
+    ]
+    if differences:
+        raise UsageError(f"--init {start.path}: cannot start from it: {'; '.join(differences)}")
+    return start
 
 
 def network_def(settings: TrainSettings) -> dict:
@@ -289,6 +316,8 @@ def train(
 
     from csvd_bids.models.bundle import make_network
 
+    definition = network_def(settings)
+    start_from = starting_bundle(settings, definition)  # before the slow loading
     sessions = [s for outputs, labels in sources for s in load_sessions(outputs, labels, settings)]
     if len(sessions) < 2:
         raise NoInputError(
@@ -308,9 +337,13 @@ def train(
         "x".join(f"{z:g}" for z in spacing),
     )
     device = resolve_device(settings.device)
-    definition = network_def(settings)
     set_determinism(seed=settings.seed)
-    network = make_network(definition, bundle_dir).to(device)
+    if start_from is None:
+        network = make_network(definition, bundle_dir)
+    else:
+        network = start_from.build_network().train()
+        LOGGER.info("starting from the weights of %s", start_from.description)
+    network = network.to(device)
     optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
     loss_function = DiceCELoss(sigmoid=True, batch=True)
     checkpoints = bundle_dir / "checkpoints"
@@ -325,6 +358,11 @@ def train(
         history = json.loads((checkpoints / "history.json").read_text())
         LOGGER.info("resumed after epoch %d (best validation Dice %.3f)", start, best)
     metadata = _metadata(settings, training, validation, definition, spacing)
+    if start_from is not None:
+        metadata["training"]["initialised_from"] = {
+            "bundle": f"{start_from.metadata['name']} {start_from.metadata['version']}",
+            "weights_sha256": start_from.metadata["weights_sha256"],
+        }
     probe = Bundle(bundle_dir, {**metadata, "weights_sha256": ""}, definition)
     items = _patch_sources(training, settings.patch_size)
     for epoch in range(start, settings.epochs):
@@ -332,7 +370,10 @@ def train(
         for group in optimiser.param_groups:
             group["lr"] = settings.learning_rate * (1.0 - epoch / settings.epochs) ** 0.9
         loader = DataLoader(
-            Dataset(items * settings.iterations, _transforms(settings.patch_size)),
+            Dataset(
+                items * settings.iterations,
+                _transforms(settings.patch_size, settings.lesion_fraction),
+            ),
             batch_size=settings.batch_size,
             shuffle=True,
             num_workers=settings.workers,
