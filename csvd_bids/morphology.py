@@ -102,6 +102,17 @@ def keep_seeded(
     return keep[labels]
 
 
+def keep_mostly_within(mask: np.ndarray, region: np.ndarray, share: float = 0.5) -> np.ndarray:
+    """The connected components of ``mask`` with at least ``share`` of their voxels in
+    ``region``."""
+    labels, n = label_lesions(mask)
+    if n == 0:
+        return mask.astype(bool)
+    inside = ndimage.mean(np.asarray(region, dtype=bool), labels, np.arange(1, n + 1))
+    keep = np.concatenate([[False], np.asarray(inside) >= share])
+    return keep[labels]
+
+
 def bounding_box(mask: np.ndarray, margin: int | Sequence[int] = 0) -> tuple[slice, ...] | None:
     """The bounding box of ``mask`` grown by ``margin`` voxels (per axis or for all), clipped
     to the array; ``None`` when the mask is empty."""

@@ -171,6 +171,35 @@ def test_bundle_rules_per_marker_and_session(bundle_dir, tmp_path):
         find_bundles(second)
 
 
+def test_a_models_wmh_mostly_outside_the_white_matter_regions_are_dropped(bundle_dir, tmp_path):
+    """A network that calls every brain voxel lesion, on a brain of two blocks: the one in deep
+    white matter stays WMH; the one in the cortex (a FLAIR-bright gyrus) does not."""
+    from csvd_bids.markers.base import SessionImages
+    from csvd_bids.models.bundle import write_bundle
+    from csvd_bids.models.detect import detect_with_bundle
+    from csvd_bids.region_sets import CORTEX_REGIONS, DEEP_WM
+
+    bundle = load_bundle(bundle_dir)
+    state = {k: torch.zeros_like(v) for k, v in bundle.build_network().state_dict().items()}
+    state[[k for k in state if k.endswith("bias")][-1]][:] = 10.0  # logit 10 everywhere
+    everywhere = write_bundle(tmp_path / "b", bundle.network_def, state, dict(bundle.metadata))
+    brain = np.zeros((24, 24, 24), bool)
+    brain[2:10, 4:20, 4:20] = brain[14:22, 4:20, 4:20] = True
+    regions = np.zeros(brain.shape, np.uint8)
+    regions[2:10] = DEEP_WM
+    regions[14:22] = CORTEX_REGIONS[0]
+    regions[14:16] = DEEP_WM  # a quarter of the cortical block lies in white matter
+    image = nib.Nifti1Image(
+        np.where(brain, 100.0, 0.0).astype(np.float32), np.diag([3.0] * 3 + [1])
+    )
+    session = SessionImages(
+        images={"flair": image, "t1w": image}, brain_mask=brain, priors={}, regions=regions
+    )
+    found = detect_with_bundle(everywhere, REGISTRY["wmh"], session, device="cpu")
+    np.testing.assert_array_equal(found.mask[:12], brain[:12])
+    assert not found.mask[12:].any()
+
+
 def test_inference_resamples_to_the_bundle_spacing_and_back(bundle_dir):
     bundle = load_bundle(bundle_dir)
     rng = np.random.default_rng(0)

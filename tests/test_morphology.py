@@ -14,6 +14,7 @@ from csvd_bids.morphology import (
     FACES,
     SPREAD_FLOOR,
     bounding_box,
+    keep_mostly_within,
     keep_seeded,
     label_lesions,
     majority_label,
@@ -114,6 +115,20 @@ def test_keep_seeded_keeps_whole_26_connected_components_holding_a_seed():
     np.testing.assert_array_equal(keep_seeded(mask, seeds, FACES), _mask((1, 1, 1)))
     assert not keep_seeded(mask, np.zeros(SHAPE, bool)).any()
     assert not keep_seeded(np.zeros(SHAPE, bool), seeds).any()
+
+
+def test_keep_mostly_within_keeps_components_with_at_least_the_share_inside():
+    mask = np.zeros((12, 4, 4), bool)
+    mask[0:4, 1, 1] = True  # 2 of 4 voxels inside: exactly half, kept
+    mask[6:11, 1, 1] = True  # 2 of 5 inside: dropped
+    region = np.zeros_like(mask)
+    region[0:2], region[6:8] = True, True
+    kept = keep_mostly_within(mask, region)
+    assert kept.dtype == bool
+    np.testing.assert_array_equal(kept[0:4], mask[0:4])
+    assert not kept[6:].any()
+    assert keep_mostly_within(mask, region, share=0.4).sum() == 9
+    assert not keep_mostly_within(np.zeros_like(mask), region).any()
 
 
 def test_bounding_box_with_margin_clipped_and_none_when_empty():

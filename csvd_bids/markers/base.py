@@ -93,6 +93,10 @@ class MarkerSpec:
     detect: Callable[[SessionImages], Detection] | None = None
     method: str = ""  # one sentence for sidecars and reports
     regions: tuple[str, ...] = ()  # region names its lesion table and summary report
+    # Region-map labels its lesions lie in (WMH: white matter, deep grey matter, brainstem): a
+    # model's lesion mostly elsewhere (cortex, sulci) is dropped, as the detector never searches
+    # there. Empty: anywhere.
+    lesion_regions: tuple[int, ...] = ()
     # Region map and names for any mask of this marker (a model's): as the detector names its
     # own lesions. None: model bundles are not supported for the marker.
     locate: (

@@ -85,6 +85,10 @@ from csvd_bids.region_sets import (
 )
 
 BOX_MARGIN = 2  # voxels around the brain's bounding box, where every step happens
+SEARCH_REGIONS = (*WHITE_MATTER_REGIONS, *DEEP_GM_REGIONS)  # + the brainstem (a parameter)
+# Where a model's WMH may lie: the detector's regions, and the lateral ventricles, which an
+# atlas registered to a brain with smaller ones lets overlap periventricular lesions
+MODEL_LESION_REGIONS = (*SEARCH_REGIONS, BRAINSTEM, LATERAL_VENTRICLES)
 
 
 @dataclass(frozen=True)
@@ -230,9 +234,7 @@ def _segment(
         ventricles = subject_ventricles(priors["ventricles"], dark, zooms) & brain
 
     # Search region (see the module docstring, step 2)
-    allowed = WHITE_MATTER_REGIONS + DEEP_GM_REGIONS
-    if params.include_brainstem:
-        allowed += (BRAINSTEM,)
+    allowed = SEARCH_REGIONS + ((BRAINSTEM,) if params.include_brainstem else ())
     region = brain & np.isin(regions, allowed)
     rescue = np.isin(regions, CSF_REGIONS) & brain & ~dark
     rescue &= distance_mm(region, zooms) <= params.rescue_mm
@@ -297,6 +299,7 @@ register(
         detect=detect_wmh,
         locate=locate_wmh,
         regions=("periventricular", "deep"),
+        lesion_regions=MODEL_LESION_REGIONS,
         method="FLAIR hyperintensity inside the subject's white matter (region map), relative "
         "to normal-appearing white matter (the FLAIR histogram mode of template white matter "
         "darker than the cortex, robust to confluent lesions) and cortex, with hysteresis "

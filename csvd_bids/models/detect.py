@@ -1,8 +1,10 @@
 """A marker's detection by a model bundle instead of its unsupervised detector.
 
 The probability map is the score; the mask is the probability at or above the bundle's
-threshold inside the brain, without lesions under the bundle's minimum volume and without the
-lesions of the markers it excludes (``SessionImages.leave_out_excluded``, as the detector);
+threshold inside the brain, without lesions under the bundle's minimum volume, without lesions
+lying mostly outside the marker's regions (``MarkerSpec.lesion_regions``: a FLAIR-only WMH model
+found cortex and sulci bright on thick-slice FLAIR as lesions) and without the lesions of the
+markers it excludes (``SessionImages.leave_out_excluded``, as the detector);
 the caller applies the marker's size rule (``csvd_bids.markers.size_rules``) to it, as to a
 detector's mask. Regions are named by the marker's own ``locate``, so tables and summaries do
 not depend on the method.
@@ -16,7 +18,7 @@ import torch
 from csvd_bids.markers.base import Detection, MarkerSpec, SessionImages
 from csvd_bids.models.bundle import Bundle, BundleError
 from csvd_bids.models.inference import predict
-from csvd_bids.morphology import remove_small_lesions
+from csvd_bids.morphology import keep_mostly_within, remove_small_lesions
 
 
 def _modality(channel: str) -> str:
@@ -59,6 +61,8 @@ def detect_with_bundle(
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     min_volume = float(bundle.metadata["min_lesion_mm3"])
     mask = remove_small_lesions(mask, voxel_mm3, min_volume)
+    if spec.lesion_regions:
+        mask = keep_mostly_within(mask, np.isin(session.regions, spec.lesion_regions))
     mask = session.leave_out_excluded(mask, min_volume)  # as the marker's detector does
     regions, names = spec.locate(session, mask)
     return Detection(score=probability, mask=mask, regions=regions, region_names=names)
