@@ -349,16 +349,32 @@ def test_training_patches_are_centred_on_lesion_or_brain_never_on_empty_backgrou
 
 
 def test_fine_tuning_starts_from_the_given_bundle(demo_run, bundle_dir, tmp_path):
-    """--init: with a learning rate of 0 the tuned bundle keeps the starting weights exactly,
-    and its metadata names where they came from."""
+    """--init: the bundle's inputs, network, patch and spacing are the defaults; with a
+    learning rate of 0 the tuned bundle keeps the starting weights exactly, and its metadata
+    names where they came from."""
     tuned = tmp_path / "tuned"
-    args = ("--epochs", "1", "--learning-rate", "0", "--init", str(bundle_dir))
-    assert _train(demo_run, tuned, *args) == 0
+    labels = demo_run["bids"] / "derivatives" / "groundtruth"
+    code = train_main(
+        ["wmh", str(tuned), "--outputs", str(demo_run["out"]), "--labels", str(labels),
+         "--init", str(bundle_dir), "--epochs", "1", "--iterations", "2", "--learning-rate", "0",
+         "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 0
+    assert load_bundle(tuned).network_def == load_bundle(bundle_dir).network_def
     start, after = (torch.load(b / WEIGHTS, weights_only=True) for b in (bundle_dir, tuned))
     for name, tensor in start.items():
         assert torch.equal(tensor, after[name]), name
     origin = json.loads((tuned / METADATA).read_text())["training"]["initialised_from"]
     assert origin["weights_sha256"] == sha256(bundle_dir / WEIGHTS)
+
+
+def test_init_shipped_is_the_packages_own_bundle_for_the_marker():
+    from csvd_bids.cli.train import _start_bundle
+
+    assert _start_bundle("wmh", Path("shipped")).path == WMH_BUNDLE
+    assert _start_bundle("wmh", None) is None
+    with pytest.raises(UsageError, match="no lacunes model is shipped"):
+        _start_bundle("lacunes", Path("shipped"))
 
 
 def test_fine_tuning_another_network_is_a_usage_error_naming_the_bundle(

@@ -24,6 +24,7 @@ from csvd_bids.labels import BY_KEY
 
 if TYPE_CHECKING:  # the marker registry is imported when training starts (fast --help)
     from csvd_bids.markers.base import MarkerSpec
+    from csvd_bids.models.bundle import Bundle
 
 
 def default_inputs(spec: MarkerSpec) -> tuple[str, ...]:
@@ -64,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--iterations", type=int, default=50, help="batches per epoch")
     train.add_argument("--batch-size", type=int, default=2)
-    train.add_argument("--patch", type=int, nargs=3, default=(64, 64, 64))
+    train.add_argument("--patch", type=int, nargs=3,
+                       help="patch size in voxels (default: --init's, else 64 64 64)")  # fmt: skip
     train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--channels", type=int, nargs="+", default=(16, 32, 64, 128))
+    train.add_argument("--channels", type=int, nargs="+",
+                       help="UNet channels per level (default: --init's, else 16 32 64 "
+                       "128)")  # fmt: skip
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--spacing", type=float, nargs=3, metavar="MM",
                        help="the bundle's voxel size, every session resampled to it (default: "
@@ -83,12 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "number; default 0: in the loop)")  # fmt: skip
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     train.add_argument("--init", type=Path, metavar="BUNDLE",
-                       help="fine-tune: start from this bundle's weights (same marker, inputs and "
-                       "network; --channels must match its own)")  # fmt: skip
+                       help="fine-tune: start from this bundle's weights; 'shipped' for the "
+                       "marker's bundle shipped in the package. Its inputs, channels, spacing and "
+                       "patch size are the defaults")  # fmt: skip
     train.add_argument("--lesion-fraction", type=float, default=2 / 3, metavar="F",
                        help="share of patches centred on a lesion voxel, the rest on brain "
                        "without lesion (default 2/3; nnU-Net uses 1/3)")  # fmt: skip
     return parser
+
+
+def _start_bundle(marker: str, init: Path | None) -> Bundle | None:
+    """The bundle --init names (``shipped``: the package's own for the marker), checked."""
+    from csvd_bids.models.builtin import SHIPPED_BUNDLES
+    from csvd_bids.models.bundle import load_bundle
+
+    if init is None:
+        return None
+    if str(init) == "shipped":
+        if marker not in SHIPPED_BUNDLES:
+            raise UsageError(f"--init shipped: no {marker} model is shipped in the package")
+        init = SHIPPED_BUNDLES[marker]
+    return load_bundle(init)
 
 
 def _registry_inputs(marker: str) -> tuple[str, ...]:
@@ -138,22 +157,28 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--workers {opts.workers}: give 0 or more")
         if not 0.0 <= opts.lesion_fraction <= 1.0:
             raise UsageError(f"--lesion-fraction {opts.lesion_fraction}: give a value in [0, 1]")
+        start = _start_bundle(opts.marker, opts.init)
+        inputs = opts.inputs or (start.inputs if start else _registry_inputs(opts.marker))
+        # without --init: TrainSettings' defaults (16-128 channels, 64^3 patches)
+        channels = opts.channels or (start.network_def["channels"] if start else None)
+        patch = opts.patch or (start.metadata["patch_size"] if start else None)
+        spacing = opts.spacing or (start.metadata["spacing_mm"] if start else None)
         settings = TrainSettings(
             marker=opts.marker,
-            inputs=tuple(opts.inputs or _registry_inputs(opts.marker)),
-            patch_size=tuple(opts.patch),
+            inputs=tuple(inputs),
+            patch_size=tuple(patch or TrainSettings.patch_size),
             epochs=opts.epochs,
             iterations=opts.iterations,
             batch_size=opts.batch_size,
             learning_rate=opts.learning_rate,
-            channels=tuple(opts.channels),
+            channels=tuple(channels or TrainSettings.channels),
             seed=opts.seed,
             device=opts.device,
-            spacing_mm=tuple(opts.spacing) if opts.spacing else None,
+            spacing_mm=tuple(spacing) if spacing else None,
             bf16=opts.bf16,
             workers=opts.workers,
             lesion_fraction=opts.lesion_fraction,
-            init_bundle=str(opts.init) if opts.init else None,
+            init_bundle=str(start.path) if start else None,
         )
         pairs = list(zip(opts.outputs or [], opts.labels or [], strict=True))
         if opts.synthetic is not None:
