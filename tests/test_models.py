@@ -361,6 +361,12 @@ def test_fine_tuning_starts_from_the_given_bundle(demo_run, bundle_dir, tmp_path
     )  # fmt: skip
     assert code == 0
     assert load_bundle(tuned).network_def == load_bundle(bundle_dir).network_def
+    # the starting weights were validated as epoch 0, so a worse fine-tune would keep them
+    evaluation = json.loads((tuned / METADATA).read_text())["evaluation"]
+    assert [h["epoch"] for h in evaluation["history"]] == [0, 1]
+    assert evaluation["validation_dice_best"] == pytest.approx(
+        evaluation["history"][0]["validation_dice"]
+    )
     start, after = (torch.load(b / WEIGHTS, weights_only=True) for b in (bundle_dir, tuned))
     for name, tensor in start.items():
         assert torch.equal(tensor, after[name]), name

@@ -25,7 +25,10 @@ Every epoch: a checkpoint (network, optimiser, epoch, best figure), and validati
 held-out sessions with the inference code and the evaluation command's metrics
 (``csvd_bids.evaluate.compare_masks``) at each threshold of ``THRESHOLDS``; the bundle keeps
 the epoch and threshold with the best mean validation Dice (a network's probabilities need
-not be calibrated at 0.5: one run peaked at 0.52 while 0.3 gave Dice 0.84).
+not be calibrated at 0.5: one run peaked at 0.52 while 0.3 gave Dice 0.84). Fine-tuning
+(``init_bundle``) validates the starting weights first, as epoch 0: a fine-tune that never
+beats them writes them back (fine-tuning can make a model worse: one of the shipped WMH
+model, on synthetic data, lost on the real scans).
 Deterministic: every epoch reseeds from ``seed + epoch`` (``monai.utils.set_determinism``),
 so a resumed run continues as an uninterrupted one would.
 """
@@ -364,6 +367,12 @@ def train(
             "weights_sha256": start_from.metadata["weights_sha256"],
         }
     probe = Bundle(bundle_dir, {**metadata, "weights_sha256": ""}, definition)
+    if start_from is not None and start == 0:
+        # the starting weights compete as epoch 0: a fine-tune that never beats them keeps them
+        best, threshold = _validate(probe, network, validation, settings.device)
+        torch.save(network.state_dict(), checkpoints / "best.pt")
+        history.append({"epoch": 0, "validation_dice": best, "threshold": threshold})
+        LOGGER.info("epoch 0 (the starting weights): %s", history[-1])
     items = _patch_sources(training, settings.patch_size)
     for epoch in range(start, settings.epochs):
         set_determinism(seed=settings.seed + epoch)
