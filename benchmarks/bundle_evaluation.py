@@ -11,11 +11,16 @@ the original outputs (the detector) with the reference. Prints the per-session t
 lesion-wise F1, volumes) and, per dataset and method, the pooled Dice (every session's lesion
 volume counted once), the median and lowest session Dice and the mean lesion-wise F1. Decide
 with held-out data only (seeds >= 400, real masks).
+
+``--region-shares 0.3 0.7``: also the marker's region rule (``MarkerSpec.lesion_regions``,
+``csvd_bids.morphology.keep_mostly_within``) at other shares than the pipeline's 0.5, the
+bundle without it ("bundle, no region rule"), and the detector's masks with it at 0.5.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,7 @@ from csvd_bids.markers.base import SessionImages
 from csvd_bids.models.bundle import load_bundle
 from csvd_bids.models.detect import detect_with_bundle
 from csvd_bids.models.train import channel_file
+from csvd_bids.morphology import keep_mostly_within
 from csvd_bids.reports.session import finished_sessions
 
 
@@ -77,6 +83,7 @@ def main() -> None:
     parser.add_argument("--pair", nargs=2, type=Path, action="append", required=True,
                         metavar=("OUTPUTS", "REFERENCE"))  # fmt: skip
     parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--region-shares", type=float, nargs="*", default=[], metavar="S")
     args = parser.parse_args()
     bundle = load_bundle(args.bundle)
     spec = REGISTRY[bundle.marker]
@@ -84,22 +91,27 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for index, (outputs, reference) in enumerate(args.pair):
-            scratch = Path(tmp) / f"model-{index}"
+            folders = {"detector": outputs}
             for files in finished_sessions(outputs):
                 anat = files.folder / "anat"
                 if any(channel_file(anat, files.prefix, c) is None for c in bundle.inputs):
                     print(f"{files.prefix}: skipped, lacks an input of the bundle")
                     continue
                 session = _session_images(anat, files.prefix, bundle.inputs)
-                found = detect_with_bundle(bundle, spec, session, "cpu", args.tta, threads=2)
                 mask_file = next(anat.glob(f"{files.prefix}_space-*_label-{label}_mask.nii.gz"))
-                target = scratch / mask_file.relative_to(outputs)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                nib.save(
-                    nib.Nifti1Image(found.mask.astype(np.uint8), session.reference.affine), target
-                )
-            for method, folder in (("detector", outputs), ("bundle", scratch)):
-                table = _evaluate(reference, folder, label, Path(tmp) / f"eval-{method}-{index}")
+                found = detect_with_bundle(bundle, spec, session, "cpu", args.tta, threads=2)
+                masks = {"bundle": found.mask}
+                if args.region_shares:
+                    masks.update(_region_rule_variants(bundle, spec, session, mask_file, args))
+                for method, mask in masks.items():
+                    folder = folders.setdefault(method, Path(tmp) / f"{_slug(method)}-{index}")
+                    target = folder / mask_file.relative_to(outputs)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    image = nib.Nifti1Image(mask.astype(np.uint8), session.reference.affine)
+                    nib.save(image, target)
+            for method, folder in folders.items():
+                scratch = Path(tmp) / f"eval-{index}-{_slug(method)}"
+                table = _evaluate(reference, folder, label, scratch)
                 rows.append(table.assign(method=method, dataset=str(outputs)))
     results = pd.concat(rows, ignore_index=True)
     results["reference_ml"] = results["reference_volume_mm3"] / 1000.0
@@ -112,6 +124,24 @@ def main() -> None:
         print(f"{dataset} | {method} | {_summary(part)}")
     for method, part in results.groupby("method"):
         print(f"all | {method} | {_summary(part)}")
+
+
+def _slug(method: str) -> str:
+    return method.replace(", ", "-").replace(" ", "_")
+
+
+def _region_rule_variants(bundle, spec, session, mask_file: Path, args) -> dict[str, np.ndarray]:
+    """The bundle without the region rule and with it at each of ``args.region_shares``, and
+    the detector's mask (``mask_file``) with it at the pipeline's share."""
+    without = dataclasses.replace(spec, lesion_regions=())
+    raw = detect_with_bundle(bundle, without, session, "cpu", args.tta, threads=2).mask
+    region = np.isin(session.regions, spec.lesion_regions)
+    detector = np.asanyarray(nib.load(mask_file).dataobj) > 0
+    return {
+        "bundle, no region rule": raw,
+        **{f"bundle, share {s:g}": keep_mostly_within(raw, region, s) for s in args.region_shares},
+        "detector, region rule": keep_mostly_within(detector, region),
+    }
 
 
 def _summary(part: pd.DataFrame) -> str:

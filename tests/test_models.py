@@ -97,6 +97,20 @@ def test_negative_workers_is_a_usage_error(tmp_path):
     assert code == ExitCode.USAGE
 
 
+@pytest.mark.parametrize("fraction", ["-0.1", "1.5"])
+def test_a_lesion_fraction_outside_0_1_is_a_usage_error(tmp_path, capsys, fraction):
+    code = train_main(["wmh", str(tmp_path / "b"), "--outputs", str(tmp_path),
+                       "--labels", str(tmp_path), "--lesion-fraction", fraction])  # fmt: skip
+    assert code == ExitCode.USAGE and "--lesion-fraction" in capsys.readouterr().err
+
+
+def test_an_unreadable_init_bundle_is_refused_with_its_path(tmp_path, capsys):
+    missing = tmp_path / "no_such_bundle"
+    code = train_main(["wmh", str(tmp_path / "b"), "--outputs", str(tmp_path),
+                       "--labels", str(tmp_path), "--init", str(missing)])  # fmt: skip
+    assert code == ExitCode.INPUT_DATA and str(missing) in capsys.readouterr().err
+
+
 def test_training_without_usable_sessions_is_no_input(demo_run, tmp_path):
     code = train_main(
         [

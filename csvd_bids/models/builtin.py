@@ -25,4 +25,6 @@ def builtin_bundles(wmh_method: str) -> dict:
     """marker key -> shipped bundle the run uses (checked as any bundle is)."""
     from csvd_bids.models.bundle import load_bundle
 
-    return {"wmh": load_bundle(WMH_BUNDLE)} if wmh_method == "model" else {}
+    if wmh_method != "model":
+        return {}
+    return {marker: load_bundle(path) for marker, path in SHIPPED_BUNDLES.items()}

@@ -180,7 +180,7 @@ def _patch_sources(sessions: list[Session], patch: tuple[int, int, int]) -> list
     ]
 
 
-def _transforms(patch: tuple[int, int, int], lesion_fraction: float = 2 / 3):
+def _transforms(patch: tuple[int, int, int], lesion_fraction: float):
     from monai import transforms as T
 
     keys = ("image", "label")
