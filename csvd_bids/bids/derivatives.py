@@ -141,6 +141,16 @@ def copy_file(src: Path, path: Path) -> Path:
     return _atomic(path, lambda tmp: shutil.copyfile(src, tmp))
 
 
+def publish_nifti(src: str | Path, path: Path) -> Path:
+    """A finished image as the output ``path`` (``.nii.gz``): a compressed source is copied
+    byte for byte (loading and saving it again decompressed and recompressed every image,
+    most of the time of writing a session's outputs); any other is saved compressed."""
+    src = Path(src)
+    if src.name.endswith(".nii.gz") and path.name.endswith(".nii.gz"):
+        return copy_file(src, path)
+    return write_nifti(path, nib.load(src))
+
+
 def publish_folder(staging: Path, destination: Path, last: Path) -> Path:
     """Move every file of ``staging`` to the same place under ``destination``, ``last`` (a
     file of ``staging``) after all others; returns where ``last`` went.

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
-
 from csvd_bids.bids import derivatives as ds
 from csvd_bids.preproc.template import TEMPLATE_NAME
 from csvd_bids.quant.basal_ganglia import ROI_SIDECAR
@@ -72,7 +70,7 @@ def write_lsa(
     ``folder`` is that ``anat/`` folder (``dwi/`` and ``perf/`` are its siblings)."""
 
     def image(path: Path, src: str, sidecar: dict) -> None:
-        ds.write_nifti(path, nib.load(src))
+        ds.publish_nifti(src, path)
         ds.write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
 
     common = {"SpatialReference": spatial_reference}

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import pandas as pd
 
 from csvd_bids.bids import derivatives as ds
@@ -132,7 +131,6 @@ def write_session_outputs(
 
     reference_path = out(space, ".nii.gz", space=space, desc="preproc")
     spatial_reference = ds.local_uri(output_dir, reference_path)
-    brain = nib.load(anatomy.brain_mask)
     for modality, path in preproc.items():
         entities = {**_source_entities(plan["files"][modality]), "space": space, "desc": "preproc"}
         target = out(SUFFIXES[modality], ".nii.gz", **entities)
@@ -175,7 +173,7 @@ def write_session_outputs(
 
     _write_image_with_sidecar(
         out("mask", ".nii.gz", space=space, desc="brain"),
-        brain,
+        anatomy.brain_mask,
         {
             "Type": "Brain",
             "Sources": [sources[plan["reference"]]],
@@ -230,14 +228,14 @@ def write_session_outputs(
         }
         _write_image_with_sidecar(
             out("probseg", ".nii.gz", space=space, label=label),
-            nib.load(files["score"]),
+            files["score"],
             {
                 **common,
                 "Description": f"{spec.label.name} lesion belief "
                 "in [0, 1] (not a calibrated probability)",
             },
         )
-        _write_image_with_sidecar(mask_path, nib.load(files["mask"]), {**common, "Type": "Lesion"})
+        _write_image_with_sidecar(mask_path, files["mask"], {**common, "Type": "Lesion"})
 
     not_assessed = {
         BY_KEY[key].label: status["reason"]
@@ -246,7 +244,7 @@ def write_session_outputs(
     }
     _write_image_with_sidecar(
         out("dseg", ".nii.gz", space=space, seg="csvd"),
-        nib.load(quantities.dseg),
+        quantities.dseg,
         {
             "Sources": list(uris.values()),
             "SpatialReference": spatial_reference,
@@ -308,7 +306,7 @@ def _write_anatomy(
     for label, path in anatomy.tissues.items():
         _write_image_with_sidecar(
             out("probseg", ".nii.gz", space=space, label=label),
-            nib.load(path),
+            path,
             {
                 **common,
                 "Method": "Gaussian mixture of the reference intensities with the template "
@@ -317,7 +315,7 @@ def _write_anatomy(
         )
     _write_image_with_sidecar(
         out("dseg", ".nii.gz", space=space, seg="regions"),
-        nib.load(anatomy.regions),
+        anatomy.regions,
         {
             **common,
             "Description": "Brain regions (lookup: seg-regions_dseg.tsv at the dataset root; "
@@ -372,11 +370,11 @@ def _write_dwi(
     for desc, extra in described.items():
         _write_image_with_sidecar(
             folder / ds.bids_name({**base, "space": space, "desc": desc}, "dwi", ".nii.gz"),
-            nib.load(dwi[desc]),
+            dwi[desc],
             {**common, **extra, "Registration": registration},
         )
 
 
-def _write_image_with_sidecar(path: Path, img: nib.Nifti1Image, sidecar: dict) -> None:
-    ds.write_nifti(path, img)
+def _write_image_with_sidecar(path: Path, src: str | Path, sidecar: dict) -> None:
+    ds.publish_nifti(src, path)
     ds.write_json(path.with_name(path.name.replace(".nii.gz", ".json")), sidecar)
