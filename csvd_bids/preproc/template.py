@@ -59,7 +59,6 @@ DEMONS_SIGMA_MM = 2.0
 @dataclass(frozen=True)
 class Template:
     t1: nib.Nifti1Image  # brain only
-    head: nib.Nifti1Image  # brain plus synthetic skull and scalp: the registration target
     priors: dict[str, nib.Nifti1Image]
     supraventricular: nib.Nifti1Image  # above the top of the lateral ventricles (CSO level)
 
@@ -119,10 +118,19 @@ def load_template() -> Template:
     maps = {"brain": brain, "wm": wm, "gm": gm, "csf": csf, "ventricles": ventricles}
     return Template(
         t1=nib.Nifti1Image(t1, affine),
-        head=nib.Nifti1Image(_synthetic_head(t1, brain), affine),
         priors={k: nib.Nifti1Image(v.astype(np.float32), affine) for k, v in maps.items()},
         supraventricular=nib.Nifti1Image((brain & (z > top)).astype(np.uint8), affine),
     )
+
+
+@functools.lru_cache(maxsize=1)
+def template_head() -> nib.Nifti1Image:
+    """The brain-only template in a synthetic head: the target for heads with a skull. Made
+    only when one is registered (1.6 s that skull-stripped registrations do not need)."""
+    template = load_template()
+    brain = np.asanyarray(template.priors["brain"].dataobj) > 0
+    t1 = np.asanyarray(template.t1.dataobj)
+    return nib.Nifti1Image(_synthetic_head(t1, brain), template.t1.affine)
 
 
 def _masked(subject: nib.Nifti1Image, brain_mask: np.ndarray) -> nib.Nifti1Image:
@@ -138,11 +146,10 @@ def register_template(
     With ``brain_mask`` the skull-stripped subject is matched to the brain-only template;
     without it the whole head is matched to the template in its synthetic head.
     """
-    template = load_template()
     if brain_mask is None:
-        fixed, moving = to_sitk(subject), to_sitk(template.head)
+        fixed, moving = to_sitk(subject), to_sitk(template_head())
     else:
-        fixed, moving = to_sitk(_masked(subject, brain_mask)), to_sitk(template.t1)
+        fixed, moving = to_sitk(_masked(subject, brain_mask)), to_sitk(load_template().t1)
     fixed, moving = downsample(fixed, 2.0), downsample(moving, 2.0)
     rigid = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS

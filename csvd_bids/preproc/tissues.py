@@ -16,7 +16,6 @@ took the hyperintense lesions in, and periventricular WMH became ventricle in th
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 TISSUES = ("csf", "gm", "wm")
 PRIOR_WEIGHT = 0.8  # the rest is spread evenly over the three classes
@@ -39,7 +38,7 @@ def segment_tissues(
         mean = (posterior * x[:, None]).sum(0) / weight
         var = (posterior * (x[:, None] - mean) ** 2).sum(0) / weight
         sd = np.sqrt(np.maximum(var, 1e-6 * np.var(x)))
-        likelihood = stats.norm.pdf(x[:, None], mean, sd)
+        likelihood = _normal_pdf(x, mean, sd)
         joint = prior * likelihood
         posterior = joint / np.maximum(joint.sum(1, keepdims=True), 1e-300)
     posterior = not_csf_beyond_tissue(posterior, x, mean)
@@ -49,6 +48,13 @@ def segment_tissues(
         full[brain] = posterior[:, k]
         out[tissue] = full
     return out
+
+
+def _normal_pdf(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Normal densities (voxels x classes). scipy.stats.norm.pdf gives the same figures but
+    spent 2 of its 3.4 s checking and broadcasting its arguments, over 10 EM iterations."""
+    z = (x[:, None] - mean) / sd
+    return np.exp(-0.5 * z * z) / (sd * np.sqrt(2.0 * np.pi))
 
 
 def not_csf_beyond_tissue(posterior: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
