@@ -17,8 +17,10 @@ from csvd_bids.preproc.regions import (
     REGION_INDEX,
     VENTRICLE_SEED_CSF_P,
     distance_mm,
+    distance_mm_at,
     region_map,
     subject_ventricles,
+    within_mm,
 )
 from csvd_bids.preproc.template import (
     deformable_refine,
@@ -250,3 +252,17 @@ def test_template_ventricles_count_wherever_csf_is_possible():
     assert np.array_equal(
         subject_ventricles(prior, nothing, (1.0, 1.0, 1.0), csf_possible=nothing), radius <= 10
     )
+
+
+@pytest.mark.parametrize("mm", [0.5, 2.0, 3.4, 7.0])
+def test_distances_in_a_box_are_those_of_the_whole_grid(mm):
+    rng = np.random.default_rng(3)
+    mask = np.zeros((40, 36, 30), dtype=bool)
+    mask[12:20, 10:14, 8:12] = rng.random((8, 4, 4)) > 0.6
+    at = np.zeros_like(mask)
+    at[2:6, 25:33, 20:28] = True
+    zooms = (0.9, 1.1, 2.5)  # anisotropic: the box's margin is per axis
+    whole = distance_mm(mask, zooms)
+    assert np.array_equal(within_mm(mask, mm, zooms), whole <= mm)
+    assert np.array_equal(distance_mm_at(mask, at, zooms), whole[at])
+    assert not within_mm(np.zeros_like(mask), mm, zooms).any()

@@ -62,7 +62,7 @@ from csvd_bids.morphology import (
     robust_stats,
     smooth_mm,
 )
-from csvd_bids.preproc.regions import distance_mm
+from csvd_bids.preproc.regions import within_mm
 from csvd_bids.region_sets import (
     CORTEX_REGIONS,
     DEEP_REGIONS,
@@ -295,7 +295,7 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
     score = np.zeros(brain.shape, dtype=np.float32)
     mask = np.zeros(brain.shape, dtype=bool)
     context = {
-        "near_ventricles": distance_mm(ventricles, zooms) <= params.ventricle_margin_mm,
+        "near_ventricles": within_mm(ventricles, params.ventricle_margin_mm, zooms),
         "outside": ~brain,
         "subcortical": place > 0,
         "blob": log_blob_response(c, zooms, params.log_scales_mm)[0],

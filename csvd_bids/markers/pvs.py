@@ -60,7 +60,7 @@ from csvd_bids.morphology import (
     label_lesions,
     robust_stats,
 )
-from csvd_bids.preproc.regions import distance_mm
+from csvd_bids.preproc.regions import within_mm
 from csvd_bids.region_sets import (
     BASAL_GANGLIA,
     CAPSULE_REGIONS,
@@ -271,8 +271,8 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     z = (t2 - median) / spread
 
     search = brain & np.isin(regions, SEARCH_REGIONS)
-    search &= distance_mm(regions == LATERAL_VENTRICLES, zooms) > params.ventricle_margin_mm
-    search &= distance_mm(outer, zooms) > params.csf_margin_mm
+    search &= ~within_mm(regions == LATERAL_VENTRICLES, params.ventricle_margin_mm, zooms)
+    search &= ~within_mm(outer, params.csf_margin_mm, zooms)
 
     vessel = np.zeros(u.shape, np.float32)
     if search.any():  # filter only around the search region (the expensive part)

@@ -73,7 +73,12 @@ from csvd_bids.morphology import (
     remove_small_lesions,
     smooth_mm,
 )
-from csvd_bids.preproc.regions import PERIVENTRICULAR_MM, distance_mm, subject_ventricles
+from csvd_bids.preproc.regions import (
+    PERIVENTRICULAR_MM,
+    distance_mm,
+    subject_ventricles,
+    within_mm,
+)
 from csvd_bids.region_sets import (
     BRAINSTEM,
     CORTEX_REGIONS,
@@ -237,7 +242,7 @@ def _segment(
     allowed = SEARCH_REGIONS + ((BRAINSTEM,) if params.include_brainstem else ())
     region = brain & np.isin(regions, allowed)
     rescue = np.isin(regions, CSF_REGIONS) & brain & ~dark
-    rescue &= distance_mm(region, zooms) <= params.rescue_mm
+    rescue &= within_mm(region, params.rescue_mm, zooms)
     likely = priors["wm"] + priors["gm"] * (priors["wm"] > 0.05) >= params.region_prior
     region = (region & likely) | rescue
     cortex_ok = cortex & likely
@@ -286,7 +291,7 @@ def _segment(
 def locate_wmh(session: SessionImages, mask: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
     """1 periventricular (within 10 mm of the lateral ventricles), 2 deep."""
     ventricles = session.regions == LATERAL_VENTRICLES
-    near = distance_mm(ventricles, session.zooms) <= PERIVENTRICULAR_MM
+    near = within_mm(ventricles, PERIVENTRICULAR_MM, session.zooms)
     return np.where(near, 1, 2).astype(np.uint8), {1: "periventricular", 2: "deep"}
 
 

@@ -89,6 +89,29 @@ def distance_mm(mask: np.ndarray, zooms: tuple[float, float, float]) -> np.ndarr
     return ndimage.distance_transform_edt(~mask, sampling=zooms).astype(np.float32)
 
 
+def within_mm(mask: np.ndarray, mm: float, zooms: tuple[float, float, float]) -> np.ndarray:
+    """``distance_mm(mask, zooms) <= mm``, computed in the bounding box of ``mask`` grown by
+    ``mm``: every voxel outside it is farther than ``mm``, and inside it the distances are
+    those of the whole grid (the box holds all of ``mask``)."""
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask, [int(mm // z) + 1 for z in zooms])
+    if box is not None:
+        out[box] = distance_mm(mask[box], zooms) <= mm
+    return out
+
+
+def distance_mm_at(
+    mask: np.ndarray, at: np.ndarray, zooms: tuple[float, float, float]
+) -> np.ndarray:
+    """:func:`distance_mm` at the voxels of ``at`` only (in their order in the array): the
+    transform runs over the bounding box of ``mask`` and ``at`` alone, which holds every voxel
+    of ``mask`` and so gives the same distances as the whole grid, in a fraction of its time."""
+    if not mask.any():
+        return np.full(int(np.count_nonzero(at)), np.inf, dtype=np.float32)
+    box = bounding_box(mask | at)
+    return distance_mm(mask[box], zooms)[at[box]]
+
+
 def subject_ventricles(
     prior: np.ndarray,
     dark: np.ndarray,
@@ -104,7 +127,7 @@ def subject_ventricles(
     seed = prior > 0.5
     if csf_possible is not None and (seed & csf_possible).any():
         seed &= csf_possible
-    near = distance_mm(seed, zooms) <= reach_mm
+    near = within_mm(seed, reach_mm, zooms)
     return keep_seeded((dark & near) | seed, seed, FACES)
 
 
@@ -134,7 +157,7 @@ def region_map(
         out[free] = label[free] if isinstance(label, np.ndarray) else label
 
     def near(mask: np.ndarray, mm: float) -> np.ndarray:
-        return distance_mm(mask, zooms) <= mm
+        return within_mm(mask, mm, zooms)
 
     clear_csf = brain & (tissues["csf"][box] >= VENTRICLE_CSF_P)
     csf_possible = tissues["csf"][box] >= VENTRICLE_SEED_CSF_P

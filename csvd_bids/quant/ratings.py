@@ -27,7 +27,7 @@ import pandas as pd
 
 from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.atlas import LOBES
-from csvd_bids.preproc.regions import distance_mm
+from csvd_bids.preproc.regions import distance_mm_at
 
 PV_EXTENT_MM = (5.0, 10.0)  # upper bounds of Fazekas PV grades 1 and 2
 PV_EXTENT_PERCENTILE = 99.0
@@ -56,7 +56,8 @@ def fazekas_periventricular(pv_lesions: np.ndarray, ventricles: np.ndarray, zoom
         return 0
     if not ventricles.any():
         raise ValueError("no lateral ventricles in the region map: cannot measure WMH extent")
-    extent = float(np.percentile(distance_mm(ventricles, zooms)[pv_lesions], PV_EXTENT_PERCENTILE))
+    distances = distance_mm_at(ventricles, pv_lesions, zooms)
+    extent = float(np.percentile(distances, PV_EXTENT_PERCENTILE))
     return fazekas_pv_grade(extent)
 
 
