@@ -30,6 +30,13 @@ def test_edges_stay_inside_the_mask():
     assert found.any() and not (found & ~head).any()
 
 
+def test_edges_are_found_on_every_slice_the_mosaic_shows_and_only_there():
+    image, head, _ = _phantom()
+    found = edges(image, head)
+    shown = slice_positions(head)
+    assert sorted(np.flatnonzero(found.any(axis=(0, 1)))) == sorted(set(shown))
+
+
 def test_mosaic_is_a_png_with_the_overlay_drawn(tmp_path):
     image, head, lesion = _phantom()
     plain = plot_mosaic(image, (1.0, 1.0, 1.0), head, [], tmp_path / "plain.png", "plain")

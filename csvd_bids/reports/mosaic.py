@@ -34,9 +34,10 @@ def slice_positions(extent: np.ndarray, n: int = N_SLICES) -> list[int]:
 
 
 def edges(image: np.ndarray, mask: np.ndarray, sigma: float = 2.5) -> np.ndarray:
-    """Canny edges, slice by slice, inside ``mask``."""
+    """Canny edges inside ``mask``, on the axial slices a mosaic of ``mask`` shows
+    (:func:`slice_positions`; the other slices, never drawn, were 80 % of a QC node's time)."""
     out = np.zeros(image.shape, dtype=bool)
-    for k in range(image.shape[2]):
+    for k in slice_positions(mask):
         if mask[:, :, k].any():
             out[:, :, k] = canny(image[:, :, k], sigma=sigma) & mask[:, :, k]
     return out
