@@ -129,6 +129,17 @@ def test_node_results_live_in_a_folder_of_this_minor_version(tmp_path):
     assert Path(wf.base_dir) == tmp_path / "w"
 
 
+def test_every_session_reads_the_template_maps_of_one_node_that_starts_the_run(tmp_path):
+    config = RunConfig(tmp_path / "bids", tmp_path / "out", ("participant",), tmp_path / "w")
+    plans = [_graph_plan(tmp_path, ["wmh"]), {**_graph_plan(tmp_path, ["wmh"]), "subject": "02"}]
+    graph = init_csvd_wf(plans, config)._create_flat_graph()
+    caches = [n for n in graph.nodes() if n.name == "template_cache"]
+    assert len(caches) == 1 and graph.in_degree(caches[0]) == 0
+    fed = [n for n in graph.successors(caches[0])]
+    assert sorted(n.name for n in fed) == ["template_priors", "template_priors"]
+    assert all(("folder", "template_cache") in graph[caches[0]][n]["connect"] for n in fed)
+
+
 def test_wmh_alone_runs_its_exclusions_but_writes_only_wmh(tmp_path):
     config = RunConfig(tmp_path / "bids", tmp_path / "out", ("participant",), tmp_path / "w")
     wf = init_session_wf(plan=_graph_plan(tmp_path, ("wmh",)), config=config)

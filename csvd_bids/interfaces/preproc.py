@@ -11,10 +11,12 @@ import numpy as np
 import SimpleITK as sitk
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
+    Directory,
     File,
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -31,6 +33,7 @@ from csvd_bids.preproc.template import (
     register_template,
     warp_to_subject,
 )
+from csvd_bids.preproc.template_cache import read_template_cache, write_template_cache
 from csvd_bids.preproc.tissues import segment_tissues
 
 
@@ -165,9 +168,34 @@ class CheckSameSubject(SimpleInterface):
         return runtime
 
 
+class _TemplateCacheInputSpec(BaseInterfaceInputSpec):
+    source_digest = traits.Str(
+        mandatory=True, desc="template_cache.source_digest(): new rules rerun the node"
+    )
+
+
+class _TemplateCacheOutputSpec(TraitedSpec):
+    folder = Directory(exists=True, desc="the template and atlas maps (template_cache)")
+
+
+class TemplateCache(SimpleInterface):
+    """The template's priors and the atlas maps, derived once per run (preproc.template_cache)."""
+
+    input_spec = _TemplateCacheInputSpec
+    output_spec = _TemplateCacheOutputSpec
+
+    def _run_interface(self, runtime):
+        folder = write_template_cache(Path(runtime.cwd) / "template_maps")
+        self._results["folder"] = str(folder)
+        return runtime
+
+
 class _TemplateInputSpec(BaseInterfaceInputSpec):
     reference = File(exists=True, mandatory=True)
     brain_mask = File(exists=True, mandatory=True)
+    template_cache = Directory(
+        exists=True, desc="TemplateCache's folder; without it the maps are derived here"
+    )
     num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
@@ -196,8 +224,12 @@ class TemplatePriors(SimpleInterface):
         _set_threads(self.inputs.num_threads)
         reference = load_in_memory(self.inputs.reference)
         brain = np.asanyarray(nib.load(self.inputs.brain_mask).dataobj) > 0
-        affine, metric = register_template(reference, brain)
-        transform = deformable_refine(reference, brain, affine)
+        if isdefined(self.inputs.template_cache):
+            template, atlas = read_template_cache(Path(self.inputs.template_cache))
+        else:
+            template, atlas = load_template(), load_atlas()
+        affine, metric = register_template(reference, brain, template=template)
+        transform = deformable_refine(reference, brain, affine, template)
         self._results["metric"] = metric
         for key, xfm, name in (
             ("affine", affine, "template_affine_xfm.txt"),
@@ -213,7 +245,6 @@ class TemplatePriors(SimpleInterface):
             dtype = np.uint8 if labels else np.float32
             nib.save(new_like(warped.astype(dtype), reference), self._results[key])
 
-        template, atlas = load_template(), load_atlas()
         for name in ("wm", "gm", "csf", "ventricles"):
             save(name, template.priors[name], labels=False)
         for name in ("structures", "lobes", "cortex"):

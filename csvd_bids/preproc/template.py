@@ -139,17 +139,22 @@ def _masked(subject: nib.Nifti1Image, brain_mask: np.ndarray) -> nib.Nifti1Image
 
 
 def register_template(
-    subject: nib.Nifti1Image, brain_mask: np.ndarray | None = None, seed: int = SAMPLING_SEED
+    subject: nib.Nifti1Image,
+    brain_mask: np.ndarray | None = None,
+    seed: int = SAMPLING_SEED,
+    template: Template | None = None,
 ) -> tuple[sitk.AffineTransform, float]:
     """Affine transform mapping subject points to template points, and the final MI cost.
 
     With ``brain_mask`` the skull-stripped subject is matched to the brain-only template;
     without it the whole head is matched to the template in its synthetic head.
+    ``template``: :func:`load_template`'s maps when not given (e.g. read from a run's cache).
     """
     if brain_mask is None:
         fixed, moving = to_sitk(subject), to_sitk(template_head())
     else:
-        fixed, moving = to_sitk(_masked(subject, brain_mask)), to_sitk(load_template().t1)
+        template = template or load_template()
+        fixed, moving = to_sitk(_masked(subject, brain_mask)), to_sitk(template.t1)
     fixed, moving = downsample(fixed, 2.0), downsample(moving, 2.0)
     rigid = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
@@ -182,18 +187,23 @@ def _tissue_levels(
     return levels
 
 
-def synthetic_template(levels: dict[str, float]) -> nib.Nifti1Image:
+def synthetic_template(
+    levels: dict[str, float], template: Template | None = None
+) -> nib.Nifti1Image:
     """The template re-drawn in a subject's contrast: sum over tissues of prior x level."""
-    priors = load_template().priors
+    priors = (template or load_template()).priors
     data = sum(levels[t] * np.asanyarray(priors[t].dataobj) for t in ("wm", "gm", "csf"))
     return nib.Nifti1Image(np.asarray(data, dtype=np.float32), priors["wm"].affine)
 
 
 def deformable_refine(
-    subject: nib.Nifti1Image, brain_mask: np.ndarray, affine: sitk.Transform
+    subject: nib.Nifti1Image,
+    brain_mask: np.ndarray,
+    affine: sitk.Transform,
+    template: Template | None = None,
 ) -> sitk.CompositeTransform:
     """Affine followed by a Demons displacement field (see the module docstring)."""
-    template = load_template()
+    template = template or load_template()
     small = downsample(to_sitk(subject), DEMONS_SPACING_MM[-1])
     small_mask = sitk.Resample(
         to_sitk(new_like(brain_mask.astype(np.float32), subject)), small, sitk.Transform()
@@ -206,7 +216,7 @@ def deformable_refine(
     }
     levels = _tissue_levels(data, brain, priors)
     fixed_full = sitk.Mask(small, sitk.Cast(small_mask > 0.5, sitk.sitkUInt8))
-    moving_full = sitk.Resample(to_sitk(synthetic_template(levels)), small, affine)
+    moving_full = sitk.Resample(to_sitk(synthetic_template(levels, template)), small, affine)
     field = None
     for spacing, iterations in zip(DEMONS_SPACING_MM, DEMONS_ITERATIONS, strict=True):
         fixed = downsample(fixed_full, spacing)

@@ -9,9 +9,11 @@ from nipype.pipeline import engine as pe
 from csvd_bids import __version__
 from csvd_bids.bids.discovery import ANAT_MODALITIES
 from csvd_bids.config import RunConfig
+from csvd_bids.interfaces.preproc import TemplateCache
 from csvd_bids.labels import MARKER_LABELS
 from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import DWI_IMAGES, image_fields
+from csvd_bids.preproc.template_cache import source_digest
 from csvd_bids.workflows.lsa import init_lsa_wf, lsa_outputs, lsa_plan
 from csvd_bids.workflows.markers import init_marker_wf
 from csvd_bids.workflows.outputs import init_ds_session_wf
@@ -129,6 +131,15 @@ def methods_sections(
 
 
 def init_csvd_wf(plans: list[dict], config: RunConfig) -> pe.Workflow:
+    """Every session's workflow, and the template and atlas maps they share, derived once at
+    the start of the run (preproc.template_cache)."""
     wf = pe.Workflow(name=WORKFLOW_NAME, base_dir=str(config.work_dir))
-    wf.add_nodes([init_session_wf(plan=plan, config=config) for plan in plans])
+    sessions = [init_session_wf(plan=plan, config=config) for plan in plans]
+    wf.add_nodes(sessions)
+    if sessions:
+        cache = pe.Node(
+            TemplateCache(source_digest=source_digest()), name="template_cache", mem_gb=1.5
+        )
+        for session_wf in sessions:
+            wf.connect(cache, "folder", session_wf, "preproc_wf.template_priors.template_cache")
     return wf

@@ -18,6 +18,7 @@ from nipype.pipeline.plugins.multiproc import MultiProcPlugin as NipypeMultiProc
 # Seconds of a 1 mm session with every modality on 2 cores (session_profile.py), by node name;
 # only their ratios matter.
 NODE_COSTS = {
+    "template_cache": 4.0,
     "template_priors": 20.0,
     "prepare_dwi": 15.0,
     "prepare_swi": 13.0,
