@@ -22,6 +22,14 @@ def dice(reference: np.ndarray, found: np.ndarray) -> float:
     return float(2 * np.logical_and(reference, found).sum() / total) if total else 1.0
 
 
+def label_dice(reference: np.ndarray, found: np.ndarray) -> float:
+    """Dice of two label maps counting a voxel as shared only where both give it the same
+    label (the generalised Dice: every label weighted by its volume)."""
+    total = np.count_nonzero(reference) + np.count_nonzero(found)
+    same = np.count_nonzero((reference == found) & (reference > 0))
+    return float(2 * same / total) if total else 1.0
+
+
 def data_on_grid(path: Path, grid: nib.Nifti1Image) -> np.ndarray:
     """An image's data resampled (nearest neighbour) onto another image's grid."""
     img = nib.load(path)

@@ -6,7 +6,10 @@ For every file of either folder (HTML reports and figures left out), prints one 
 two differ: images by voxels that differ (and Dice for masks and label maps), TSV tables by
 cells and columns that differ, JSON sidecars by keys that differ. Ends with the number of
 files compared, identical and different, so a refactor that must keep outputs can be checked
-on the demo dataset and on the real scans.
+on the demo dataset and on the real scans; and, for a change that may move outputs a little
+(issue 20's tolerance: masks Dice >= 0.98, region maps >= 0.97, summaries within 2 %), the
+lowest Dice of the masks and of the label maps (voxels of the same label only) and the largest
+relative difference of a summary figure.
 """
 
 from __future__ import annotations
@@ -18,9 +21,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from common import dice
+from common import dice, label_dice
 
 SKIPPED = (".html", ".png", ".svg")
+
+
+# lowest Dice of a mask / a label map, largest relative difference of a summary figure
+WORST: dict[str, tuple[float, str]] = {}
+
+
+def _note(kind: str, value: float, where: Path, lowest: bool = True) -> None:
+    known = WORST.get(kind)
+    if known is None or (value < known[0] if lowest else value > known[0]):
+        WORST[kind] = (value, str(where))
 
 
 def compare_images(old: Path, new: Path, tolerance: float) -> str:
@@ -32,9 +45,26 @@ def compare_images(old: Path, new: Path, tolerance: float) -> str:
     if not differ:
         return ""
     text = f"{differ} voxels differ"
-    if a.dtype.kind in "iub" and b.dtype.kind in "iub":
-        text += f" (Dice of the non-zero voxels {dice(a, b):.4f})"
+    if new.name.endswith("_dseg.nii.gz"):
+        value = label_dice(a, b)
+        _note("label map Dice (same label)", value, new)
+        text += f" (Dice of the voxels of the same label {value:.4f})"
+    elif a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        value = dice(a, b)
+        _note("mask Dice", value, new)
+        text += f" (Dice of the non-zero voxels {value:.4f})"
     return text
+
+
+def _summary_difference(old: Path, new: Path) -> None:
+    a, b = _table(old), _table(new)
+    for column in [c for c in b.columns if c in a.columns]:
+        x = pd.to_numeric(a[column], errors="coerce")
+        y = pd.to_numeric(b[column], errors="coerce")
+        scale = np.maximum(x.abs(), y.abs())
+        relative = ((x - y).abs() / scale)[scale > 0].dropna()
+        if len(relative):
+            _note("summary figure, relative difference", float(relative.max()), new, lowest=False)
 
 
 def _table(path: Path) -> pd.DataFrame:
@@ -81,6 +111,8 @@ def compare(old: Path, new: Path, tolerance: float) -> str:
     if name.endswith((".nii", ".nii.gz")):
         return compare_images(old, new, tolerance)
     if name.endswith(".tsv"):
+        if name.endswith("_desc-summary_stats.tsv"):
+            _summary_difference(old, new)
         return compare_tables(old, new, tolerance)
     if name.endswith(".json"):
         return compare_json(old, new)
@@ -115,6 +147,8 @@ def main() -> None:
         else:
             identical += 1
     print(f"\n{len(files)} files: {identical} identical, {different} different")
+    for kind, (value, where) in WORST.items():
+        print(f"{kind}: {value:.4f} ({where})")
 
 
 if __name__ == "__main__":

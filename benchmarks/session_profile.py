@@ -7,8 +7,9 @@ Generates one session with T1w, FLAIR, T2w, SWI and DWI, then runs the participa
 marker) with this checkout and with REV (default: HEAD~1, checked out in a temporary git
 worktree), alternating A B A B so that a noisy machine hits both alike. Prints per node the
 median seconds of each (nipype's result files), the wall time and peak memory of the whole
-process tree, and how far REV's outputs are from this checkout's (Dice of every mask and label
-map, largest relative difference of the summary's figures). With ``--cprofile NODE``, re-runs
+process tree, and how far REV's outputs are from this checkout's (Dice of every mask, Dice of
+every label map counting only voxels of the same label, largest relative difference of the
+summary's figures). With ``--cprofile NODE``, re-runs
 that node of this checkout's last run (e.g. ``template_priors``) under cProfile and prints its
 costliest calls.
 
@@ -30,7 +31,7 @@ from statistics import median
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from common import REPO, dice, run_measured, synth
+from common import REPO, dice, label_dice, run_measured, synth
 from node_times import node_times
 
 MASK_SUFFIXES = ("_mask.nii.gz", "_dseg.nii.gz")
@@ -53,15 +54,16 @@ def command(source: Path, bids: Path, run: Path, nprocs: int) -> list[str]:
 
 
 def output_agreement(old: Path, new: Path) -> tuple[float, str, float, str]:
-    """(lowest Dice of a mask or label map, its file, largest relative difference of a
-    summary figure, its column) between two output folders."""
+    """(lowest Dice of a mask or label map (same label: common.label_dice), its file, largest
+    relative difference of a summary figure, its column) between two output folders."""
     worst_dice, worst_file = 1.0, "-"
     for path in sorted(new.rglob("*.nii.gz")):
         other = old / path.relative_to(new)
         if path.name.endswith(MASK_SUFFIXES) and other.is_file():
             a = np.asanyarray(nib.load(other).dataobj)
             b = np.asanyarray(nib.load(path).dataobj)
-            value = dice(a, b) if a.shape == b.shape else 0.0
+            same_labels = label_dice if path.name.endswith("_dseg.nii.gz") else dice
+            value = same_labels(a, b) if a.shape == b.shape else 0.0
             if value < worst_dice:
                 worst_dice, worst_file = value, path.name
     worst_diff, worst_column = 0.0, "-"
