@@ -56,7 +56,11 @@ class Coregistration:
         }
 
 
-def _metric(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int) -> float:
+def mattes_metric(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, seed: int = SAMPLING_SEED
+) -> float:
+    """Mattes MI of ``moving`` through ``transform`` on ``fixed`` (lower is better), as every
+    coregistration here measures it."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     set_random_sampling(method, 0.2, seed)
@@ -108,7 +112,7 @@ def coregister(
             fixed, mov, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
         )
     )
-    before = _metric(fixed, mov, header, seed)
+    before = mattes_metric(fixed, mov, header, seed)
     # Optimised from both starts, the better end kept: from a single start, large
     # misalignments (20 degrees, 20 mm) of thick-slice images ended in a wrong optimum 5 mm
     # off in some runs.
@@ -119,14 +123,14 @@ def coregister(
         transform.SetParameters(start.GetParameters())
         transform.SetFixedParameters(start.GetFixedParameters())
         _optimise(fixed, mov, transform, LEVELS[:-1], seed)
-        ends[name] = (transform, _metric(fixed, mov, transform, seed))
+        ends[name] = (transform, mattes_metric(fixed, mov, transform, seed))
     # Only the best coarse end is refined at the finest level (its time is most of a run's):
     # the starts differ by where they lead at the coarse levels, and every start that reached
     # the same optimum refines to the same end.
     name = _best(ends)
     transform = ends[name][0]
     _optimise(fixed, mov, transform, LEVELS[-1:], seed)
-    after = _metric(fixed, mov, transform, seed)
+    after = mattes_metric(fixed, mov, transform, seed)
     if after > before:  # never leave an image worse aligned than its header put it
         return Coregistration(header, "header", before, before)
     return Coregistration(transform, name, before, after)

@@ -36,11 +36,12 @@ from csvd_bids.preproc.coregister import (
     REGISTRATION_SPACING_MM,
     Coregistration,
     coregister,
+    mattes_metric,
     resample_linear,
     resample_with,
 )
 from csvd_bids.preproc.images import check_input_image, new_like, to_sitk
-from csvd_bids.preproc.registration import downsample, set_random_sampling
+from csvd_bids.preproc.registration import downsample
 
 B0_MAX = 50.0  # s/mm2: volumes at or below this are b0 (scanners write b=5 or 10 for "b0")
 SHELL_TOLERANCE = 0.10  # the highest shell: b within 10 % of the largest b-value
@@ -197,16 +198,6 @@ def _bias_corrected(b0: nib.Nifti1Image, trace: nib.Nifti1Image):
     return new_like(corrected, b0), new_like(trace_data.astype(np.float32), trace)
 
 
-def _mattes(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
-    """Mattes MI as :mod:`csvd_bids.preproc.coregister` measures it (lower is better)."""
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    set_random_sampling(method, 0.2)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetInitialTransform(transform, inPlace=False)
-    return float(method.MetricEvaluate(fixed, moving))
-
-
 def register_dwi(
     b0: nib.Nifti1Image, trace: nib.Nifti1Image, reference: nib.Nifti1Image
 ) -> tuple[Coregistration, dict]:
@@ -232,8 +223,15 @@ def register_dwi(
         "b0": first,
         "trace": coregister(trace, reference, more_starts={"b0": first.transform}),
     }
+    # Each image's own term is its registration's final metric (the same measure on the same
+    # images); only the other image's term is measured here.
     joint = {
-        name: sum(_mattes(fixed, image, result.transform) for image in moving.values())
+        name: result.metric_after
+        + sum(
+            mattes_metric(fixed, image, result.transform)
+            for other, image in moving.items()
+            if other != name
+        )
         for name, result in candidates.items()
     }
     chosen = min(joint, key=lambda name: (joint[name], name != "b0"))  # ties: the b0
