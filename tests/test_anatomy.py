@@ -27,6 +27,7 @@ from csvd_bids.preproc.template import (
     load_template,
     register_template,
     template_brain,
+    warp_labels_to_subject,
     warp_to_subject,
 )
 from csvd_bids.preproc.tissues import segment_tissues
@@ -266,3 +267,13 @@ def test_distances_in_a_box_are_those_of_the_whole_grid(mm):
     assert np.array_equal(within_mm(mask, mm, zooms), whole <= mm)
     assert np.array_equal(distance_mm_at(mask, at, zooms), whole[at])
     assert not within_mm(np.zeros_like(mask), mm, zooms).any()
+
+
+def test_label_maps_warped_together_are_those_warped_one_by_one(registered, t1w):
+    _, composite = registered
+    atlas = load_atlas()
+    maps = {name: atlas.image(name) for name in ("structures", "lobes", "cortex")}
+    together = warp_labels_to_subject(maps, composite, t1w)
+    for name, image in maps.items():
+        alone = warp_to_subject(image, composite, t1w, sitk.sitkNearestNeighbor)
+        assert together[name].any() and np.array_equal(together[name], alone.astype(np.uint8))

@@ -31,6 +31,7 @@ from csvd_bids.preproc.template import (
     deformable_refine,
     load_template,
     register_template,
+    warp_labels_to_subject,
     warp_to_subject,
 )
 from csvd_bids.preproc.template_cache import read_template_cache, write_template_cache
@@ -238,18 +239,19 @@ class TemplatePriors(SimpleInterface):
             self._results[key] = os.path.join(runtime.cwd, name)
             sitk.WriteTransform(xfm, self._results[key])
 
-        def save(key: str, image: nib.Nifti1Image, labels: bool) -> None:
-            interpolator = sitk.sitkNearestNeighbor if labels else sitk.sitkLinear
-            warped = warp_to_subject(image, transform, reference, interpolator)
+        def save(key: str, warped: np.ndarray, dtype: type) -> None:
             self._results[key] = os.path.join(runtime.cwd, f"{key}.nii.gz")
-            dtype = np.uint8 if labels else np.float32
             nib.save(new_like(warped.astype(dtype), reference), self._results[key])
 
         for name in ("wm", "gm", "csf", "ventricles"):
-            save(name, template.priors[name], labels=False)
-        for name in ("structures", "lobes", "cortex"):
-            save(name, atlas.image(name), labels=True)
-        save("supraventricular", template.supraventricular, labels=True)
+            save(name, warp_to_subject(template.priors[name], transform, reference), np.float32)
+        labels = {name: atlas.image(name) for name in ("structures", "lobes", "cortex")}
+        for name, warped in warp_labels_to_subject(labels, transform, reference).items():
+            save(name, warped, np.uint8)
+        supraventricular = warp_to_subject(
+            template.supraventricular, transform, reference, sitk.sitkNearestNeighbor
+        )
+        save("supraventricular", supraventricular, np.uint8)
         return runtime
 
 

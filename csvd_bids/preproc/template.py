@@ -244,3 +244,27 @@ def warp_to_subject(
     ref = to_sitk(reference)
     out = sitk.Resample(to_sitk(template_map), ref, transform, interpolator, 0.0, sitk.sitkFloat32)
     return sitk_to_array(out)
+
+
+def warp_labels_to_subject(
+    maps: dict[str, nib.Nifti1Image], transform: sitk.Transform, reference: nib.Nifti1Image
+) -> dict[str, np.ndarray]:
+    """Label maps of one template-space grid on the subject's reference grid by nearest
+    neighbour, as :func:`warp_to_subject` gives them: each subject voxel's nearest template
+    voxel is found once for all the maps (one resampling of the voxels' indices, exact in
+    float32 below 2**24 voxels) instead of once per map."""
+    first = next(iter(maps.values()))
+    shape = first.shape[:3]
+    size = int(np.prod(shape))
+    if size >= 2**24:
+        raise ValueError(f"a template grid of {size} voxels: indices not exact in float32")
+    index = nib.Nifti1Image(np.arange(1, size + 1, dtype=np.float32).reshape(shape), first.affine)
+    nearest = warp_to_subject(index, transform, reference, sitk.sitkNearestNeighbor)
+    nearest = nearest.astype(np.int64)  # 0: outside the template grid
+    out = {}
+    for name, img in maps.items():
+        if img.shape[:3] != shape or not np.allclose(img.affine, first.affine):
+            raise ValueError(f"{name} is not on the grid of the other maps")
+        values = np.asanyarray(img.dataobj).ravel()
+        out[name] = np.concatenate([np.zeros(1, values.dtype), values])[nearest]
+    return out
