@@ -26,14 +26,8 @@ def set_random_sampling(
     method.SetMetricSamplingPercentage(percentage, seed)
 
 
-# (shrink factor, smoothing sigma in mm) per resolution level, coarse to fine
-LEVELS = ((4, 3.0), (2, 2.0), (1, 1.0))
-
-
 def mattes_registration(
-    metric_sampling: float,
-    seed: int = SAMPLING_SEED,
-    levels: tuple[tuple[int, float], ...] = LEVELS,
+    metric_sampling: float, seed: int = SAMPLING_SEED
 ) -> sitk.ImageRegistrationMethod:
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
@@ -43,8 +37,8 @@ def mattes_registration(
         learningRate=2.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
     )
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([shrink for shrink, _ in levels])
-    reg.SetSmoothingSigmasPerLevel([sigma for _, sigma in levels])
+    reg.SetShrinkFactorsPerLevel([4, 2, 1])
+    reg.SetSmoothingSigmasPerLevel([3.0, 2.0, 1.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     return reg
 
