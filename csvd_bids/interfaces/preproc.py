@@ -239,8 +239,11 @@ class TemplatePriors(SimpleInterface):
             self._results[key] = os.path.join(runtime.cwd, name)
             sitk.WriteTransform(xfm, self._results[key])
 
+        # Uncompressed: these maps are never published, and every detector reads them (a
+        # compressed float map costs 0.1-0.2 s to read and more to write; all on the path
+        # every marker waits for).
         def save(key: str, warped: np.ndarray, dtype: type) -> None:
-            self._results[key] = os.path.join(runtime.cwd, f"{key}.nii.gz")
+            self._results[key] = os.path.join(runtime.cwd, f"{key}.nii")
             nib.save(new_like(warped.astype(dtype), reference), self._results[key])
 
         for name in ("wm", "gm", "csf", "ventricles"):
