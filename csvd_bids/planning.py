@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from csvd_bids.bids.discovery import (
     ANAT_MODALITIES,
@@ -24,7 +25,7 @@ from csvd_bids.bids.discovery import (
     load_layout,
     session_prefix,
 )
-from csvd_bids.bids.precomputed import find_precomputed
+from csvd_bids.bids.precomputed import find_precomputed, parse_name, space_t1w
 from csvd_bids.config import RunConfig
 from csvd_bids.errors import ExitCode, InputImageError, NoSelectionError
 from csvd_bids.markers import REGISTRY
@@ -180,18 +181,49 @@ def make_plan(
     return plan
 
 
+def precomputed_note(entry: dict, kind: str) -> str:
+    """How a precomputed map reaches the reference grid: "" from T1w space, else its space and
+    the T1w registered to the reference (csvd_bids.bids.precomputed)."""
+    via = entry.get("registered", {}).get(kind)
+    return f"space-{via['space']}, registered through {via['t1w']}" if via else ""
+
+
+def _precomputed_source(entry: dict) -> str:
+    given = entry["precomputed"]
+    notes = {
+        kind: ", ".join(["--derivatives", *filter(None, [precomputed_note(entry, kind)])])
+        for kind in given
+    }
+    if len(set(notes.values())) == 1:  # one app, one space: the files, then what they share
+        return f"precomputed {', '.join(given.values())} ({notes[next(iter(given))]})"
+    return "precomputed " + ", ".join(f"{path} ({notes[kind]})" for kind, path in given.items())
+
+
 def _map_source(entry: dict, made_here: str) -> str:
     if "precomputed" in entry:
-        return f"precomputed {', '.join(entry['precomputed'].values())} (--derivatives)"
+        return _precomputed_source(entry)
     return f"not assessed ({entry['reason']})" if "reason" in entry else made_here
+
+
+def _registrations(maps: dict[str, str]) -> dict[str, dict]:
+    """map -> ``{"space", "t1w"}`` of each map in another space than T1w (find_precomputed
+    takes no such map without its T1w)."""
+    through = {}
+    for kind, path in maps.items():
+        t1w = space_t1w(path)
+        if t1w is not None:
+            space = parse_name(Path(path).name)[0]["space"]
+            through[kind] = {"space": space, "t1w": str(t1w)}
+    return through
 
 
 def use_precomputed(lsa: dict, maps: dict[str, str], prefix: str) -> None:
     """Replace the tensor fit and the CBF quantification by the maps other apps made, where
     usable (a precomputed map is preferred), and log where each map comes from."""
+    through = _registrations(maps)
     for key, made, label in (
-        ("dti", precomputed_tensor_plan(maps), "FA"),
-        ("asl", precomputed_asl_plan(maps), "CBF"),
+        ("dti", precomputed_tensor_plan(maps, through), "FA"),
+        ("asl", precomputed_asl_plan(maps, through), "CBF"),
     ):
         if made is not None and "reason" in made:
             LOGGER.warning("%s: precomputed %s not used, %s", prefix, label, made["reason"])

@@ -21,9 +21,9 @@ from nipype.interfaces.base import (
 )
 
 from csvd_bids.preproc.asl import prepare_asl
-from csvd_bids.preproc.coregister import coverage_on, resample_linear
+from csvd_bids.preproc.coregister import Coregistration, coregister, coverage_on, resample_linear
 from csvd_bids.preproc.dti import fit_tensor, tensor_maps_on_reference
-from csvd_bids.preproc.images import load_in_memory
+from csvd_bids.preproc.images import load_3d, load_in_memory
 from csvd_bids.quant.basal_ganglia import roi_table
 from csvd_bids.quant.roi_patches import roi_patches
 
@@ -121,9 +121,15 @@ class PrepareASL(SimpleInterface):
 
 
 class _ResampleMapsInputSpec(BaseInterfaceInputSpec):
-    maps = traits.Str(mandatory=True, desc='JSON: {"fa"|"md"|"cbf": path in T1w space}')
+    maps = traits.Str(mandatory=True, desc='JSON: {"fa"|"md"|"cbf": path in a subject space}')
     scales = traits.Str("{}", usedefault=True, desc="JSON: map -> factor to this app's units")
+    registered = traits.Str(
+        "{}",
+        usedefault=True,
+        desc='JSON: map -> {"space", "t1w"} of a map not in T1w space, registered through that T1w',
+    )
     reference = File(exists=True, mandatory=True, desc="reference grid")
+    num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
 class _ResampleMapsOutputSpec(TraitedSpec):
@@ -131,32 +137,53 @@ class _ResampleMapsOutputSpec(TraitedSpec):
     md = File(exists=True)
     cbf = File(exists=True)
     coverage = File(exists=True, desc="uint8: where the first map has values")
-    report = File(exists=True, desc="JSON: each map's source file and scale")
+    report = File(exists=True, desc="JSON: each map's source file and scale (and registration)")
+
+
+def _transform(
+    via: dict | None, reference: nib.Nifti1Image, done: dict[str, Coregistration]
+) -> tuple[sitk.Transform, dict]:
+    """(reference points -> map points, the report's entry) of one map: the identity from T1w
+    space (that app's T1w space is the T1w's scanner space); else the rigid registration of
+    that app's T1w in the map's space to the reference, as a FLAIR is registered
+    (csvd_bids.preproc.coregister), each T1w once (FA and MD share it). No N4 first: that app
+    corrected its T1w already, and mutual information does not need it."""
+    if not via:
+        return sitk.Euler3DTransform(), {}
+    if via["t1w"] not in done:
+        done[via["t1w"]] = coregister(load_3d(via["t1w"]), reference)
+    registration = done[via["t1w"]]
+    entry = {"Space": via["space"], "RegisteredThrough": via["t1w"], **registration.as_dict()}
+    return registration.transform, {"Registration": entry}
 
 
 class ResampleMaps(SimpleInterface):
-    """Maps another app made (``--derivatives``) onto the reference grid: linearly, by world
-    coordinates (that app's T1w space is the T1w's scanner space), scaled to our units."""
+    """Maps another app made (``--derivatives``) onto the reference grid, linearly, scaled to
+    our units: from that app's T1w space by world coordinates, from another subject space
+    (QSIPrep's ACPC) through the registration of that app's T1w in the same space."""
 
     input_spec = _ResampleMapsInputSpec
     output_spec = _ResampleMapsOutputSpec
 
     def _run_interface(self, runtime):
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(self.inputs.num_threads)))
         maps, scales = json.loads(self.inputs.maps), json.loads(self.inputs.scales)
+        registered = json.loads(self.inputs.registered)
         reference = load_in_memory(self.inputs.reference)
-        identity = sitk.Euler3DTransform()
+        done: dict[str, Coregistration] = {}
         report = {}
         for name, path in maps.items():
+            transform, registration = _transform(registered.get(name), reference, done)
             img = load_in_memory(path)
             data = np.asanyarray(img.dataobj)
             measured = np.isfinite(data) & (data != 0)
             scale = float(scales.get(name, 1.0))
             moved = nib.Nifti1Image(np.where(measured, data * scale, 0.0), img.affine)
-            _save(runtime, self._results, name, resample_linear(moved, reference, identity))
+            _save(runtime, self._results, name, resample_linear(moved, reference, transform))
             if "coverage" not in self._results:
-                coverage = coverage_on(measured, moved, reference, identity)
+                coverage = coverage_on(measured, moved, reference, transform)
                 _save(runtime, self._results, "coverage", coverage)
-            report[name] = {"PrecomputedFrom": path, "Scale": scale}
+            report[name] = {"PrecomputedFrom": path, "Scale": scale, **registration}
         _save_json(runtime, self._results, {"Precomputed": report})
         return runtime
 

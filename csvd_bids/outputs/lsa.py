@@ -39,19 +39,35 @@ PRECOMPUTED_NAMES = {
 }
 
 
+def _registered_through(registration: dict | None) -> list[str]:
+    return [registration["RegisteredThrough"]] if registration else []
+
+
+def _how_resampled(registration: dict | None) -> str:
+    if not registration:
+        return "resampled linearly onto the reference grid by world coordinates"
+    return (
+        f"in its space-{registration['Space']}, resampled linearly onto the reference grid "
+        f"through the rigid registration of {registration['RegisteredThrough']} (that "
+        "application's T1w in the same space) to the reference"
+    )
+
+
 def _precomputed(image, folder, base, space, common, files: LSAFiles, given: dict) -> None:
     """The maps another app made, on the reference grid, named as if made here; the sidecar
     says which file each came from (``--derivatives``)."""
     for name, entry in given.items():
         entities, suffix, description, units = PRECOMPUTED_NAMES[name]
         target = folder / ds.bids_name({**base, "space": space, **entities}, suffix, ".nii.gz")
+        registration = entry.get("Registration")
         sidecar = {
             **common,
-            "Sources": [entry["PrecomputedFrom"]],
+            "Sources": [entry["PrecomputedFrom"], *_registered_through(registration)],
             "Description": f"{description}, made by another application (--derivatives), "
-            "resampled linearly onto the reference grid by world coordinates",
+            f"{_how_resampled(registration)}",
             **({"Units": units} if units else {}),
             "ScaleApplied": entry["Scale"],
+            **({"Registration": registration} if registration else {}),
         }
         image(target, getattr(files, name), sidecar)
 

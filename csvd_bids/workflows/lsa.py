@@ -12,6 +12,8 @@ from nipype.pipeline import engine as pe
 from csvd_bids.bids.derivatives import raw_uri
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.lsa import BasalGangliaStats, FitDTI, PrepareASL, ResampleMaps
+from csvd_bids.planning import precomputed_note
+from csvd_bids.preproc.coregister import METHOD
 
 # Inputs from the preprocessing besides the DWI's transform.
 LSA_INPUTS = ("reference", "structures", "affine", "brain_mask")
@@ -55,12 +57,45 @@ def map_sources(plan: dict, bids_dir) -> dict[str, str]:
             return dict.fromkeys(names, raw_uri(bids_dir, entry[raw]))
         given = entry["precomputed"]
         missing = entry.get("md_reason", "no precomputed map beside the FA")
-        return {
-            n: f"precomputed: {given[n]}" if n in given else f"not assessed: {missing}"
-            for n in names
-        }
+
+        def precomputed(n: str) -> str:
+            note = precomputed_note(entry, n)
+            return f"precomputed: {given[n]}" + (f" ({note})" if note else "")
+
+        return {n: precomputed(n) if n in given else f"not assessed: {missing}" for n in names}
 
     return {**made_from(lsa["dti"], "dwi", ("fa", "md")), **made_from(lsa["asl"], "asl", ("cbf",))}
+
+
+def _precomputed_methods(entry: dict) -> str:
+    """The methods sentences of maps another app made: from T1w space resampled, from another
+    subject space (QSIPrep's ACPC) resampled through the registration of that space's T1w."""
+    given, registered = entry["precomputed"], entry.get("registered", {})
+    plain = [k for k in given if k not in registered]
+    moved = [k for k in given if k in registered]
+
+    def names(kinds: list[str], files: dict[str, str]) -> tuple[str, str]:
+        """The maps' names ("FA and MD") and their files', each once (FA and MD share a T1w)."""
+        unique = dict.fromkeys(Path(files[k]).name for k in kinds)
+        return " and ".join(k.upper() for k in kinds), ", ".join(unique)
+
+    text = ""
+    if plain:
+        maps, files = names(plain, given)
+        text += (
+            f" {maps} made by another application in the subject's T1w space ({files}) were "
+            "resampled linearly onto the reference grid."
+        )
+    if moved:
+        maps, files = names(moved, given)
+        _, t1ws = names(moved, {k: registered[k]["t1w"] for k in moved})
+        spaces = ", ".join(sorted({registered[k]["space"] for k in moved}))
+        text += (
+            f" {maps} made by another application in its {spaces} space ({files}) were "
+            "resampled linearly onto the reference grid through the rigid registration of that "
+            f"application's T1w in the same space ({t1ws}) to the reference; {METHOD}."
+        )
+    return text
 
 
 def lsa_methods(plan: dict) -> str:
@@ -71,12 +106,7 @@ def lsa_methods(plan: dict) -> str:
     )
     for entry in (lsa["dti"], lsa["asl"]):
         if "precomputed" in entry:
-            names = " and ".join(name.upper() for name in entry["precomputed"])
-            text += (
-                f" {names} made by another application in the subject's T1w space ("
-                + ", ".join(Path(p).name for p in entry["precomputed"].values())
-                + ") were resampled linearly onto the reference grid."
-            )
+            text += _precomputed_methods(entry)
     if "dwi" in lsa["dti"]:
         text += (
             " A diffusion tensor was fitted to the DWI (b <= 1500 s/mm2, weighted least squares, "
@@ -135,10 +165,17 @@ def init_lsa_wf(*, plan: dict, config: RunConfig, name: str = "lsa_wf") -> pe.Wo
         if not given:
             continue
         scales = {"md": lsa[key]["md_scale"]} if "md" in given else {}
+        registered = lsa[key].get("registered", {})
         resample = pe.Node(
-            ResampleMaps(maps=json.dumps(given), scales=json.dumps(scales)),
+            ResampleMaps(
+                maps=json.dumps(given),
+                scales=json.dumps(scales),
+                registered=json.dumps(registered),
+                num_threads=config.omp_nthreads,
+            ),
             name=f"resample_precomputed_{key}",
             mem_gb=1.0,
+            **(threaded if registered else {}),
         )
         wf.connect(
             [
