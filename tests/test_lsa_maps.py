@@ -98,6 +98,20 @@ def test_m0_with_a_short_tr_is_corrected_for_recovery(tmp_path):
         m0_image(series, types, absent, None, {}, "asl.nii.gz", P)
 
 
+def test_an_included_m0_uses_the_tr_of_its_own_volumes():
+    """RepetitionTimePreparation per volume: the M0 volumes' TR decides the correction."""
+    series = np.ones((4, 4, 4, 4), np.float32)
+    series[..., :2] = 500.0
+    types = ["m0scan", "m0scan", "control", "label"]
+    included = {**PCASL, "M0Type": "Included"}
+    short = {**included, "RepetitionTimePreparation": [2.0, 2.0, 6.0, 6.0]}
+    m0, notes = m0_image(series, types, short, None, None, "x", P)
+    assert np.allclose(m0, 500.0 / (1 - np.exp(-2.0 / 1.4))) and "TR 2 s" in notes[0]
+    long = {**included, "RepetitionTimePreparation": [6.0, 6.0, 2.0, 2.0]}
+    m0, notes = m0_image(series, types, long, None, None, "x", P)
+    assert np.allclose(m0, 500.0) and not notes
+
+
 def test_aslcontext_must_match_the_series(tmp_path):
     context = tmp_path / "sub-1_aslcontext.tsv"
     context.write_text("volume_type\ncontrol\nlabel\n")

@@ -171,6 +171,15 @@ def check_metadata(
     quantify_cbf(np.zeros(shape[:3], np.float32), np.zeros(shape[:3], np.float32), meta, source)
 
 
+def _included_m0_tr(tr, types: list[str]):
+    """The TR of an Included M0's volumes: BIDS allows one RepetitionTimePreparation per
+    volume, and the M0 volumes' is often longer than the label and control volumes'."""
+    if not isinstance(tr, list) or len(tr) != len(types):
+        return tr
+    values = {tr[i] for i, kind in enumerate(types) if kind == "m0scan"}
+    return values.pop() if len(values) == 1 else None
+
+
 def m0_image(
     series: np.ndarray,
     types: list[str],
@@ -197,6 +206,7 @@ def m0_image(
         tr = m0_meta.get("RepetitionTimePreparation", m0_meta.get("RepetitionTime"))
     elif m0_type == "Included":
         m0 = _mean_of(series, types, "m0scan")
+        tr = _included_m0_tr(tr, types)
     elif m0_type == "Estimate":
         value = _number(meta, "M0Estimate", source)
         return np.full(series.shape[:3], value, np.float32), ["M0 is the sidecar's M0Estimate"]
