@@ -736,6 +736,6 @@ def test_basal_ganglia_effects_show_in_the_images():
     assert fas[1] < fas[0]
 
 
-def test_clinical_and_physics_sessions_have_no_asl(tmp_path):
+def test_clinical_sessions_have_no_asl(tmp_path):
     root = generate_dataset(tmp_path / "c", 1, 1, SEED, 4.0, profile="clinical")
     assert not list(root.rglob("*perf*")) and not list(root.rglob("*desc-tissue_stats*"))

@@ -20,14 +20,18 @@ profile draws the slice thickness first from each session's acquisition stream a
 volume last from the lesion stream, so the research output does not depend on it;
 ``misalign`` needs the T1w of the research profile.
 
-DWI and ASL (template engine, research profile): the DWI series has a diffusion tensor per
-tissue (:mod:`.diffusion`), the PCASL series and M0 scan (``perf/``) follow Alsop et al.'s
-model (:mod:`.asl`); both carry a basal-ganglia effect that grows with the subject's latent
-burden. Nothing new is drawn from the streams above (the DWI's direction noise comes after its
-b0, the last draws of a session's acquisition stream; the ASL's bias and noise from their own
-stream ``SeedSequence([seed, subject, asl.ASL_STREAM])``, one child per session), so every
-other image and the lesions are what they were. Their planted values are in the truth as
-``<prefix>_desc-tissue_stats.json`` (``tissue_truth``).
+DWI and ASL (research profile): the DWI series has a diffusion tensor per tissue
+(:mod:`.diffusion`; the physics engine's drawn per subject, :mod:`.physics_diffusion`), the
+PCASL series and M0 scan (``perf/``) follow Alsop et al.'s model (:mod:`.asl`; the physics
+engine's a kinetic model with a protocol drawn per subject, :mod:`.physics_asl`); both carry a
+basal-ganglia effect that grows with the subject's latent burden. Nothing new is drawn from the
+streams above (the DWI's direction noise comes after its b0, the last draws of a session's
+acquisition stream; the ASL's bias and noise from their own stream ``SeedSequence([seed,
+subject, asl.ASL_STREAM])``, one child per session), so every other image and the lesions are
+what they were. Their planted values are in the truth as ``<prefix>_desc-tissue_stats.json``
+(``tissue_truth``). The physics engine's tensors, ASL protocol and perfusion come from the
+subject's stream ``SeedSequence([seed, subject, 7303])`` and its ASL noise from the same
+per-session stream as the template engine's, so its anatomical images are what they were.
 """
 
 from __future__ import annotations
@@ -128,7 +132,13 @@ def _check_arguments(
 
 
 def _write_images(
-    root: Path, sub: str, ses: str | None, acquired: dict, grids: dict, extra: dict | None = None
+    root: Path,
+    sub: str,
+    ses: str | None,
+    acquired: dict,
+    grids: dict,
+    extra: dict | None = None,
+    aslcontext: str | None = None,
 ) -> None:
     """The session's images and sidecars (``extra``: per-modality sidecar fields); the M0 scan
     is on the ASL's grid."""
@@ -146,7 +156,7 @@ def _write_images(
         writer.write_text(folder / "dwi" / f"{prefix}_dwi.bval", bval)
         writer.write_text(folder / "dwi" / f"{prefix}_dwi.bvec", bvec)
     if "asl" in acquired:
-        writer.write_text(folder / "perf" / f"{prefix}_aslcontext.tsv", asl.aslcontext())
+        writer.write_text(folder / "perf" / f"{prefix}_aslcontext.tsv", aslcontext)
 
 
 def asl_uri(sub: str, ses: str | None) -> str:
@@ -189,11 +199,10 @@ def _write_truth(
 BASAL_GANGLIA = next(i for i, name in TRUTH_REGIONS.items() if name == "basal_ganglia")
 
 
-def tissue_truth(
-    person, load, dwi_factor: float | None, cbf_factor: float | None, bg_cbf: float | None
-) -> dict:
+def tissue_truth(person, load, sections: dict) -> dict:
     """``<prefix>_desc-tissue_stats.json``: the planted diffusion and perfusion values of a
-    session and the subject's basal-ganglia effects (sections only for what was written)."""
+    session and the subject's basal-ganglia effects (``sections``: ``DWI`` and ``ASL``, for
+    what was written)."""
     out = {
         "Description": "Diffusion tensors and perfusion as planted by csvd_bids.synth "
         "(modules diffusion and asl); the basal-ganglia effects are multipliers "
@@ -204,11 +213,7 @@ def tissue_truth(
         "BasalGangliaRegion": f"seg-regions_dseg index {BASAL_GANGLIA} (basal_ganglia), "
         "working (T1w) grid",
     }
-    if dwi_factor is not None:
-        out["DWI"] = planted_dwi(dwi_factor)
-    if cbf_factor is not None:
-        out["ASL"] = asl.planted_asl(cbf_factor, bg_cbf)
-    return out
+    return {**out, **sections}
 
 
 def subject_streams(seed: int, index: int) -> list[np.random.SeedSequence]:
@@ -223,6 +228,25 @@ def draw_cohort(n_subjects: int, seed: int) -> list:
         draw_participant(np.random.default_rng(subject_streams(seed, index)[0]))
         for index in range(1, n_subjects + 1)
     ]
+
+
+def draw_subject(seed: int, index: int, n_sessions: int, settings: Settings) -> tuple:
+    """(participant, lesion load, lesion generator, physics subject or None, anatomy) of
+    subject ``index``: what its images are made from, before any lesion is placed (the
+    anatomy on the render grid, atrophied by the physics engine)."""
+    demo, anat_seq, lesion_seq, _, _ = subject_streams(seed, index)
+    person = draw_participant(np.random.default_rng(demo))
+    lesion_rng = np.random.default_rng(lesion_seq)
+    clinical = settings.profile.clinical_burden
+    load = draw_load(lesion_rng, person, n_sessions, clinical=clinical)
+    physics = PhysicsSubject.draw(seed, index, settings) if settings.engine == "physics" else None
+    if physics:
+        load = physics.adjust_load(load)
+    render_mm = settings.resolution / (settings.oversample if physics else 1)
+    anat = make_anatomy(np.random.default_rng(anat_seq), render_mm)
+    if physics:
+        physics.prepare(anat)
+    return person, load, lesion_rng, physics, anat
 
 
 def _sessions_rows(sessions: list[str | None], person) -> list[dict]:
@@ -246,18 +270,9 @@ def _write_subject(
     settings: Settings,
 ) -> dict:
     """Render and write one subject; returns its participants.tsv row."""
-    demo, anat_seq, lesion_seq, acq_seq, motion_seq = subject_streams(seed, index)
+    person, load, lesion_rng, physics, anat = draw_subject(seed, index, n_sessions, settings)
+    _, _, _, acq_seq, motion_seq = subject_streams(seed, index)
     profile = settings.profile
-    person = draw_participant(np.random.default_rng(demo))
-    lesion_rng = np.random.default_rng(lesion_seq)
-    load = draw_load(lesion_rng, person, n_sessions, clinical=profile.clinical_burden)
-    physics = PhysicsSubject.draw(seed, index, settings) if settings.engine == "physics" else None
-    if physics:
-        load = physics.adjust_load(load)
-    render_mm = settings.resolution / (settings.oversample if physics else 1)
-    anat = make_anatomy(np.random.default_rng(anat_seq), render_mm)
-    if physics:
-        physics.prepare(anat)
     regions = make_regions(anat)
     lesions = plan_lesions(
         lesion_rng,
@@ -275,6 +290,8 @@ def _write_subject(
     brain = anat.brain_mask if profile.skull_stripped else None
     structures = region_truth(anat)  # anatomy only: the same for every session
     basal_ganglia = structures == BASAL_GANGLIA
+    if physics:
+        physics.tissue_models(anat, basal_ganglia, person.burden, profile)
     model = asl_base = None
     if not physics and "dwi" in profile.modalities:
         model = DiffusionModel.make(anat, basal_ganglia, person.burden)
@@ -291,8 +308,10 @@ def _write_subject(
     for s, (ses, seq, motion_stream) in enumerate(session_streams):
         rng = np.random.default_rng(seq)
         active = [x for x in lesions if s in x.sessions]
+        asl_rng = np.random.default_rng(asl_streams[s])
+        planted = {}
         if physics:
-            grids, acquired = physics.session(rng, anat, active, profile, brain)
+            grids, acquired, planted = physics.session(rng, anat, active, profile, brain, asl_rng)
         else:
             grids = session_grids(profile, rng, anat.shape, anat.affine, settings.resolution)
             images = {name: image.copy() for name, image in base.items()}
@@ -300,13 +319,13 @@ def _write_subject(
             dwi = model.render(active, grids["dwi"]) if model and "dwi" in grids else None
             acquired = contrasts.acquire_session(rng, images, grids, brain, dwi)
             del images, dwi
-        bg_cbf = None
+            if model is not None:
+                planted = {"DWI": planted_dwi(model.fa_factor)}
         if asl_base is not None and "asl" in grids:
             images = {name: image.copy() for name, image in asl_base.items()}
             asl.apply_lesions(images, active)
-            asl_rng = np.random.default_rng(asl_streams[s])
             acquired["asl"], acquired["m0scan"] = asl.acquire(asl_rng, images, grids["asl"])
-            bg_cbf = asl.mean_cbf(images, basal_ganglia)
+            planted["ASL"] = asl.planted_asl(cbf_factor, asl.mean_cbf(images, basal_ganglia))
             del images
         placed, motions = grids, {}
         if settings.misalign is not None:
@@ -317,15 +336,17 @@ def _write_subject(
                 motion.brain_centre(anat),
             )
         extra = physics.sidecars(grids) if physics else {}
-        if "asl" in acquired:
+        context = None
+        if "asl" in acquired and physics:
+            extra["asl"], extra["m0scan"] = physics.asl_sidecars(grids["asl"], asl_uri(sub, ses))
+            context = physics.asl_protocol.aslcontext()
+        elif "asl" in acquired:
             extra["asl"], extra["m0scan"] = asl.sidecars(grids["asl"], asl_uri(sub, ses))
-        _write_images(root, sub, ses, acquired, placed, extra)
+            context = asl.aslcontext()
+        _write_images(root, sub, ses, acquired, placed, extra, context)
         space = profile.truth_space
         grid = None if space == "T1w" and not physics else grids[space]
-        tissue = None
-        if model is not None or "asl" in acquired:
-            dwi_factor = model.fa_factor if model is not None else None
-            tissue = tissue_truth(person, load, dwi_factor, cbf_factor, bg_cbf)
+        tissue = tissue_truth(person, load, planted) if planted else None
         seen = grids.get("FLAIR")
         _write_truth(
             truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen, tissue

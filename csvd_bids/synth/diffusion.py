@@ -102,10 +102,42 @@ def orientation_field(anat: A.Anatomy) -> np.ndarray:
     return field
 
 
+@dataclass(frozen=True)
+class TensorTable:
+    """What a subject's DWI is rendered from: the b0 intensity (S0), mean diffusivity (MD,
+    1e-3 mm2/s) and FA of grey and white matter, and of every lesion code (a row per code;
+    S0 NaN: that code leaves the DWI alone)."""
+
+    gm: tuple[float, float, float]  # S0, MD, FA
+    wm: tuple[float, float, float]
+    lesions: np.ndarray  # (codes, 3) float32: S0, MD, FA
+
+
+def template_table() -> TensorTable:
+    """The template engine's tensors (module docstring) with its b0 intensities."""
+    b0_column = contrasts.CHANNELS.index("b0")
+    b0 = {name: value[b0_column] for name, value in contrasts.BRAIN.items()}
+    lesions = np.full((len(contrasts.LESION_TABLE), 3), np.nan, dtype=np.float32)
+    for code, (md, fa) in LESION_TENSOR.items():
+        lesions[code] = (contrasts.LESION_TABLE[code, b0_column], md, fa)
+    return TensorTable((b0["GM"], *TISSUE_TENSOR["GM"]), (b0["WM"], *TISSUE_TENSOR["WM"]), lesions)
+
+
+def template_isotropic(anat: A.Anatomy) -> np.ndarray:
+    """The template engine's direction-independent part of a b=1000 volume: CSF and head."""
+    b0 = contrasts.BRAIN["CSF"][contrasts.CHANNELS.index("b0")]
+    b1000_column = contrasts.CHANNELS.index("b1000")
+    head = np.array([contrasts.HEAD[c][b1000_column] for c in range(len(contrasts.HEAD))])
+    csf = b0 * np.exp(-TISSUE_TENSOR["CSF"][0] * B_VALUE * 1e-3)
+    head = head.astype(np.float32)[anat.head]
+    return (anat.csf * np.float32(csf) + anat.outside * head * anat.head_texture).astype(np.float32)
+
+
 @dataclass
 class DiffusionModel:
     """One subject's tensors on the working grid: the voxels holding GM or WM, their
-    fractions, orientation and anisotropy ``k`` (with the basal-ganglia effect)."""
+    fractions times S0, orientation and anisotropy ``k`` (with the basal-ganglia effect), and
+    the lesions' tensors."""
 
     orientation: np.ndarray  # (3, *shape) unit vectors
     tissue_index: np.ndarray  # flat indices of voxels with GM or WM
@@ -115,33 +147,45 @@ class DiffusionModel:
     k_wm: np.ndarray
     isotropic: np.ndarray  # CSF and head part of every diffusion-weighted volume
     fa_factor: float
+    table: TensorTable
 
     @classmethod
     def make(cls, anat: A.Anatomy, basal_ganglia: np.ndarray, latent_burden: float):
+        """The template engine's model of a subject."""
+        return cls.build(
+            anat,
+            basal_ganglia,
+            latent_burden,
+            template_table(),
+            orientation_field(anat),
+            template_isotropic(anat),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        anat: A.Anatomy,
+        basal_ganglia: np.ndarray,
+        latent_burden: float,
+        table: TensorTable,
+        orientation: np.ndarray,
+        isotropic: np.ndarray,
+        texture: np.ndarray | None = None,
+    ):
+        """A model from its tensors, principal directions (3, *shape), direction-independent
+        part (CSF, head) and an optional multiplicative tissue texture."""
         factor = bg_fa_factor(latent_burden)
-        orientation = orientation_field(anat)
         index = np.flatnonzero((anat.gm + anat.wm) > 0)
         bg = basal_ganglia.reshape(-1)[index]
         k = {}
-        for name in ("GM", "WM"):
-            fa = TISSUE_TENSOR[name][1]
+        for name, (_, _, fa) in (("GM", table.gm), ("WM", table.wm)):
             k[name] = np.where(bg, anisotropy_k(fa * factor), anisotropy_k(fa)).astype(np.float32)
-        b0_column, b1000_column = contrasts.CHANNELS.index("b0"), contrasts.CHANNELS.index("b1000")
-        b0 = {name: value[b0_column] for name, value in contrasts.BRAIN.items()}
-        head = np.array([contrasts.HEAD[c][b1000_column] for c in range(len(contrasts.HEAD))])
-        csf = b0["CSF"] * np.exp(-TISSUE_TENSOR["CSF"][0] * B_VALUE * 1e-3)
-        head = head.astype(np.float32)[anat.head]
-        isotropic = anat.csf * np.float32(csf) + anat.outside * head * anat.head_texture
-        return cls(
-            orientation,
-            index,
-            anat.gm.reshape(-1)[index] * np.float32(b0["GM"]),
-            anat.wm.reshape(-1)[index] * np.float32(b0["WM"]),
-            k["GM"],
-            k["WM"],
-            isotropic.astype(np.float32),
-            factor,
-        )
+        gm = anat.gm.reshape(-1)[index] * np.float32(table.gm[0])
+        wm = anat.wm.reshape(-1)[index] * np.float32(table.wm[0])
+        if texture is not None:
+            gm *= texture.reshape(-1)[index]
+            wm *= texture.reshape(-1)[index]
+        return cls(orientation, index, gm, wm, k["GM"], k["WM"], isotropic, factor, table)
 
     def render(self, lesions: list[L.Lesion], grid: contrasts.AcqGrid) -> np.ndarray:
         """(*grid.shape, 31) noise-free diffusion-weighted volumes on ``grid``: each direction
@@ -149,17 +193,14 @@ class DiffusionModel:
 
         Only the voxels that hold GM, WM or a lesion change with the direction: the rest is
         averaged once, and those voxels are added to their blocks per direction."""
-        b0_column = contrasts.CHANNELS.index("b0")
         parts = []  # per lesion: flat index, weight, S0, MD, k of the voxels it changes
         for lesion in lesions:
-            s0 = contrasts.LESION_TABLE[lesion.tissue, b0_column]
+            s0 = self.table.lesions[lesion.tissue, 0]
             ok = ~np.isnan(s0)
             if not ok.any():
                 continue
-            codes = lesion.tissue[ok]
-            md = np.array([LESION_TENSOR[c][0] for c in codes], dtype=np.float32)
-            fa = np.array([LESION_TENSOR[c][1] for c in codes], dtype=np.float32)
-            md *= np.float32(B_VALUE * 1e-3)
+            md = self.table.lesions[lesion.tissue[ok], 1] * np.float32(B_VALUE * 1e-3)
+            fa = self.table.lesions[lesion.tissue[ok], 2]
             parts.append([lesion.index[ok], lesion.weight[ok], s0[ok], md, anisotropy_k(fa)])
         changing = np.zeros(self.isotropic.size, dtype=bool)
         for index in (self.tissue_index, *(p[0] for p in parts)):
@@ -177,8 +218,8 @@ class DiffusionModel:
         for part in parts:
             part[0] = np.searchsorted(varying, part[0])
         e_tissue = orientation[:, tissue]
-        md_gm = np.float32(TISSUE_TENSOR["GM"][0] * B_VALUE * 1e-3)
-        md_wm = np.float32(TISSUE_TENSOR["WM"][0] * B_VALUE * 1e-3)
+        md_gm = np.float32(self.table.gm[1] * B_VALUE * 1e-3)
+        md_wm = np.float32(self.table.wm[1] * B_VALUE * 1e-3)
         out = np.empty((len(DIRECTIONS), *grid.shape), dtype=np.float32)
         for d, g in enumerate(DIRECTIONS.astype(np.float32)):
             value = base.copy()
@@ -202,23 +243,34 @@ def _block_of(flat: np.ndarray, shape, grid: contrasts.AcqGrid) -> np.ndarray:
     return np.where(inside, np.ravel_multi_index(clipped, grid.shape), int(np.prod(grid.shape)))
 
 
-def planted_dwi(factor: float) -> dict:
-    """The truth's DWI section: tensors per tissue and lesion, the basal-ganglia effect."""
+def planted_dwi(
+    factor: float,
+    tissues: dict[str, tuple[float, float]] | None = None,
+    lesions: dict[str, tuple[float, float]] | None = None,
+) -> dict:
+    """The truth's DWI section: (MD, FA) per tissue and lesion name (default: the template
+    engine's), the basal-ganglia effect."""
+    tissues = tissues or TISSUE_TENSOR
+    lesions = lesions or {LESION_NAMES[c]: value for c, value in LESION_TENSOR.items()}
 
     def entry(md: float, fa: float) -> dict:
         axial, radial = eigenvalues(md, fa)
-        return {"MD": md, "FA": round(fa, 6), "AD": round(axial, 6), "RD": round(radial, 6)}
+        return {
+            "MD": round(md, 6),
+            "FA": round(fa, 6),
+            "AD": round(axial, 6),
+            "RD": round(radial, 6),
+        }
 
     return {
         "BValue": B_VALUE,
         "NumberOfDirections": len(DIRECTIONS),
         "DiffusivityUnits": "1e-3 mm2/s",
-        "Tissues": {name: entry(*value) for name, value in TISSUE_TENSOR.items()},
-        "Lesions": {LESION_NAMES[c]: entry(*value) for c, value in LESION_TENSOR.items()},
+        "Tissues": {name: entry(*value) for name, value in tissues.items()},
+        "Lesions": {name: entry(*value) for name, value in lesions.items()},
         "BasalGangliaFAStrength": BG_FA_STRENGTH,
         "BasalGangliaFAFactor": round(factor, 6),
         "BasalGanglia": {
-            name: entry(TISSUE_TENSOR[name][0], TISSUE_TENSOR[name][1] * factor)
-            for name in ("GM", "WM")
+            name: entry(tissues[name][0], tissues[name][1] * factor) for name in ("GM", "WM")
         },
     }

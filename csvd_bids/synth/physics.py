@@ -17,7 +17,9 @@
 - Rician noise at the protocol's SNR, a receive bias field (stronger at 3 T), an arbitrary
   gain per image, and an N/2 phase-encode ghost in some subjects;
 - the head has a random pose in the scanner: every image's affine (and the truth's) is
-  rotated by up to 12 degrees and moved by up to 15 mm.
+  rotated by up to 12 degrees and moved by up to 15 mm;
+- the DWI's 31 directions come from per-subject tensors (:mod:`.physics_diffusion`), averaged
+  over each 2 mm voxel like its b0; ASL from a kinetic model (:mod:`.physics_asl`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from scipy import ndimage as ndi
 from . import anatomy as A
 from . import lesions as L
 from . import mimics as M
-from .contrasts import DWI_DIRECTIONS, AcqGrid
+from .contrasts import AcqGrid, to_grid
 from .fields import add_rician_noise, bias_field, smooth_noise
 from .motion import draw_motion, ras_matrix
 from .protocols import Protocol, signals
@@ -212,7 +214,7 @@ def render(
     return images
 
 
-def _scanner(
+def scanner(
     rng: np.random.Generator,
     images: list[np.ndarray],
     wm_signal: float,
@@ -242,8 +244,10 @@ def acquire(
     protocol: Protocol,
     brain_mask: np.ndarray | None,
     render_mm: float,
+    dwi: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """int16 image of every modality in ``grids`` (``brain_mask``: skull-stripped)."""
+    """int16 image of every modality in ``grids`` (``brain_mask``: skull-stripped; ``dwi``:
+    the diffusion-weighted volumes on the DWI grid, :meth:`.DiffusionModel.render`)."""
     wm = signals(protocol, tissues["WM"])
 
     def integrate(name: str, volume: np.ndarray) -> np.ndarray:
@@ -258,11 +262,13 @@ def acquire(
             voxel = render_mm * grids[name].factors[0]
             acquired = swi_magnitude(acquired, voxel) if protocol.swi else np.abs(acquired)
         snr = protocol.snr * SNR_FACTOR[name]
-        out[name] = _scanner(rng, [acquired], wm[name], snr, protocol)
+        out[name] = scanner(rng, [acquired], wm[name], snr, protocol)
     if "dwi" in grids:
-        b0, b1000 = integrate("dwi", images["b0"]), integrate("dwi", images["b1000"])
-        volumes = [b0] + [b1000] * len(DWI_DIRECTIONS)
-        out["dwi"] = _scanner(rng, volumes, wm["b0"], protocol.snr * SNR_FACTOR["dwi"], protocol)
+        # block means like the diffusion-weighted volumes (:meth:`.DiffusionModel.render`),
+        # so that b0 and b = 1000 see the same tissue
+        volume = images["b0"] if brain_mask is None else images["b0"] * brain_mask
+        volumes = [to_grid(volume, grids["dwi"]), *np.moveaxis(dwi, -1, 0)]
+        out["dwi"] = scanner(rng, volumes, wm["b0"], protocol.snr * SNR_FACTOR["dwi"], protocol)
     if brain_mask is not None:
         for name, data in out.items():
             inside = acquire_volume(brain_mask.astype(np.float32), grids[name]) >= 0.5

@@ -1,7 +1,8 @@
 """Acquisition profiles: which images a session has and how its truth is written.
 
 - ``research`` (default): T1w, FLAIR, T2w, SWI, DWI (31 directions, :mod:`.diffusion`) and
-  PCASL with an M0 scan (``asl``, :mod:`.asl`; template engine only) with a skull; the
+  PCASL with an M0 scan (``asl``; template engine :mod:`.asl`, physics engine
+  :mod:`.physics_asl`, which also makes PASL, 2D readouts and included M0s) with a skull; the
   lesion-burden model of :mod:`.participants`; the truth on the T1w (working) grid,
   ``space-T1w``.
 - ``clinical``: what clinical CSVD scans often are: a skull-stripped 2D FLAIR only, in-plane
