@@ -67,6 +67,18 @@ def test_maps_are_found_by_name_space_and_session(tmp_path):
     assert find_precomputed((tmp_path / "ours", *roots), "01", None)["fa"] == str(ours)
 
 
+def test_an_unreadable_map_is_passed_over_with_a_warning(tmp_path, caplog):
+    """Another app's broken file costs its map (the next one is used), not the run."""
+    t1w = nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.eye(4))
+    files = _apps(tmp_path, "01", t1w)
+    broken = files["cbf"].with_name("sub-01_space-T1w_cbf.nii.gz")  # ranked first: no desc
+    broken.write_bytes(b"not a nifti")
+    with caplog.at_level("WARNING", logger="csvd_bids"):
+        found = find_precomputed((tmp_path / "aslprep",), "01", None)
+    assert found == {"cbf": str(files["cbf"])}
+    assert f"{broken}: not used (not a readable NIfTI image)" in caplog.text
+
+
 def test_an_fa_out_of_range_is_refused_and_md_units_are_detected(tmp_path):
     t1w = nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.eye(4))
     fa1000 = _map(tmp_path / "fa.nii.gz", 420.0, t1w)

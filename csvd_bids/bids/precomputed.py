@@ -114,6 +114,15 @@ def _space_problem(path: Path, space: str | None) -> str | None:
     return None
 
 
+def _shape(path: Path) -> tuple[int, ...] | None:
+    """The image's shape from its header, None when it cannot be read: another app's broken
+    file costs its map, never the run."""
+    try:
+        return nib.load(path).shape
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError):
+        return None
+
+
 def find_precomputed(roots: tuple[Path, ...], subject: str, session: str | None) -> dict:
     """map kind -> path of the precomputed map of this session (module docstring); a map in
     another space than T1w only where :func:`space_t1w` finds its T1w."""
@@ -134,8 +143,10 @@ def find_precomputed(roots: tuple[Path, ...], subject: str, session: str | None)
             if problem:
                 LOGGER.info("%s: not used (%s)", path, problem)
                 continue
-            if len(nib.load(path).shape) != 3:
-                LOGGER.info("%s: not used (not a 3D map)", path)
+            shape = _shape(path)
+            if shape is None or len(shape) != 3:
+                why = "not a readable NIfTI image" if shape is None else "not a 3D map"
+                LOGGER.warning("%s: not used (%s)", path, why)
                 continue
             candidates.setdefault(kind, []).append((_rank(kind, entities), str(path)))
         for kind, ranked in candidates.items():
