@@ -76,3 +76,13 @@ def output_checksums(folder: Path) -> dict[str, str]:
         elif path.suffix in (".tsv", ".h5", ".txt"):
             sums[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return sums
+
+
+def run_interface(interface, base: Path, **inputs):
+    """Run a nipype interface as a node under ``base`` with ``inputs``; its outputs."""
+    from nipype import Node
+
+    node = Node(interface, name=type(interface).__name__.lower(), base_dir=str(base))
+    for name, value in inputs.items():
+        setattr(node.inputs, name, value)
+    return node.run().outputs

@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from nipype import Node
+from helpers import run_interface
 from scipy import ndimage
 
 from csvd_bids.interfaces.dwi import PrepareDWI
@@ -21,13 +21,6 @@ from csvd_bids.synth.anatomy import make_anatomy
 SEED = 5
 RESOLUTION_MM = 3.0
 MISALIGN = (10.0, 10.0)  # degrees, mm
-
-
-def _run(interface, base: Path, **inputs):
-    node = Node(interface, name=type(interface).__name__.lower(), base_dir=str(base))
-    for name, value in inputs.items():
-        setattr(node.inputs, name, value)
-    return node.run().outputs
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ def session(tmp_path_factory) -> dict:
     }
     dwi = bids / "sub-01" / "dwi" / "sub-01_dwi"
     reference = str(bids / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
-    registered = _run(
+    registered = run_interface(
         PrepareDWI(),
         root / "work",
         in_file=f"{dwi}.nii.gz",
@@ -64,11 +57,13 @@ def session(tmp_path_factory) -> dict:
         "reference": reference,
         "transform": registered.transform,
     }
-    tensor = _run(FitDTI(), root / "work", **tensor_inputs)
+    tensor = run_interface(FitDTI(), root / "work", **tensor_inputs)
     brain_mask = truth / "sub-01_space-T1w_desc-brain_mask.nii.gz"
-    near_brain = _run(FitDTI(brain_mask=str(brain_mask)), root / "work_brain", **tensor_inputs)
+    near_brain = run_interface(
+        FitDTI(brain_mask=str(brain_mask)), root / "work_brain", **tensor_inputs
+    )
     perf = bids / "sub-01" / "perf"
-    asl = _run(
+    asl = run_interface(
         PrepareASL(),
         root / "work",
         in_file=str(perf / "sub-01_asl.nii.gz"),

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-from nipype import Node
+from helpers import run_interface
 
 from csvd_bids.interfaces.dwi import PrepareDWI
 from csvd_bids.interfaces.lsa import FitDTI, PrepareASL
@@ -80,13 +79,6 @@ def test_the_basal_ganglia_effect_is_in_the_perfusion_only():
     assert PA.mean_cbf(images[0.6], bg) == pytest.approx(0.6 * PA.mean_cbf(images[1.0], bg))
 
 
-def _run(interface, base: Path, **inputs):
-    node = Node(interface, name=type(interface).__name__.lower(), base_dir=str(base))
-    for name, value in inputs.items():
-        setattr(node.inputs, name, value)
-    return node.run().outputs
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory) -> dict:
     """A misaligned physics session, its DWI and ASL through the pipeline's interfaces, and
@@ -107,11 +99,11 @@ def session(tmp_path_factory) -> dict:
     regions = np.asanyarray(nib.load(truth / "sub-01_space-T1w_seg-regions_dseg.nii.gz").dataobj)
     away = (lesions == 0) & (regions != BASAL_GANGLIA)
     dwi = bids / "sub-01" / "dwi" / "sub-01_dwi"
-    registered = _run(
+    registered = run_interface(
         PrepareDWI(), root / "w", in_file=f"{dwi}.nii.gz", bval=f"{dwi}.bval",
         reference=str(reference),
     )  # fmt: skip
-    tensor = _run(
+    tensor = run_interface(
         FitDTI(), root / "w", in_file=f"{dwi}.nii.gz", bval=f"{dwi}.bval", bvec=f"{dwi}.bvec",
         reference=str(reference), transform=registered.transform,
     )  # fmt: skip
@@ -119,7 +111,7 @@ def session(tmp_path_factory) -> dict:
     m0 = perf / "sub-01_m0scan.nii.gz"
     separate = {"m0scan": str(m0), "m0_metadata": m0.with_suffix("").with_suffix(".json")}
     separate["m0_metadata"] = separate["m0_metadata"].read_text() if m0.exists() else None
-    asl = _run(
+    asl = run_interface(
         PrepareASL(), root / "w", in_file=str(perf / "sub-01_asl.nii.gz"),
         aslcontext=str(perf / "sub-01_aslcontext.tsv"),
         metadata=(perf / "sub-01_asl.json").read_text(), reference=str(reference),
