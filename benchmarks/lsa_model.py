@@ -57,7 +57,8 @@ def main() -> int:
             print(
                 f"\n{args.subjects} subjects, {summary['NPatches']} patches, {args.folds} folds, "
                 f"{args.epochs} epochs, bf16 {bf16}: wall {statistics.median(walls):.0f} s "
-                f"(median of {len(walls)}; training incl. features and occlusion maps "
+                f"(median of {len(walls)}: {', '.join(f'{w:.0f}' for w in walls)} s; "
+                "the last run's training incl. features and occlusion maps "
                 f"{summary['TrainingSeconds']:.0f} s)"
             )
             columns = ["target", "fold", "n", "rmse_model", "rmse_training_mean"]
