@@ -70,7 +70,8 @@ def main() -> None:
     participant = [str(bids), str(out), "participant", "-w", str(work), "--nprocs"]
     participant += [str(args.nprocs), "--markers", "cmb", "--skip-bids-validation"]
     subprocess.run(csvd_bids(*participant), check=False)
-    group = [str(bids), str(out), "group", *(["--lsa-model"] if args.lsa_model else [])]
+    group = [str(bids), str(out), "group", "-w", str(work)]
+    group += ["--lsa-model"] if args.lsa_model else []
     subprocess.run(csvd_bids(*group), check=False)
     wall = time.perf_counter() - start
     table = planted(bids).merge(measured(out), on="participant_id")
