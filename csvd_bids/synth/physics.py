@@ -82,6 +82,11 @@ def slice_grid(in_plane: int, thickness: int, gap: int, shape, affine: np.ndarra
     return SliceGrid((in_plane, in_plane, thickness), out_shape, affine @ scale, gap)
 
 
+def render_planes(mm: float, render_mm: float) -> int:
+    """How many render planes (at least one) a length of ``mm`` spans."""
+    return max(1, int(round(mm / render_mm)))
+
+
 def physics_grids(
     render_shape,
     render_affine: np.ndarray,
@@ -96,7 +101,7 @@ def physics_grids(
     o, render_mm = oversample, resolution / oversample
 
     def planes(mm: float) -> int:
-        return max(1, int(round(mm / render_mm)))
+        return render_planes(mm, render_mm)
 
     flair_thickness = rng.uniform(*(flair_mm or (3.0, 5.0)))
     t2_gap = planes(rng.uniform(0.3, 1.0)) if rng.random() < 0.5 else 0

@@ -43,7 +43,7 @@ import numpy as np
 from . import anatomy as A
 from . import lesions as L
 from .asl import PARTITION_COEFFICIENT
-from .physics import SliceGrid, acquire_volume, scanner, slice_grid
+from .physics import SliceGrid, acquire_volume, render_planes, scanner, slice_grid
 from .protocols import Protocol
 from .tissue_properties import Tissue
 
@@ -255,12 +255,9 @@ def mean_cbf(images: dict[str, np.ndarray], mask: np.ndarray) -> float | None:
 
 def asl_grid(p: ASLProtocol, shape, affine: np.ndarray, render_mm: float) -> SliceGrid:
     """The series' acquisition grid on the render grid (whole render voxels)."""
-
-    def planes(mm: float) -> int:
-        return max(1, int(round(mm / render_mm)))
-
-    gap = planes(p.gap_mm) if p.gap_mm > 0 else 0
-    return slice_grid(planes(p.in_plane_mm), planes(p.slice_mm), gap, shape, affine)
+    gap = render_planes(p.gap_mm, render_mm) if p.gap_mm > 0 else 0
+    in_plane, thickness = (render_planes(mm, render_mm) for mm in (p.in_plane_mm, p.slice_mm))
+    return slice_grid(in_plane, thickness, gap, shape, affine)
 
 
 def slice_of_planes(grid: SliceGrid, depth: int) -> np.ndarray:

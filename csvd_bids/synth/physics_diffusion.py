@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from . import anatomy as A
-from .diffusion import B_VALUE, DiffusionModel, TensorTable
+from .diffusion import DiffusionModel, TensorTable
 from .fields import smooth_noise
 from .protocols import Protocol, signals
 from .tissue_properties import Tissue
@@ -119,8 +119,7 @@ def physics_model(
     rng: np.random.Generator,
 ) -> DiffusionModel:
     """The subject's DWI model on the render grid (``head_tissue``: head class -> name)."""
-    b1000 = {name: signals(protocol, tissues[name])["b0"] for name in (*head_tissue.values(),)}
-    b1000 = {name: s * np.exp(-B_VALUE * 1e-3 * tissues[name].adc) for name, s in b1000.items()}
+    b1000 = {name: signals(protocol, tissues[name])["b1000"] for name in head_tissue.values()}
     head = np.array([b1000[head_tissue[k]] for k in range(len(head_tissue))], np.float32)
     isotropic = anat.csf * np.float32(b1000["CSF"]) + anat.outside * head[anat.head]
     return DiffusionModel.build(
