@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from helpers import run_interface
 from scipy.spatial.transform import Rotation
 
+from csvd_bids.interfaces.preproc import BiasCorrect, PrepareImage
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.images import load_3d, load_in_memory
 
@@ -96,3 +101,39 @@ def test_a_work_image_loaded_in_memory_reads_as_from_disk(tmp_path):
     on_disk = nib.load(path)  # the header stores the affine in float32
     assert np.array_equal(loaded.dataobj, data) and np.array_equal(loaded.affine, on_disk.affine)
     assert loaded.header.get_zooms() == on_disk.header.get_zooms()
+
+
+def test_bias_correction_in_its_own_node_changes_nothing(_single_bids, tmp_path):
+    """N4 runs in a node of its own (BiasCorrect), which starts before the reference is ready;
+    PrepareImage then skips it. The result must be the one node's, to the bit, also for an
+    oblique image stored in another orientation, whose affine is not float32-exact."""
+    anat = _single_bids / "sub-01" / "anat"
+    flair = nib.as_closest_canonical(nib.load(anat / "sub-01_FLAIR.nii.gz"))
+    moved, _ = _moved(flair, 7.0, 3.3)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])  # the same image stored LPS: the loader
+    flip[:2, 3] = np.array(flair.shape[:2]) - 1  # reorients it, computing its affine
+    affine = moved.affine @ flip
+    affine[:3, 3] += 0.1  # not float32-exact: a NIfTI-2 input keeps it in float64
+    flipped = nib.Nifti2Image(np.asanyarray(moved.dataobj)[::-1, ::-1], affine)
+    raw = tmp_path / "flair.nii.gz"
+    nib.save(flipped, raw)
+    reference = run_interface(
+        PrepareImage(modality="t1w"), tmp_path / "t1w", in_file=str(anat / "sub-01_T1w.nii.gz")
+    ).out_file
+    one = run_interface(
+        PrepareImage(modality="flair"), tmp_path / "one", in_file=str(raw), reference=reference
+    )
+    n4 = run_interface(BiasCorrect(modality="flair"), tmp_path / "n4", in_file=str(raw))
+    # the reoriented grid itself, to the bit
+    assert np.array_equal(load_3d(n4.out_file).affine, load_3d(raw).affine)
+    two = run_interface(
+        PrepareImage(modality="flair", corrected=True),
+        tmp_path / "two",
+        in_file=n4.out_file,
+        reference=reference,
+    )
+    first, second = nib.load(one.out_file), nib.load(two.out_file)
+    assert np.array_equal(first.get_fdata(), second.get_fdata())
+    assert np.array_equal(first.affine, second.affine)
+    reports = [json.loads(Path(r.report).read_text())["Registration"] for r in (one, two)]
+    assert reports[0] == reports[1]

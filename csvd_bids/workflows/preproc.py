@@ -8,6 +8,7 @@ from nipype.pipeline import engine as pe
 from csvd_bids.bids.discovery import SUFFIXES
 from csvd_bids.interfaces.dwi import PrepareDWI
 from csvd_bids.interfaces.preproc import (
+    BiasCorrect,
     BrainExtraction,
     CheckSameSubject,
     PrepareImage,
@@ -109,8 +110,18 @@ def init_preproc_wf(
             mem_gb=1.5,
             **threaded,
         )
-        wf.connect(inputnode, modality, node, "in_file")
-        if modality != reference:
+        if modality == reference:
+            wf.connect(inputnode, modality, node, "in_file")
+        else:  # N4 in a node of its own, which starts before the reference is ready
+            bias = pe.Node(
+                BiasCorrect(modality=modality, num_threads=omp_nthreads),
+                name=f"bias_{modality}",
+                mem_gb=1.5,
+                **threaded,
+            )
+            node.inputs.corrected = True
+            wf.connect(inputnode, modality, bias, "in_file")
+            wf.connect(bias, "out_file", node, "in_file")
             wf.connect(prepared[reference], "out_file", node, "reference")
         wf.connect(node, "out_file", outputnode, modality)
         wf.connect(node, "report", outputnode, f"{modality}_report")
