@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import nibabel as nib
 import SimpleITK as sitk
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
@@ -17,6 +16,7 @@ from nipype.interfaces.base import (
 )
 
 from csvd_bids.preproc.dwi import ADC_UNITS, prepare
+from csvd_bids.preproc.image_files import save_image
 from csvd_bids.preproc.images import load_in_memory
 
 
@@ -61,7 +61,7 @@ class PrepareDWI(SimpleInterface):
         prepared = prepare(self.inputs.in_file, self.inputs.bval, reference)
         for name, img in prepared.images.items():
             self._results[name] = os.path.join(runtime.cwd, f"dwi_{name}.nii.gz")
-            nib.save(img, self._results[name])
+            save_image(img, self._results[name])
         transform = os.path.join(runtime.cwd, "to_reference_xfm.txt")
         sitk.WriteTransform(prepared.transform, transform)
         self._results["transform"] = transform

@@ -23,6 +23,7 @@ from nipype.interfaces.base import (
 from csvd_bids.preproc.asl import prepare_asl
 from csvd_bids.preproc.coregister import Coregistration, coregister, coverage_on, resample_linear
 from csvd_bids.preproc.dti import fit_tensor, tensor_maps_on_reference
+from csvd_bids.preproc.image_files import save_image
 from csvd_bids.preproc.images import load_3d, load_in_memory
 from csvd_bids.quant.basal_ganglia import roi_table
 from csvd_bids.quant.roi_patches import roi_patches
@@ -30,7 +31,7 @@ from csvd_bids.quant.roi_patches import roi_patches
 
 def _save(runtime, results: dict, name: str, img: nib.Nifti1Image) -> None:
     results[name] = os.path.join(runtime.cwd, f"{name}.nii.gz")
-    nib.save(img, results[name])
+    save_image(img, results[name])
 
 
 def _save_json(runtime, results: dict, data: dict) -> None:

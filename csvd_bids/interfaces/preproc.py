@@ -25,6 +25,7 @@ from csvd_bids.preproc.bias import n4_correct
 from csvd_bids.preproc.brain import extract_brain
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.identity import prepare_reference, score_against
+from csvd_bids.preproc.image_files import save_image
 from csvd_bids.preproc.images import load_3d, load_in_memory, new_like
 from csvd_bids.preproc.regions import region_map, region_volumes_mm3
 from csvd_bids.preproc.template import (
@@ -117,7 +118,7 @@ class PrepareImage(SimpleInterface):
                 "TransformFile": transform,
             }
         out = os.path.join(runtime.cwd, f"{self.inputs.modality}_preproc.nii.gz")
-        nib.save(img, out)
+        save_image(img, out)
         self._results["out_file"] = out
         self._results["report"] = os.path.join(runtime.cwd, "report.json")
         Path(self._results["report"]).write_text(json.dumps(report, indent=2))
