@@ -137,7 +137,10 @@ def load_session_images(work: Path, subject: str, session: str | None = None):
     return SessionImages(
         images=images,
         brain_mask=array(preproc / "brain_extraction" / "brain_mask.nii.gz") > 0.5,
-        priors={k: array(template / f"{k}.nii.gz") for k in ("wm", "gm", "csf", "ventricles")},
+        # uncompressed since 371caca (.nii), compressed before
+        priors={
+            k: array(next(template.glob(f"{k}.nii*"))) for k in ("wm", "gm", "csf", "ventricles")
+        },
         regions=array(preproc / "segment_regions" / "regions.nii.gz").astype(np.uint8),
     )
 
