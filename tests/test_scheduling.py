@@ -79,36 +79,3 @@ def test_the_graph_is_left_out_of_garbage_collection_while_it_runs(tmp_path):
     workflow.run(plugin=Recording(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
     assert frozen_while_sending and min(frozen_while_sending) > 0
     assert gc.get_freeze_count() == 0
-
-
-_WORKER_CHECK = """
-import multiprocessing, sys
-from concurrent.futures import ProcessPoolExecutor
-from csvd_bids.workflows.scheduling import warm_fork_server
-if sys.argv[1] == "warm":
-    warm_fork_server({"mp_context": "forkserver"})
-context = multiprocessing.get_context("forkserver")
-with ProcessPoolExecutor(1, mp_context=context) as pool:  # as nipype's MultiProc makes it
-    print(pool.submit(eval, "sorted(__import__('sys').modules)").result())
-"""
-
-
-def test_workers_start_with_the_interfaces_imported():
-    """The fork server is started before the run is planned, with every node interface
-    imported, so each worker forks with those imports done instead of making them first."""
-    import ast
-    import subprocess
-    import sys
-
-    from csvd_bids.workflows.scheduling import worker_modules
-
-    def loaded(mode: str) -> set[str]:
-        out = subprocess.run(
-            [sys.executable, "-c", _WORKER_CHECK, mode], capture_output=True, text=True, check=True
-        )
-        return set(ast.literal_eval(out.stdout))
-
-    expected = set(worker_modules())
-    assert "csvd_bids.interfaces.preproc" in expected and len(expected) >= 5
-    assert expected <= loaded("warm")
-    assert not expected & loaded("cold")  # a worker of a cold server imports them itself

@@ -71,10 +71,7 @@ def run_participant_level(config: RunConfig) -> ExitCode:
     from csvd_bids.reports.build import build_session_reports
     from csvd_bids.workflows.base import init_csvd_wf
     from csvd_bids.workflows.execute import configure_nipype, run_graph
-    from csvd_bids.workflows.scheduling import warm_fork_server
 
-    if config.plugin == "MultiProc":  # the workers' imports, made while the run is planned
-        warm_fork_server(config.plugin_args)
     plans, rejected = plan_sessions(config)
     failures = []
     if plans:

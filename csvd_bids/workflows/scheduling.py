@@ -13,8 +13,6 @@ depend on the order.
 from __future__ import annotations
 
 import gc
-import multiprocessing
-import pkgutil
 
 import networkx as nx
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin as NipypeMultiProcPlugin
@@ -40,28 +38,6 @@ NODE_COSTS = {
     "quantify": 3.5,
     "write_derivatives": 3.5,
 }
-
-
-def worker_modules() -> list[str]:
-    """Every module of ``csvd_bids.interfaces``: what a worker imports to run any node."""
-    import csvd_bids.interfaces as interfaces
-
-    return [f"{interfaces.__name__}.{m.name}" for m in pkgutil.iter_modules(interfaces.__path__)]
-
-
-def warm_fork_server(plugin_args: dict) -> None:
-    """Start MultiProc's fork server now, importing the node interfaces (SimpleITK, scipy,
-    scikit-image, matplotlib, nipype: 1.5-2 s), while this process plans the run: every worker
-    is then forked with those imports done, where each worker made them before its first node.
-    Only for the forkserver context; a server already running keeps the imports it started
-    with."""
-    if plugin_args.get("mp_context") != "forkserver":
-        return
-    from multiprocessing import forkserver
-
-    preload = ["__main__", *worker_modules()]  # __main__: multiprocessing's own default
-    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
-    forkserver.ensure_running()
 
 
 def node_cost(node) -> float:
