@@ -74,14 +74,11 @@ class BiasCorrect(SimpleInterface):
         return runtime
 
 
-class _PrepareImageInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="raw image (any orientation)")
+class _PrepareImageInputSpec(_BiasCorrectInputSpec):
     reference = File(exists=True, desc="reference grid; when absent, in_file is the reference")
-    modality = traits.Str(mandatory=True)
     corrected = traits.Bool(
         False, usedefault=True, desc="in_file is BiasCorrect's output: N4 is not run again"
     )
-    num_threads = traits.Int(1, usedefault=True, nohash=True)
 
 
 class _PrepareImageOutputSpec(TraitedSpec):

@@ -23,7 +23,7 @@ NODE_COSTS = {
     "template_cache": 4.0,
     "template_priors": 20.0,
     "prepare_dwi": 15.0,
-    "prepare_swi": 8.5,  # N4 is bias_<modality>'s since 2026-12-06 (SWI 1 mm: a third)
+    "prepare_swi": 8.5,  # N4 runs in bias_<modality> (a third of the SWI's time at 1 mm)
     "bias_swi": 4.5,
     "check_same_subject": 11.0,
     "prepare_t2w": 8.0,
