@@ -300,17 +300,21 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     return maps
 
 
-def pvs_region_map(session: SessionImages, params: PVSParams = PARAMS) -> np.ndarray:
+def pvs_region_map(
+    session: SessionImages, params: PVSParams = PARAMS, filled: np.ndarray | None = None
+) -> np.ndarray:
     """The detector's region map (``pvs_regions``) of the whole volume, in which CSF pockets
     enclosed by tissue (a PVS is CSF to the tissue classes) carry the label of their tissue
-    (``fill_csf_pockets``): a PVS is named by the region that holds it."""
+    (``fill_csf_pockets``): a PVS is named by the region that holds it. ``filled``: those
+    regions in the brain's box, when the detector has them already."""
     regions = session.regions
     region_map = pvs_regions(regions, session.reference.affine)
     box = bounding_box(session.brain_mask, BOX_MARGIN)
     if box is not None:
-        filled, _ = fill_csf_pockets(
-            regions[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
-        )
+        if filled is None:
+            filled, _ = fill_csf_pockets(
+                regions[box], session.brain_mask[box], session.zooms, params.pocket_max_mm3
+            )
         region_map[box] = pvs_regions(filled, affine_of_box(session.reference.affine, box))
     return region_map
 
@@ -329,7 +333,7 @@ def detect_pvs(session: SessionImages, params: PVSParams = PARAMS) -> Detection:
     box = maps["box"]
     score[box] = np.where(maps["search"], maps["vessel"] * np.clip(maps["u"], 0.0, 1.0), 0.0)
     mask[box] = maps["kept"]
-    region_map = pvs_region_map(session, params)
+    region_map = pvs_region_map(session, params, maps["regions"])
     return Detection(score=score, mask=mask, regions=region_map, region_names=dict(REGION_NAMES))
 
 

@@ -92,8 +92,22 @@ def coregister(
 ) -> Coregistration:
     """Rigid registration (reference points -> moving points) by Mattes MI, optimised from
     the header, the moments and ``more_starts`` (e.g. another image's result), best end kept."""
-    fixed = downsample(to_sitk(reference), REGISTRATION_SPACING_MM)
-    mov = downsample(to_sitk(moving), REGISTRATION_SPACING_MM)
+    return coregister_downsampled(
+        downsample(to_sitk(moving), REGISTRATION_SPACING_MM),
+        downsample(to_sitk(reference), REGISTRATION_SPACING_MM),
+        seed,
+        more_starts,
+    )
+
+
+def coregister_downsampled(
+    mov: sitk.Image,
+    fixed: sitk.Image,
+    seed: int = SAMPLING_SEED,
+    more_starts: dict[str, sitk.Transform] | None = None,
+) -> Coregistration:
+    """:func:`coregister` of images already at ``REGISTRATION_SPACING_MM`` (``downsample``),
+    for a caller that registers several images to one reference."""
     header = sitk.Euler3DTransform()
     header.SetCenter(
         fixed.TransformContinuousIndexToPhysicalPoint(

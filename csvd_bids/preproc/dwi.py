@@ -35,7 +35,7 @@ from csvd_bids.preproc.bias import n4_correct
 from csvd_bids.preproc.coregister import (
     REGISTRATION_SPACING_MM,
     Coregistration,
-    coregister,
+    coregister_downsampled,
     mattes_metric,
     resample_linear,
     resample_with,
@@ -216,12 +216,14 @@ def register_dwi(
         name: downsample(to_sitk(img), REGISTRATION_SPACING_MM)
         for name, img in (("b0", b0), ("trace", trace))
     }
-    first = coregister(b0, reference)
+    first = coregister_downsampled(moving["b0"], fixed)
     # The trace also starts from the b0's end: with 31 anisotropic directions (seed 3 of the
     # DWI test) both images alone stopped 2-4 mm off, and the trace refined from the b0 did not.
     candidates = {
         "b0": first,
-        "trace": coregister(trace, reference, more_starts={"b0": first.transform}),
+        "trace": coregister_downsampled(
+            moving["trace"], fixed, more_starts={"b0": first.transform}
+        ),
     }
     # Each image's own term is its registration's final metric (the same measure on the same
     # images); only the other image's term is measured here.
