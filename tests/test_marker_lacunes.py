@@ -194,6 +194,28 @@ def test_wide_lobar_cavity_under_atlas_cortex():
     assert not _found(_detect(session, strict).mask, wide_lacune)
 
 
+def test_pocket_of_a_larger_fluid_space_is_not_a_lacune():
+    """A round pocket that opens, through partial-volume fluid, into a larger CSF space the
+    region map does not call ventricle (a horn tip, a cistern, a sulcus: the real MS scans'
+    false lacunes) is rejected by its fluid halo, and only by it; a lacune is found."""
+    phantom = Phantom()
+    lacune = phantom.lacune((20, 40, 32), 6.0)
+    pocket = phantom.lacune((56, 40, 30), 8.0)
+    # a sulcus-like sheet of half-fluid voxels (partial volume: c ~ 0.4, below the cavity
+    # threshold) through the pocket, 3 mm thick and 20 mm across
+    grid = np.indices(SHAPE)
+    sheet = (np.abs(grid[2] - 30) <= 1) & ((grid[0] - 56) ** 2 + (grid[1] - 40) ** 2 <= 100)
+    sheet &= ~_ball((56, 40, 30), 3.0)  # the cavity stays fluid
+    phantom.paint(sheet, [w + 0.4 * (c - w) for w, c in zip(WM, CSF, strict=True)])
+    session = phantom.session()
+    detection = _detect(session)
+    assert _found(detection.mask, lacune)
+    assert not _found(detection.mask, pocket)
+    # the halo rule, and nothing else, rejects it
+    without = _detect(session, LacuneParams(max_halo=float("inf")))
+    assert _found(without.mask, pocket) and _found(without.mask, lacune)
+
+
 def test_small_cavity_needs_a_rim():
     """A 4 mm lesion has a cavity under 3 mm across: kept with its gliotic rim (a small
     lacune), dropped without (a perivascular space seen end-on)."""
