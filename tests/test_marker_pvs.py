@@ -236,3 +236,27 @@ def test_sulcal_csf_touching_the_sulcus_at_an_edge_is_not_a_pocket():
 
 def test_method_sentence():
     assert PVS_METHOD and ". " not in PVS_METHOD.rstrip(".") and "T2w" in PVS_METHOD
+
+
+def test_tube_on_the_wall_of_an_unlabelled_csf_space_is_not_a_pvs():
+    """A thin bright tube joined through partial-volume fluid to a CSF space that the region
+    map calls white matter (the trigone or horn of an enlarged ventricle, beyond the template's
+    ventricle) is the edge of that space, not a PVS; the same tube in the basal ganglia is
+    kept (PVS cluster there next to the frontal horns), and so is a free tube in the WM."""
+    half = tuple(w + 0.35 * (c - w) for w, c in zip(WM, CSF, strict=True))  # partial volume
+    lesions, walls = [], {}
+    for key, (i, j, k) in {"wm": (42, 40, 26), "bg": (14, 28, 16)}.items():
+        space = _ball((i, j, k), 4)  # 9 mm of CSF
+        wall = _tube(i, j + 6, k - 6, k + 6)
+        bridge = np.zeros(SHAPE, bool)
+        bridge[i, j + 5, k - 2 : k + 3] = True
+        lesions += [(space, CSF), (bridge, half), (wall, PVS)]
+        walls[key] = wall
+    free = _tube(34, 30, 14, 24)
+    session = _session([*lesions, (free, PVS)])
+    detection = _detect(session)
+    assert _found(detection, free)
+    assert not _found(detection, walls["wm"])
+    assert _found(detection, walls["bg"])
+    without = _detect(session, replace(PARAMS, clear_csf_radius_mm=float("inf")))
+    assert _found(without, walls["wm"])
