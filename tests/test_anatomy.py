@@ -18,6 +18,7 @@ from csvd_bids.preproc.regions import (
     VENTRICLE_SEED_CSF_P,
     distance_mm,
     distance_mm_at,
+    joined_within_mm,
     region_map,
     subject_ventricles,
     within_mm,
@@ -267,6 +268,21 @@ def test_distances_in_a_box_are_those_of_the_whole_grid(mm):
     assert np.array_equal(within_mm(mask, mm, zooms), whole <= mm)
     assert np.array_equal(distance_mm_at(mask, at, zooms), whole[at])
     assert not within_mm(np.zeros_like(mask), mm, zooms).any()
+
+
+def test_joined_within_mm_follows_the_mask_only_near_the_seed():
+    """What a seed opens into: mask voxels joined to it through faces, none beyond ``mm`` of
+    it, and no mask voxel that is near but not joined."""
+    seed = np.zeros((30, 10, 10), bool)
+    seed[4:6, 4:6, 4:6] = True
+    mask = np.zeros_like(seed)
+    mask[6:30, 5, 5] = True  # a channel from the seed, 24 voxels long
+    mask[3, 4, 7] = True  # near (2.2 mm) but not joined
+    joined = joined_within_mm(seed, mask, 3.0, (1.0, 1.0, 1.0))
+    assert joined[seed].all()
+    assert np.array_equal(np.flatnonzero(joined[6:, 5, 5]), np.arange(3))  # x 6-8: <= 3 mm
+    assert not joined[3, 4, 7]
+    assert joined.sum() == seed.sum() + 3
 
 
 def test_label_maps_warped_together_are_those_warped_one_by_one(registered, t1w):

@@ -67,7 +67,7 @@ from csvd_bids.morphology import (
     robust_stats,
     smooth_mm,
 )
-from csvd_bids.preproc.regions import within_mm
+from csvd_bids.preproc.regions import joined_within_mm, within_mm
 from csvd_bids.region_sets import (
     CORTEX_REGIONS,
     DEEP_REGIONS,
@@ -127,7 +127,7 @@ class LacuneParams:
     # The fluid halo (see the module docstring): partial-volume fluid connected to a cavity
     # within halo_mm, in cavity volumes. Chosen on the real MS scans (their six cavities
     # found, none a lacune: 1.6-11), physics-engine seed 606 and template seeds 601-604 (true
-    # lacunes: at most 1.3). Within 5 mm, two of the 24 template lacunes (2-5 mm from a
+    # lacunes: at most 1.3). Within 5 mm, two of the 22 template lacunes (2-5 mm from a
     # ventricle) reached 3.3-4.4 through the ventricle's partial volume.
     halo_c: float = 0.25
     halo_mm: float = 3.0
@@ -342,8 +342,7 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
 def _halo(cavity: np.ndarray, c: np.ndarray, zooms, params: LacuneParams) -> float:
     """Partial-volume fluid (``c >= halo_c``) connected to ``cavity`` within ``halo_mm``, in
     cavity volumes (the cavity itself not counted)."""
-    fluid = cavity | ((c >= params.halo_c) & within_mm(cavity, params.halo_mm, zooms))
-    joined = keep_seeded(fluid, cavity, FACES)
+    joined = joined_within_mm(cavity, c >= params.halo_c, params.halo_mm, zooms)
     return float(joined.sum() - cavity.sum()) / float(cavity.sum())
 
 

@@ -66,7 +66,7 @@ from csvd_bids.morphology import (
     label_lesions,
     robust_stats,
 )
-from csvd_bids.preproc.regions import within_mm
+from csvd_bids.preproc.regions import joined_within_mm, within_mm
 from csvd_bids.region_sets import (
     BASAL_GANGLIA,
     CAPSULE_REGIONS,
@@ -372,13 +372,8 @@ def reject_csf_edges(
     a lesion touching BG is BG, as it is named) that are edges of a clear CSF space (module
     docstring, step 5)."""
     labels, n = label_lesions(kept)
-    boxes = ndimage.find_objects(labels)
-    outside_bg = [
-        i
-        for i in range(1, n + 1)
-        if not (named[boxes[i - 1]][labels[boxes[i - 1]] == i] == BG_INDEX).any()
-    ]
-    if not outside_bg:
+    in_bg = np.asarray(ndimage.maximum(named == BG_INDEX, labels, np.arange(1, n + 1)), bool)
+    if in_bg.all():
         return kept
     clear = brain & (u >= params.clear_csf_u)
     spaces, count = label_lesions(clear, FACES)
@@ -387,21 +382,12 @@ def reject_csf_edges(
         params.clear_csf_radius_mm
     )
     wide[0] = False
-    grow = [int(np.ceil(params.edge_mm / z)) + 1 for z in zooms]
+    fluid = brain & (u >= params.edge_u)
     keep = np.ones(n + 1, dtype=bool)
     keep[0] = False
-    for index in outside_bg:
-        near = tuple(
-            slice(max(0, s.start - g), min(dim, s.stop + g))
-            for s, g, dim in zip(boxes[index - 1], grow, labels.shape, strict=True)
-        )
-        lesion = labels[near] == index
-        fluid = lesion | (
-            brain[near] & (u[near] >= params.edge_u) & within_mm(lesion, params.edge_mm, zooms)
-        )
-        joined = keep_seeded(fluid, lesion, FACES)
-        if wide[spaces[near][joined]].any():
-            keep[index] = False
+    for index in np.flatnonzero(~in_bg) + 1:
+        joined = joined_within_mm(labels == index, fluid, params.edge_mm, zooms)
+        keep[index] = not wide[spaces[joined]].any()
     return keep[labels]
 
 

@@ -100,6 +100,20 @@ def within_mm(mask: np.ndarray, mm: float, zooms: tuple[float, float, float]) ->
     return out
 
 
+def joined_within_mm(
+    seed: np.ndarray, mask: np.ndarray, mm: float, zooms: tuple[float, float, float]
+) -> np.ndarray:
+    """``seed`` and the voxels of ``mask`` joined to it (through faces) without leaving the
+    ``mm`` around it: e.g. the partial-volume fluid that a cavity or a tube opens into."""
+    out = np.zeros(seed.shape, dtype=bool)
+    box = bounding_box(seed, [int(mm // z) + 1 for z in zooms])  # as within_mm's
+    if box is not None:
+        local = seed[box]
+        near = local | (mask[box] & (distance_mm(local, zooms) <= mm))
+        out[box] = keep_seeded(near, local, FACES)
+    return out
+
+
 def distance_mm_at(
     mask: np.ndarray, at: np.ndarray, zooms: tuple[float, float, float]
 ) -> np.ndarray:
