@@ -228,6 +228,27 @@ def test_small_cavity_needs_a_rim():
     assert not _found(detection.mask, bare)
 
 
+def test_wide_rimless_cavity_is_a_lacune_and_a_calcification_is_not():
+    """A 9 mm cavity without a rim, its fluid partly averaged with tissue (a rimless lacune
+    on thick slices), is kept on its size and blob: too wide for a PVS, it needs no rim, and
+    only the rimless rule keeps it. A ball as dark as fluid on FLAIR and T1w but dark on T2w
+    too (a calcification) is rejected, and only by the T2w rule."""
+    phantom = Phantom()
+    rimless = _ball((22, 40, 32), 4.5)
+    phantom.paint(rimless, [w + 0.8 * (c - w) for w, c in zip(WM, CSF, strict=True)])
+    calcification = _ball((58, 40, 32), 4.5)
+    flair, t1w = (w + 1.3 * (c - w) for w, c in zip(WM[:2], CSF[:2], strict=True))
+    phantom.paint(calcification, (flair, t1w, WM[2] - 0.3 * (CSF[2] - WM[2])))
+    session = phantom.session()
+    detection = _detect(session)
+    assert _found(detection.mask, rimless)
+    assert not _found(detection.mask, calcification)
+    rim_needed = LacuneParams(rimless_evidence_mid=PARAMS.evidence_mid)
+    assert not _found(_detect(session, rim_needed).mask, rimless)
+    no_t2w_rule = LacuneParams(min_t2w_c=-np.inf)
+    assert _found(_detect(session, no_t2w_rule).mask, calcification)
+
+
 def test_lacune_labelled_csf_is_named_by_its_surroundings():
     """The region map calls a lacune (its cavity and rim) CSF, as a tissue classifier does:
     the lesion is named by the regions around it (deep here), by the detector and by

@@ -33,9 +33,13 @@ stage of Ghafoorian et al. 2017), with a Laplacian-of-Gaussian blob measure (Lin
      closed cavity, surrounded by tissue and at most its own partial-volume edge; a pocket of
      a sulcus, a cistern or a ventricular horn the region map does not call ventricle goes
      on, below the cavity threshold, into the fluid it belongs to;
+   - is dark on T2w (``min_t2w_c``, when there is a T2w): fluid is T2w-bright; a cavity that
+     is dark on FLAIR and T1w but also on T2w is a calcification, old blood or a flow void;
    - is weak: belief = logistic(blob + rim), with rim = median FLAIR ``u`` of the voxels
      around the cavity, below ``min_score``. A large round cavity passes on its blob alone,
-     a small one needs its rim, which no PVS has.
+     a small one needs its rim, which no PVS has. A cavity at least twice as wide as the
+     widest PVS (inscribed radius ``rimless_radius_mm``) needs no rim (many lacunes have
+     none): its belief is centred at ``rimless_evidence_mid`` instead.
 3. Kept cavities grow into their rim (within ``rim_mm``): partial-volume fluid or
    FLAIR-hyperintense voxels.
 4. The STRIVE size rule (3-15 mm maximum diameter) is applied to the returned mask by the
@@ -133,7 +137,9 @@ class LacuneParams:
     halo_mm: float = 3.0
     max_halo: float = 1.5
     rim_mm: float = 1.5  # how far a cavity grows into its abnormal rim
-    rim_c: float = 0.2  # CSF-likeness of partial-volume rim voxels
+    # CSF-likeness of partial-volume rim voxels: a voxel a fifth fluid is mostly tissue; at 0.2
+    # an 11 mm rimless lacune (physics engine) grew to 15.4 mm and broke the size rule.
+    rim_c: float = 0.3
     rim_u: float = 0.5  # FLAIR u of gliotic rim voxels
     log_scales_mm: tuple[float, ...] = (1.5, 2.5, 4.0)  # LoG sigmas (radius ~ sqrt(3) sigma)
     # A cavity must be a blob at all: its LoG response (CSF units) at least this; single
@@ -145,6 +151,14 @@ class LacuneParams:
     evidence_mid: float = 0.8
     evidence_width: float = 0.15
     min_score: float = 0.5
+    # A closed cavity 6 mm across or more (inscribed radius) is no PVS (< 3 mm): it needs no
+    # rim. Its blob falls short of a lacune with a rim when thick or partly suppressed FLAIR
+    # lowers its mean CSF-likeness (an 11 mm rimless lacune of the physics engine: blob 0.78).
+    rimless_radius_mm: float = 3.0
+    rimless_evidence_mid: float = 0.6
+    # T2w CSF-likeness a cavity needs when there is a T2w: fluid is bright on T2w; the physics
+    # engine's pallidal calcifications, dark on FLAIR and T1w, are at -0.3 (lacunes 0.5-1.0).
+    min_t2w_c: float = 0.25
 
 
 PARAMS = LacuneParams()
@@ -225,6 +239,7 @@ def _candidates(labels: np.ndarray, context: dict, zooms, params: LacuneParams) 
         f["csf_prior"] = float(local["csf_prior"][cavity].mean())
         f["rim"] = float(np.median(local["u_flair"][shell])) if shell.any() else 0.0
         f["ring_subcortical"] = float(local["subcortical"][ring].mean()) if ring.any() else 0.0
+        f["t2w_c"] = float(local["c_t2w"][cavity].mean()) if "c_t2w" in local else 1.0
         candidate = Candidate(big, cavity, f)
         if (cavity & (local["near_ventricles"] | local["outside"])).any() or (
             shell & local["outside"]
@@ -250,10 +265,17 @@ def _candidates(labels: np.ndarray, context: dict, zooms, params: LacuneParams) 
             candidate.reason = "thin without a rim"
         elif _halo(cavity, local["c"], zooms, params) > params.max_halo:
             candidate.reason = "part of a larger fluid space"
+        elif f["t2w_c"] < params.min_t2w_c:
+            candidate.reason = "dark on T2w (not fluid)"
         else:
             evidence = f["blob"] + max(f["rim"], 0.0)
+            mid = (
+                params.rimless_evidence_mid
+                if f["radius_mm"] >= params.rimless_radius_mm
+                else params.evidence_mid
+            )
             candidate.belief = float(
-                1.0 / (1.0 + np.exp(-(evidence - params.evidence_mid) / params.evidence_width))
+                1.0 / (1.0 + np.exp(-(evidence - mid) / params.evidence_width))
             )
             if candidate.belief < params.min_score:
                 candidate.reason = "weak"
@@ -318,6 +340,8 @@ def detect_lacunes(session: SessionImages, params: LacuneParams = PARAMS) -> Det
         "csf_prior": priors["csf"],
         "c": c,
     }
+    if "t2w" in likeness:
+        context["c_t2w"] = likeness["t2w"]
     for candidate in _candidates(labels, context, zooms, params) if n else []:
         near = candidate.box
         if candidate.reason:
