@@ -230,6 +230,28 @@ def test_dot_touching_a_vein_is_found():
     assert (detection.mask & vein).sum() <= 3  # the vein is not taken along
 
 
+def test_dot_at_the_end_of_a_vein_is_no_microbleed_but_one_beside_dark_tissue_is():
+    """A dark dot where a vein ends (darkest there) has a dark line on one side: rejected as
+    the end of a vein, and only by that rule. A dot beside a band of dark tissue (a cortical
+    microbleed next to dark cortex) has as dark a line on that side, but the lines beside it
+    are as dark too: no vein, a microbleed."""
+    swi, brain = _brain_and_background(seed=20)
+    _paint(swi, _tube((18, 28, 40), (30, 36, 40)), VEIN)
+    end = _ball((32, 37, 40), 4.0)
+    _paint(swi, end, DOT)
+    band = np.zeros(SHAPE, bool)
+    band[44:49, 20:52, 20:34] = True  # 5 mm thick, darkness about 0.3
+    _paint(swi, band & brain, 380.0)
+    beside = _ball((41, 36, 27), 4.0)  # its edge 1 mm from the band
+    _paint(swi, beside, DOT)
+    session = _session(swi, brain)
+    detection = _detect(session)
+    assert not _found(detection, end)
+    assert _found(detection, beside)
+    without = detect_cmb(session, replace(PARAMS, max_end_darkness=np.inf))
+    assert without.mask[end].any()
+
+
 def test_no_dot_gives_empty_mask_and_empty_brain_is_not_assessable():
     swi, brain = _brain_and_background(seed=3)
     detection = _detect(_session(swi, brain))

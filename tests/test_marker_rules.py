@@ -279,13 +279,19 @@ def test_cmb_mirror_pair_needs_both_sides_in_calcifying_structures():
     ("rule", "length_mm", "disabled"),
     [
         # 5 mm of a 3 mm thick vein: compact and short, but the Hessian bends in two directions
-        ("blobness", 5.0, CMBParams(min_blobness=-2.0)),
+        # (the vein-end rule sees its far part as a line out of the peak too: off for the check)
+        ("blobness", 5.0, CMBParams(min_blobness=-2.0, max_end_darkness=1e9)),
         # 6 mm of it: its segmented shape is elongated (the blobness, once lengths along B0 are
-        # shortened, and the dark line through it see it too: off for the check)
+        # shortened, and the dark lines through and out of it see it too: off for the check)
         (
             "elongation",
             6.0,
-            CMBParams(max_elongation=1e9, min_blobness=-2.0, max_line_darkness=1e9),
+            CMBParams(
+                max_elongation=1e9,
+                min_blobness=-2.0,
+                max_line_darkness=1e9,
+                max_end_darkness=1e9,
+            ),
         ),
     ],
 )
@@ -388,8 +394,8 @@ def test_cmb_blooming_along_b0_is_no_vessel():
 def test_cmb_beaded_vein_is_rejected_as_extended():
     """A thin vein broken by partial volume into 3 mm dark beads: each bead is a compact, round
     dark dot, but the dark region around it runs on beyond its box along the vein, as dark as
-    the bead: a vessel. With that check off (``vessel_level`` 1; and the dark-line and blobness
-    rules, which see these in-plane beads too) the beads would pass."""
+    the bead: a vessel. With that check off (``vessel_level`` 1; and the dark-line, vein-end
+    and blobness rules, which see these in-plane beads too) the beads would pass."""
     swi, brain, regions = _cmb_volume(seed=0)
     start, end = np.array([12.0, 14.0, 24.0]), np.array([36.0, 34.0, 24.0])
     points = np.indices(CMB_SHAPE, dtype=np.float32).reshape(3, -1).T
@@ -407,7 +413,9 @@ def test_cmb_beaded_vein_is_rejected_as_extended():
     detection = detect_cmb(session)
     assert not detection.mask[vein].any()
     assert detection.mask[bleed].any()
-    unchecked = CMBParams(vessel_level=1.0, max_line_darkness=1e9, min_blobness=-2.0)
+    unchecked = CMBParams(
+        vessel_level=1.0, max_line_darkness=1e9, max_end_darkness=1e9, min_blobness=-2.0
+    )
     assert detect_cmb(session, unchecked).mask[beads].any()
 
 

@@ -45,6 +45,11 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
    - beaded veins: a dot on a vein that is itself only faintly dark (noise and partial volume
      break thin veins into beads) has a dark straight line through it on both sides
      (``max_line_darkness``), in a direction away from B0;
+   - ends of veins: a dot where a vein ends or turns out of the slab (darkest there) has a
+     dark line on one side only; the line must be darker than lines beside it
+     (``end_flank_mm`` away, all four of them), so that a microbleed in the cortex or beside
+     a dark nucleus, which has dark tissue on one side but no line, is kept
+     (``max_end_darkness``);
    - flow voids and calcifications: CMB are invisible on T1w, while flow voids (and many
      calcifications) are dark there too: with a T1w, a candidate whose core is darker than its
      surroundings by more than ``max_t1_drop`` and darker than ``max_t1_ratio`` x the NAWM
@@ -159,6 +164,15 @@ class CMBParams:
     line_gap_mm: float = 1.0
     line_length_mm: float = 8.0
     line_min_b0_angle_deg: float = 45.0
+    # Ends of veins: the darkest straight line on one side (from ``line_gap_mm`` beyond the
+    # radius, ``end_length_mm`` long, away from B0) minus the darkest of the four lines
+    # parallel to it ``end_flank_mm`` away, at least this fraction of the contrast. On physics
+    # seeds 606-608: the vein ends kept as microbleeds 0.38-0.61 (a vein branching out of
+    # dark tissue: 0.18), true microbleeds 0.19 at most, cortical ones beside dark cortex
+    # included (their plain one-sided line: up to 0.50).
+    max_end_darkness: float = 0.3
+    end_length_mm: float = 4.0
+    end_flank_mm: float = 2.5
     # Flow void / calcification rejection with a T1w: a candidate is "dark on T1w" when its
     # core's T1w is below its surroundings' by more than max_t1_drop x the NAWM T1w and below
     # max_t1_ratio x the NAWM T1w (grey matter is about 0.6-0.8 of it, CSF about 0.3).
@@ -320,6 +334,39 @@ def _axes(count: int) -> np.ndarray:
 _LINE_AXES = _axes(1024)  # about 4 degrees apart: 0.5 mm at 12 mm out
 
 
+def _perpendiculars(axes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors perpendicular to each axis and to each other."""
+    helper = np.where(np.abs(axes[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    first = np.cross(axes, helper)
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    return first, np.cross(axes, first)
+
+
+_LINE_PERPENDICULARS = _perpendiculars(_LINE_AXES)
+
+
+def _side_means(
+    darkness: np.ndarray,
+    peak: tuple[int, int, int],
+    axes: np.ndarray,
+    start_mm: float,
+    length_mm: float,
+    zooms: np.ndarray,
+    shift_mm: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mean darkness (side, axis) on the segments from ``start_mm`` to ``start_mm +
+    length_mm`` out of ``peak`` along each axis, both ways, shifted by ``shift_mm`` (axis,
+    3) when given."""
+    steps = np.arange(start_mm, start_mm + length_mm + 1e-6, 0.5 * float(np.min(zooms)))
+    # points (side, axis, step, xyz) in voxel units
+    offsets = np.stack([axes, -axes])[:, :, None, :] * steps[None, None, :, None]
+    if shift_mm is not None:
+        offsets = offsets + shift_mm[None, :, None, :]
+    points = np.asarray(peak, float) + offsets / zooms
+    values = ndimage.map_coordinates(darkness, points.reshape(-1, 3).T, order=1, mode="nearest")
+    return values.reshape(points.shape[:3]).mean(axis=2)
+
+
 def _line_darkness(
     darkness: np.ndarray,
     peak: tuple[int, int, int],
@@ -328,19 +375,23 @@ def _line_darkness(
     zooms: np.ndarray,
     b0: np.ndarray,
     params: CMBParams,
-) -> float:
-    """Darkest straight line through ``peak`` beyond the candidate: over the directions away
-    from B0, the largest value of the lesser of the two sides' mean darkness above
-    ``background``, on segments from ``line_gap_mm`` beyond ``radius_mm``."""
-    axes = _LINE_AXES[np.abs(_LINE_AXES @ b0) <= np.cos(np.deg2rad(params.line_min_b0_angle_deg))]
+) -> tuple[float, float]:
+    """Dark straight lines out of ``peak`` beyond the candidate, over the directions away
+    from B0, on segments from ``line_gap_mm`` beyond ``radius_mm``: (through it: the largest
+    value of the lesser of the two sides' mean darkness above ``background``; ending at it:
+    the largest value of one side's mean darkness minus that of the darkest of the four
+    segments parallel to it ``end_flank_mm`` away)."""
+    away = np.abs(_LINE_AXES @ b0) <= np.cos(np.deg2rad(params.line_min_b0_angle_deg))
+    axes = _LINE_AXES[away]
     start = radius_mm + params.line_gap_mm
-    steps = np.arange(start, start + params.line_length_mm + 1e-6, 0.5 * float(np.min(zooms)))
-    # points (side, axis, step, xyz) in voxel units
-    offsets = np.stack([axes, -axes])[:, :, None, :] * steps[None, None, :, None] / zooms
-    points = np.asarray(peak, float) + offsets
-    values = ndimage.map_coordinates(darkness, points.reshape(-1, 3).T, order=1, mode="nearest")
-    sides = values.reshape(points.shape[:3]).mean(axis=2) - background
-    return float(sides.min(axis=0).max())
+    sides = _side_means(darkness, peak, axes, start, params.line_length_mm, zooms) - background
+    line = _side_means(darkness, peak, axes, start, params.end_length_mm, zooms)
+    flanks = [
+        _side_means(darkness, peak, axes, start, params.end_length_mm, zooms, sign * p[away])
+        for p in _LINE_PERPENDICULARS
+        for sign in (params.end_flank_mm, -params.end_flank_mm)
+    ]
+    return float(sides.min(axis=0).max()), float((line - np.max(flanks, axis=0)).max())
 
 
 def _distance_mm(shape, centre, zooms) -> np.ndarray:
@@ -459,9 +510,13 @@ def _examine(
     else:
         # the segmented candidate's equivalent-sphere radius, when larger than the scale's
         ball_mm = np.cbrt(3.0 * component.sum() * np.prod(zooms) / (4.0 * np.pi))
-        line = _line_darkness(darkness, peak, background, max(radius, ball_mm), zooms, b0, params)
-        if line >= params.max_line_darkness * contrast:
+        through, end = _line_darkness(
+            darkness, peak, background, max(radius, ball_mm), zooms, b0, params
+        )
+        if through >= params.max_line_darkness * contrast:
             candidate.accepted, candidate.reason = False, "on a vein"
+        elif end >= params.max_end_darkness * contrast:
+            candidate.accepted, candidate.reason = False, "end of a vein"
     return candidate
 
 
