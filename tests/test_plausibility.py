@@ -78,3 +78,18 @@ def test_the_rim_of_a_large_found_lesion_is_not_missed_volume(monkeypatch):
     found = lesion.copy()
     found[:, :, 29] = False  # 0.9 ml of it left out
     assert p.wmh_plausibility(flair, regions, found, 1.0) == []
+
+
+def test_lesions_between_white_matter_and_a_bright_cortex_are_missed_volume(monkeypatch):
+    """A long-TE protocol: cortex at 1.35 x the white matter, 10 ml of lesion at 1.6 x it
+    (only 1.19 x the cortex) left out of the mask. The cortex counts as at most 1.2 x the
+    white matter's mode, so the volume left out is flagged; taken at its median, it hides
+    the lesions."""
+    monkeypatch.setattr(p, "MIN_MISSED_ML", 5.0)
+    flair, regions, lesion = _brain(lesion_ml=9.9, lesion_gain=1.6 * 80.0 / 100.0)
+    flair[regions == CORTEX_REGIONS[0]] *= 1.35 * 80.0 / 100.0
+    warnings = p.wmh_plausibility(flair, regions, np.zeros(SHAPE, bool), 1.0)
+    assert len(warnings) == 1 and "10 ml of white matter is FLAIR-bright" in warnings[0]
+    assert p.wmh_plausibility(flair, regions, lesion, 1.0) == []
+    monkeypatch.setattr(p, "MAX_CORTEX_TO_WM", np.inf)
+    assert p.wmh_plausibility(flair, regions, np.zeros(SHAPE, bool), 1.0) == []
