@@ -271,6 +271,30 @@ def test_weak_cortex_contrast_of_thick_slices_does_not_make_normal_white_matter_
     assert _found(no_floor.mask, tract, 0.5)  # what the floor is for
 
 
+def test_lesions_between_white_matter_and_a_bright_cortex_are_found():
+    """A long-TE FLAIR: cortex 1.55 x NAWM, a 10 mm deep lesion at 1.8 x (u = 1.45 against that
+    cortex, below u_grow) around a 1.95 x core that seeds it. In the deep white matter the
+    cortex counts as at most ``max_grey_contrast`` brighter, so the lesion grows; the cortex,
+    bright enough to seed (seed_ratio), stays measured against itself, and so does deep grey
+    matter as bright as the cortex: neither is found."""
+    phantom = Phantom()
+    phantom.flair[phantom.cortex] = 1.55 * FLAIR["wm"]
+    centre = CENTRE + [25, 0, 0]
+    lesion = _ball(centre, 5.0) & phantom.wm
+    phantom.paint(lesion, 1.8 * FLAIR["wm"], T1W["wmh"])
+    phantom.paint(_ball(centre, 2.0), 1.95 * FLAIR["wm"], T1W["wmh"])
+    nucleus = _ellipsoid(CENTRE + [0, -22, -6], (6.0, 5.0, 4.0)) & phantom.wm
+    phantom.paint(nucleus, 1.55 * FLAIR["wm"], T1W["gm"], lesion=False)
+    session = phantom.session(t1w=False)
+    session.regions[nucleus] = REGION_INDEX["basal_ganglia"]
+    session.priors["wm"][nucleus], session.priors["gm"][nucleus] = 0.3, 0.7
+    detection = detect_wmh(session)
+    assert _found(detection.mask, lesion, 0.7)
+    assert not (detection.mask & (phantom.cortex | nucleus)).any()
+    uncapped = detect_wmh(session, replace(PARAMS, max_grey_contrast=np.inf))
+    assert not _found(uncapped.mask, lesion, 0.3)
+
+
 def test_unusable_inputs_are_reported():
     phantom = Phantom()
     session = phantom.session()
