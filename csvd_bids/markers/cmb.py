@@ -387,10 +387,10 @@ def _line_darkness(
     start = radius_mm + params.line_gap_mm
     sides = _side_means(darkness, peak, axes, start, params.line_length_mm, zooms) - background
     line = _side_means(darkness, peak, axes, start, params.end_length_mm, zooms)
-    flanks = [
-        _side_means(darkness, peak, axes, start, params.end_length_mm, zooms, sign * p[away])
+    flanks = [  # the four parallel segments, end_flank_mm away on either perpendicular
+        _side_means(darkness, peak, axes, start, params.end_length_mm, zooms, shift * p[away])
         for p in _LINE_PERPENDICULARS
-        for sign in (params.end_flank_mm, -params.end_flank_mm)
+        for shift in (params.end_flank_mm, -params.end_flank_mm)
     ]
     return float(sides.min(axis=0).max()), float((line - np.max(flanks, axis=0)).max())
 

@@ -235,7 +235,7 @@ def _segment(
     cortex = brain & np.isin(regions, CORTEX_REGIONS)
     nawm = _normal_tissue(flair, t1, brain, wm_regions, cortex, params)
 
-    deep_white = np.isin(regions, NAWM_REGIONS)  # where the cortex counts as at most ...
+    deep_white = np.isin(regions, NAWM_REGIONS)  # where max_grey_contrast caps the contrast
 
     def contrasts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """z, u and the NAWM level of ``image``."""
