@@ -36,16 +36,23 @@ from csvd_bids.preproc.regions import REGION_LABELS
 NEAR_MM = 4.0
 
 
-def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarray) -> str:
-    """The nearest candidate's outcome for a missed microbleed."""
+def nearest(
+    centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarray
+) -> CandidateRecord | None:
+    """The examined candidate nearest a point, if one lies within NEAR_MM."""
     if not records:
-        return "no candidate"
+        return None
     peaks = np.array([r.peak for r in records]) * zooms
     distance = np.linalg.norm(peaks - centre_mm, axis=1)
-    nearest = int(np.argmin(distance))
-    if distance[nearest] > NEAR_MM:
+    index = int(np.argmin(distance))
+    return records[index] if distance[index] <= NEAR_MM else None
+
+
+def fate(centre_mm: np.ndarray, records: list[CandidateRecord], zooms: np.ndarray) -> str:
+    """The nearest candidate's outcome for a missed microbleed."""
+    r = nearest(centre_mm, records, zooms)
+    if r is None:
         return "no candidate"
-    r = records[nearest]
     return f"{r.reason or 'accepted, lost to segmentation'} (contrast {r.contrast:.2f})"
 
 
@@ -82,7 +89,9 @@ def evaluate_session(
             if not truth[found_labels == k].any():
                 voxel = tuple(int(v) for v in np.argwhere(found_labels == k)[0])
                 region = REGION_LABELS.get(int(images.regions[voxel]), "outside the region map")
-                print(f"  false positive at {voxel}: {region}")
+                r = nearest(np.array(voxel) * zooms, records, zooms)
+                measures = f" (contrast {r.contrast:.2f}, depth {r.depth:.2f})" if r else ""
+                print(f"  false positive at {voxel}: {region}{measures}")
     return counts.detected_lesions, counts.missed_lesions, counts.false_positives
 
 
