@@ -61,6 +61,9 @@ def demo_run(demo_bids, tmp_path_factory) -> dict:
 SMALL_LESIONS_SEED = 185
 SMALL_LESIONS_RESOLUTION_MM = 1.5
 SMALL_LESIONS_MARKERS = ("pvs", "lacunes", "rssi")
+# Images none of the three markers reads, removed before the run: the SWI (microbleeds) and
+# the ASL series (perfusion of the basal ganglia), about a sixth of the session's node time.
+SMALL_LESIONS_UNUSED = ("*_T2starw.*", "perf")
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +78,12 @@ def small_lesions_run(tmp_path_factory) -> dict:
         seed=SMALL_LESIONS_SEED,
         resolution=SMALL_LESIONS_RESOLUTION_MM,
     )
+    for pattern in SMALL_LESIONS_UNUSED:
+        for path in list((bids / "sub-01").rglob(pattern)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
     out, work = root / "out", root / "work"
     participant = main(
         [

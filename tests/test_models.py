@@ -260,9 +260,13 @@ def test_gpu_matches_cpu(bundle_dir):
 
 
 def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, tmp_path):
+    """The bundle in place of the WMH detector. The demo run's work dir is copied (not shared:
+    other tests read it), so the preprocessing comes from its cache and only the marker nodes
+    run again; the bundle's checksum is part of the detect node's cache key."""
     models = tmp_path / "models"
     shutil.copytree(bundle_dir, models / "wmh")
     out = tmp_path / "out"
+    shutil.copytree(demo_run["work"], tmp_path / "work", symlinks=True)
     args = [str(demo_run["bids"]), str(out), "participant", "-w", str(tmp_path / "work"),
             "--participant-label", "01", "--session-label", "1", "--markers", "wmh",
             "--skip-bids-validation", "--models-dir", str(models), "--device", "cpu"]  # fmt: skip
