@@ -19,6 +19,7 @@ from csvd_bids.preproc.dwi import (
     DWIError,
     compute_adc,
     geometric_mean,
+    load_4d,
     prepare_dwi,
     split_dwi,
 )
@@ -144,6 +145,22 @@ def test_split_by_b_value(tmp_path):
     assert np.allclose(split.trace.get_fdata(), expected, rtol=1e-5)
     assert split.b_value == pytest.approx(1000.0)
     assert (split.n_volumes, split.n_b0, split.n_trace) == (6, 2, 3)
+
+
+def test_non_finite_values_read_as_zero(tmp_path):
+    """NaN and infinite voxels of a float series read as 0 (the b0 and trace of such a voxel
+    are then background), every other value as stored."""
+    bvals = [0, 1000, 1000]
+    volumes = np.random.default_rng(3).uniform(100, 1000, (6, 5, 4, 3)).astype(np.float32)
+    bad = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2)]
+    for index, value in zip(bad, (np.nan, np.inf, -np.inf), strict=True):
+        volumes[index] = value
+    dwi, _ = _series(tmp_path, bvals, volumes)
+    data, _ = load_4d(dwi)
+    expected = volumes.copy()
+    for index in bad:
+        expected[index] = 0.0
+    assert data.dtype == np.float32 and np.array_equal(data, expected)
 
 
 def test_adc_units_clipping_and_background():
