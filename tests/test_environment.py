@@ -3,6 +3,7 @@ work directory when their usual places cannot be written."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 
@@ -17,7 +18,8 @@ UNUSABLE = "/proc/csvd-bids-no-tmp"  # cannot be created, not even by root
 @pytest.fixture
 def clean_environment(monkeypatch):
     """Every variable configure_environment may set is restored after the test."""
-    for name in (*environment._CACHE_VARIABLES, "HOME", "TMPDIR", "NIPYPE_NO_ET", "LOGNAME"):
+    names = ("HOME", "TMPDIR", "NIPYPE_NO_ET", "LOGNAME", "NUMPY_MADVISE_HUGEPAGE")
+    for name in (*environment._CACHE_VARIABLES, *names):
         if name in os.environ:
             monkeypatch.setenv(name, os.environ[name])
         else:
@@ -66,3 +68,24 @@ def test_logname_is_set_when_missing(clean_environment, tmp_path):
     clean_environment.setenv("LOGNAME", "someone")
     configure_environment(tmp_path)
     assert os.environ["LOGNAME"] == "someone"
+
+
+def _numpy_hugepage_advice() -> bool:
+    import numpy
+
+    return bool(numpy._core.multiarray._get_madvise_hugepage())
+
+
+def test_workers_start_without_numpy_huge_page_advice(clean_environment, tmp_path):
+    """The pipeline's workers are fresh interpreters (forkserver) that import numpy after the
+    run has configured the environment: they start with the advice off (the kernel's page
+    compaction cost more than the computing in memory-heavy nodes), unless the user set it."""
+    clean_environment.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+    configure_environment(tmp_path)
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        assert pool.apply(_numpy_hugepage_advice) is False
+    clean_environment.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    configure_environment(tmp_path)
+    with spawn.Pool(1) as pool:
+        assert pool.apply(_numpy_hugepage_advice) is True
