@@ -17,6 +17,9 @@ import pytest
 # pipeline's worker processes. Nodes that take threads (--omp-nthreads) still set their own.
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
+# As the app sets it for its workers (csvd_bids/cli/environment.py), for the tests' own numpy:
+# huge-page advice stalls in the kernel's memory compaction on machines like CI's.
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 from csvd_bids.cli.run import main  # noqa: E402
 from csvd_bids.synth import generate_dataset  # noqa: E402
