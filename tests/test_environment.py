@@ -71,6 +71,7 @@ def test_logname_is_set_when_missing(clean_environment, tmp_path):
 
 
 def _numpy_hugepage_advice() -> bool:
+    """What numpy decided at import (it has no public reader of this setting)."""
     import numpy
 
     return bool(numpy._core.multiarray._get_madvise_hugepage())

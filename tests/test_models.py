@@ -267,10 +267,14 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
     shutil.copytree(bundle_dir, models / "wmh")
     out = tmp_path / "out"
     shutil.copytree(demo_run["work"], tmp_path / "work", symlinks=True)
+    session_wf = tmp_path / "work" / WORKFLOW_NAME / "sub_01_ses_1_wf"
+    cached = session_wf / "preproc_wf" / "template_priors" / "result_template_priors.pklz"
+    cached_at = cached.stat().st_mtime_ns
     args = [str(demo_run["bids"]), str(out), "participant", "-w", str(tmp_path / "work"),
             "--participant-label", "01", "--session-label", "1", "--markers", "wmh",
             "--skip-bids-validation", "--models-dir", str(models), "--device", "cpu"]  # fmt: skip
     assert main(args) == 0
+    assert cached.stat().st_mtime_ns == cached_at  # the preprocessing came from the cache
     anat = out / "sub-01" / "ses-1" / "anat"
     sidecar = json.loads((anat / "sub-01_ses-1_space-T1w_label-WMH_mask.json").read_text())
     assert sidecar["Method"].startswith("MONAI model bundle csvd-bids-wmh-unet")
@@ -283,7 +287,6 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
     ).any()
     # the lacunes (run for WMH, not written) are left out of the bundle's mask as of the detector's
     assert sidecar["ExcludedLesions"]["LAC"].startswith("left out")
-    session_wf = tmp_path / "work" / WORKFLOW_NAME / "sub_01_ses_1_wf"
     lacunes = nib.load(session_wf / "lacunes_wf" / "detect" / "mask.nii.gz")
     rims = ndimage.binary_dilation(np.asanyarray(lacunes.dataobj) > 0, FACES)
     assert not (np.asanyarray(mask.dataobj) > 0)[rims].any()
