@@ -341,3 +341,33 @@ def test_wmh_truth_is_what_the_thick_flair_shows(small_subject):
     # the template engine's research truth is on the working grid itself (grid None)
     working = session_truth(anat, planted, 0, None, flair).masks["WMH"].astype(bool)
     assert working[wall].all() and not working[roof].any()
+    # and only where the FLAIR's signal shows it (``visible``, on the FLAIR grid)
+    visible = np.zeros(flair.shape, dtype=bool)
+    shown = session_truth(anat, planted, 0, grid, flair, visible).masks["WMH"]
+    assert not shown.any()
+    visible[x + 8, y : y + 3, :] = True  # half the wall's columns
+    shown = session_truth(anat, planted, 0, grid, flair, visible).masks["WMH"].astype(bool)
+    assert shown[x + 8, y : y + 3, z : z + 8].all() and shown.sum() == 3 * 8
+    on_flair = session_truth(anat, planted, 0, flair, flair, visible).masks["WMH"].astype(bool)
+    assert on_flair.any() and not (on_flair & ~visible).any()  # the clinical profile's truth
+
+
+def test_wmh_truth_needs_half_the_lesion_contrast_on_the_flair():
+    """A WMH voxel of the FLAIR is visible when its noise-free signal is at least halfway from
+    normal WM's to a WMH's: a lesion filling half a slab of WM is; one filling a quarter is
+    not, nor is a lining that shares its slab with CSF (darker than WM on FLAIR)."""
+    from csvd_bids.synth.physics import visible_wmh
+
+    protocol = _protocol()
+    tissues = T.draw_tissues(np.random.default_rng(0), protocol.field_t)
+    flair = {name: P.signals(protocol, tissues[name])["FLAIR"] for name in ("WM", "WMH", "CSF")}
+    assert flair["CSF"] < flair["WM"] < flair["WMH"]
+    volume = np.full((2, 2, 24), flair["WM"], dtype=np.float32)  # six slabs of 4 planes
+    volume[..., [0, 1, 4]] = flair["WMH"]  # half of slab 0 (and the tail of its profile)
+    volume[..., [8, 9, 12]] = flair["WMH"]  # the same in slab 2, whose other half is CSF
+    volume[..., 10:12] = flair["CSF"]
+    volume[..., 17] = flair["WMH"]  # a quarter of slab 4, in WM
+    grid = slice_grid(1, 4, 0, volume.shape, np.eye(4))
+    visible = visible_wmh(volume, grid, tissues, protocol, None)
+    assert visible[..., 0].all()
+    assert not visible[..., 1:].any()

@@ -166,13 +166,26 @@ def asl_uri(sub: str, ses: str | None) -> str:
 
 
 def _write_truth(
-    truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen, tissue=None
+    truth_root,
+    sub,
+    ses,
+    anat,
+    lesions,
+    s,
+    motions,
+    structures,
+    space,
+    grid,
+    seen,
+    visible,
+    tissue=None,
 ) -> None:
     """The truth of session ``s`` on the working grid (``grid`` None) or on ``grid``, named
-    ``space-<space>``, its WMH as the FLAIR grid ``seen`` shows them; ``tissue``: the planted
-    DWI/ASL values (:func:`tissue_truth`)."""
+    ``space-<space>``, its WMH as the FLAIR grid ``seen`` shows them (``visible``: where it
+    does, on that grid, or None); ``tissue``: the planted DWI/ASL values
+    (:func:`tissue_truth`)."""
     prefix = layout.entity_prefix(sub, ses)
-    truth = session_truth(anat, lesions, s, grid, seen)
+    truth = session_truth(anat, lesions, s, grid, seen, visible)
     brain, regions, affine = anatomy_truth(anat, structures, grid)
     out = layout.session_dir(truth_root, sub, ses) / "anat"
     base = f"{prefix}_space-{space}"
@@ -309,9 +322,11 @@ def _write_subject(
         rng = np.random.default_rng(seq)
         active = [x for x in lesions if s in x.sessions]
         asl_rng = np.random.default_rng(asl_streams[s])
-        planted = {}
+        planted, visible = {}, None
         if physics:
-            grids, acquired, planted = physics.session(rng, anat, active, profile, brain, asl_rng)
+            grids, acquired, planted, visible = physics.session(
+                rng, anat, active, profile, brain, asl_rng
+            )
         else:
             grids = session_grids(profile, rng, anat.shape, anat.affine, settings.resolution)
             images = {name: image.copy() for name, image in base.items()}
@@ -349,8 +364,9 @@ def _write_subject(
         tissue = tissue_truth(person, load, planted) if planted else None
         seen = grids.get("FLAIR")
         _write_truth(
-            truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen, tissue
-        )
+            truth_root, sub, ses, anat, lesions, s, motions, structures, space, grid, seen,
+            visible, tissue,
+        )  # fmt: skip
     if n_sessions > 1:
         writer.write_tsv(
             root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv",

@@ -63,6 +63,7 @@ SNR_FACTOR = {"T1w": 1.0, "FLAIR": 0.8, "T2w": 1.0, "T2starw": 0.8, "dwi": 0.7}
 WM_LEVEL = (300.0, 1500.0)  # arbitrary scanner units of normal WM, drawn per image
 TEXTURE = 0.025  # relative smooth tissue heterogeneity
 MAX_POSE_DEG, MAX_POSE_MM = 12.0, 15.0
+VISIBLE_CONTRAST = 0.5  # of a WMH's FLAIR contrast to normal WM: a visible WMH voxel
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,22 @@ def acquire(
             inside = acquire_volume(brain_mask.astype(np.float32), grids[name]) >= 0.5
             data[~inside] = 0
     return out
+
+
+def visible_wmh(
+    flair: np.ndarray,
+    grid: SliceGrid,
+    tissues: dict[str, Tissue],
+    protocol: Protocol,
+    brain_mask: np.ndarray | None,
+) -> np.ndarray:
+    """Where the acquired FLAIR (``grid``; noise-free, before bias and gain) shows a WMH: its
+    signal at least halfway from normal WM's to a WMH's (``VISIBLE_CONTRAST``), the
+    half-maximum edge a rater draws. A lesion filling half a voxel of normal WM reaches it; a
+    lining that shares its voxel with CSF (dark on FLAIR) does not, however much it fills."""
+    wm, wmh = (signals(protocol, tissues[name])["FLAIR"] for name in ("WM", "WMH"))
+    volume = flair if brain_mask is None else flair * brain_mask
+    return acquire_volume(volume, grid) >= wm + VISIBLE_CONTRAST * (wmh - wm)
 
 
 def tissue_texture(rng: np.random.Generator, anat: A.Anatomy) -> np.ndarray:

@@ -125,8 +125,9 @@ class PhysicsSubject:
         profile: Profile,
         brain: np.ndarray | None,
         asl_rng: np.random.Generator,
-    ) -> tuple[dict[str, physics.SliceGrid], dict[str, np.ndarray], dict | None]:
-        """(posed grids, int16 images, the planted DWI/ASL values or None) of one session."""
+    ) -> tuple[dict[str, physics.SliceGrid], dict[str, np.ndarray], dict | None, np.ndarray | None]:
+        """(posed grids, int16 images, the planted DWI/ASL values or None, where the FLAIR
+        shows WMH (:func:`.physics.visible_wmh`, on its grid) or None) of one session."""
         grids = physics.physics_grids(
             anat.shape, anat.affine, self.oversample, rng, profile.slice_mm, self.resolution
         )
@@ -139,6 +140,11 @@ class PhysicsSubject:
         acquired = physics.acquire(
             rng, images, grids, self.tissues, self.protocol, brain, anat.voxel_mm, dwi
         )
+        visible = None
+        if "FLAIR" in grids:
+            visible = physics.visible_wmh(
+                images["FLAIR"], grids["FLAIR"], self.tissues, self.protocol, brain
+            )
         del images, dwi
         planted = self._planted_dwi() if "dwi" in acquired else None
         if "asl" in profile.modalities:
@@ -147,7 +153,8 @@ class PhysicsSubject:
             if m0scan is not None:
                 acquired["m0scan"] = m0scan
             planted = {**(planted or {}), "ASL": section}
-        return {name: physics.posed(g, self.pose) for name, g in grids.items()}, acquired, planted
+        posed = {name: physics.posed(g, self.pose) for name, g in grids.items()}
+        return posed, acquired, planted, visible
 
     def _planted_dwi(self) -> dict:
         tissue, lesion = self.tensors.planted(self.tissues)

@@ -20,7 +20,10 @@ WMH are marked on the FLAIR, and a thick FLAIR slice shows a lesion only where t
 enough of it: a 2 mm ventricular lining seen in a 4 mm slice that also holds ventricle is as
 dark as the CSF it is averaged with, and no rater would mark it. So when the truth grid is
 finer than the FLAIR (``seen``), a WMH voxel stays in the truth only where the lesion fills at
-least half of the FLAIR voxel that holds the voxel's centre (:func:`visible_fraction`).
+least half of the FLAIR voxel that holds the voxel's centre (:func:`visible_fraction`). Filling
+is not showing when the rest of the voxel is CSF, which is dark on FLAIR: the physics engine
+also passes where the FLAIR's noise-free signal is at least halfway from normal WM's to a
+WMH's (``visible``, :func:`.physics.visible_wmh`), on the FLAIR grid itself too.
 
 Structures: the lateral ventricles are the generator's own (``Anatomy.ventricles``); basal
 ganglia (caudate, putamen, pallidum, accumbens), thalamus, brainstem and cerebellum are the
@@ -138,12 +141,20 @@ def visible_fraction(
     """Per voxel of the grid (``affine``, ``shape``): the fraction of the ``seen`` voxel that
     holds its centre which the working-grid ``mask`` fills (0 outside ``seen``)."""
     fraction = blocks(mask, seen).mean(axis=BLOCK_AXES, dtype=np.float32)
+    return on_seen(fraction, seen, affine, shape)
+
+
+def on_seen(
+    values: np.ndarray, seen: AcqGrid, affine: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Per voxel of the grid (``affine``, ``shape``): the value of ``values`` (on ``seen``'s
+    grid) at the ``seen`` voxel that holds its centre (0 outside ``seen``)."""
     to_seen = np.linalg.solve(seen.affine, affine)
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
     index = np.rint(to_seen[:3, :3] @ ijk + to_seen[:3, 3:]).astype(np.int64)
     inside = np.all((index >= 0) & (index < np.array(seen.shape)[:, None]), axis=0)
     out = np.zeros(ijk.shape[1], dtype=np.float32)
-    out[inside] = fraction[tuple(index[:, inside])]
+    out[inside] = values[tuple(index[:, inside])]
     return out.reshape(shape)
 
 
@@ -153,10 +164,12 @@ def session_truth(
     session: int,
     grid: AcqGrid | None = None,
     seen: AcqGrid | None = None,
+    visible: np.ndarray | None = None,
 ) -> Truth:
     """Masks, dseg and lesion table of a session (0-based) on the working grid, or on an
     acquisition ``grid``; WMH limited to what the FLAIR grid ``seen`` shows (module
-    docstring). ``grid`` and ``seen`` must be placed alike (both posed or neither)."""
+    docstring), and to its voxels ``visible`` (on ``seen``'s grid) when given. ``grid`` and
+    ``seen`` must be placed alike (both posed or neither)."""
     active = [x for x in lesions if session in x.sessions and x.marker in BY_LABEL]
     owner = np.full(anat.shape, -1, dtype=np.int32)  # which planted lesion made a voxel
     masks = {m.label: np.zeros(anat.shape, dtype=np.uint8) for m in MARKER_LABELS}
@@ -171,9 +184,11 @@ def session_truth(
         dist = blocks(dist, grid).min(axis=BLOCK_AXES)
         affine = grid.affine
     shape = owner.shape
-    # on the FLAIR grid itself, the half-a-block rule above already keeps what it shows
+    # on the FLAIR grid itself, the half-a-block rule above already keeps what it fills
     if seen is not None and seen is not grid:
         masks["WMH"] &= visible_fraction(planted_wmh, seen, affine, shape) >= 0.5
+    if seen is not None and visible is not None:
+        masks["WMH"] &= visible if seen is grid else on_seen(visible, seen, affine, shape) > 0.5
     dseg = paint_dseg(masks, shape)
     # from the dseg: disjoint even where two markers fill half a block each
     masks = {m.label: (dseg == m.index).astype(np.uint8) for m in MARKER_LABELS}
