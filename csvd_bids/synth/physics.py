@@ -137,6 +137,13 @@ def acquire_volume(volume: np.ndarray, grid: SliceGrid) -> np.ndarray:
     return out
 
 
+def acquire_stripped(
+    volume: np.ndarray, grid: SliceGrid, brain_mask: np.ndarray | None
+) -> np.ndarray:
+    """:func:`acquire_volume` of the volume inside ``brain_mask`` (skull-stripped), or whole."""
+    return acquire_volume(volume if brain_mask is None else volume * brain_mask, grid)
+
+
 def random_pose(rng: np.random.Generator, centre_ras: np.ndarray) -> np.ndarray:
     """4x4 RAS transform: the head's pose, a rotation about ``centre_ras`` and a shift."""
     return ras_matrix(draw_motion(rng, MAX_POSE_DEG, MAX_POSE_MM, centre_ras))
@@ -257,7 +264,7 @@ def acquire(
     wm = signals(protocol, tissues["WM"])
 
     def integrate(name: str, volume: np.ndarray) -> np.ndarray:
-        return acquire_volume(volume if brain_mask is None else volume * brain_mask, grids[name])
+        return acquire_stripped(volume, grids[name], brain_mask)
 
     out = {}
     for name in ("T1w", "FLAIR", "T2w", "T2starw"):
@@ -294,8 +301,7 @@ def visible_wmh(
     half-maximum edge a rater draws. A lesion filling half a voxel of normal WM reaches it; a
     lining that shares its voxel with CSF (dark on FLAIR) does not, however much it fills."""
     wm, wmh = (signals(protocol, tissues[name])["FLAIR"] for name in ("WM", "WMH"))
-    volume = flair if brain_mask is None else flair * brain_mask
-    return acquire_volume(volume, grid) >= wm + VISIBLE_CONTRAST * (wmh - wm)
+    return acquire_stripped(flair, grid, brain_mask) >= wm + VISIBLE_CONTRAST * (wmh - wm)
 
 
 def tissue_texture(rng: np.random.Generator, anat: A.Anatomy) -> np.ndarray:
