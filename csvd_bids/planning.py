@@ -106,10 +106,12 @@ def make_plan(
     selected_markers: tuple[str, ...],
     bundles: dict | None = None,
     precomputed: dict[str, str] | None = None,
+    second_opinions: dict | None = None,
 ) -> dict:
     """Check the session's images and describe what will run; raises InputImageError.
     ``bundles``: marker key -> model bundle that replaces the marker's detector;
-    ``precomputed``: FA, MD, CBF maps other apps made (csvd_bids.bids.precomputed)."""
+    ``precomputed``: FA, MD, CBF maps other apps made (csvd_bids.bids.precomputed);
+    ``second_opinions``: marker key -> shipped model that runs beside its detector."""
     if inputs.reference is None:
         found = ", ".join(sorted(inputs.files)) or "nothing usable"
         raise InputImageError(
@@ -148,6 +150,10 @@ def make_plan(
         key: dict(status) if key in selected_markers else dict(NOT_SELECTED)
         for key, status in possible.items()
     }
+    for key, bundle in (second_opinions or {}).items():
+        entry = second_opinion_status(bundle, set(files))
+        if markers[key]["assessed"] and "model" not in markers[key] and entry:
+            markers[key]["second_opinion"] = entry
     plan = {
         "subject": inputs.subject,
         "session": inputs.session,
@@ -243,7 +249,7 @@ def use_precomputed(lsa: dict, maps: dict[str, str], prefix: str) -> None:
 def model_status(bundle, available: set[str]) -> dict:
     """The marker's plan entries when a bundle replaces its detector: the bundle, its channels
     and method, or "not assessed" when the session lacks a modality the model needs."""
-    from csvd_bids.models.detect import missing_channels
+    from csvd_bids.models.bundle import missing_channels
 
     missing = missing_channels(bundle, available)
     if missing:
@@ -255,6 +261,20 @@ def model_status(bundle, available: set[str]) -> dict:
         "model": str(bundle.path),
         "model_sha256": bundle.metadata["weights_sha256"],
         "channels": list(bundle.inputs),
+        "method": bundle.description,
+    }
+
+
+def second_opinion_status(bundle, available: set[str]) -> dict | None:
+    """The plan entry of a shipped model that checks a detector's volume, or None when the
+    session lacks a modality the model needs."""
+    from csvd_bids.models.bundle import missing_channels
+
+    if missing_channels(bundle, available):
+        return None
+    return {
+        "model": str(bundle.path),
+        "model_sha256": bundle.metadata["weights_sha256"],
         "method": bundle.description,
     }
 
@@ -285,6 +305,9 @@ def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, Rejection]]:
 
     Raises NoSelectionError when the filters left no session a reference image."""
     bundles = load_models(config)
+    from csvd_bids.models.builtin import second_opinion_bundles
+
+    second = second_opinion_bundles(config.wmh_method, config.second_opinion, bundles)
     layout = load_layout(config.bids_dir, config.bids_database_dir)
     sessions = discover_sessions(
         layout, config.participant_labels, config.session_labels, config.bids_filters
@@ -299,7 +322,7 @@ def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, Rejection]]:
                     "a T1w nor a FLAIR image: nothing to use as the reference space"
                 )
             maps = find_precomputed(config.derivatives, inputs.subject, inputs.session)
-            plans.append(make_plan(inputs, config.markers, bundles, maps))
+            plans.append(make_plan(inputs, config.markers, bundles, maps, second))
         except (InputImageError, NoSelectionError) as exc:
             # an error about the session as a whole names it already
             rejected[inputs.prefix] = Rejection(

@@ -469,3 +469,27 @@ def test_folders_above_the_dataset_do_not_change_its_entities(tmp_path, parent):
         assert "session" not in entities and "acquisition" not in entities, f.path
         assert entities["subject"] == "01"
         assert entities["datatype"] == Path(f.path).parent.name, f.path
+
+
+# --- the shipped WMH model as a second opinion on the detector ---
+
+
+def test_the_shipped_wmh_model_is_planned_beside_the_wmh_detector(tmp_path):
+    from csvd_bids.models.builtin import WMH_BUNDLE, second_opinion_bundles
+
+    second = second_opinion_bundles("detector", True, {})
+    assert second["wmh"].path == WMH_BUNDLE
+    # not when it is the method, when switched off, or when a bundle replaces the detector
+    assert second_opinion_bundles("model", True, {}) == {}
+    assert second_opinion_bundles("detector", False, {}) == {}
+    assert second_opinion_bundles("detector", True, {"wmh": second["wmh"]}) == {}
+    files = [_anat("01", None, "FLAIR.nii.gz"), _anat("01", None, "T1w.nii.gz")]
+    inputs = _one(_dataset(tmp_path / "bids", files))
+    entry = make_plan(inputs, ALL_MARKERS, second_opinions=second)["markers"]["wmh"]
+    assert entry["second_opinion"]["model"] == str(WMH_BUNDLE)
+    assert entry["second_opinion"]["model_sha256"] == second["wmh"].metadata["weights_sha256"]
+    assert "model" not in entry  # the detector still makes the mask
+    unselected = make_plan(inputs, ("cmb",), second_opinions=second)["markers"]["wmh"]
+    assert "second_opinion" not in unselected
+    replaced = make_plan(inputs, ALL_MARKERS, second, second_opinions=second)["markers"]["wmh"]
+    assert "model" in replaced and "second_opinion" not in replaced

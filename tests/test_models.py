@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
@@ -291,6 +292,25 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
     rims = ndimage.binary_dilation(np.asanyarray(lacunes.dataobj) > 0, FACES)
     assert not (np.asanyarray(mask.dataobj) > 0)[rims].any()
     assert not (anat / "sub-01_ses-1_space-T1w_label-LAC_mask.nii.gz").exists()
+
+
+def test_the_shipped_model_runs_beside_the_wmh_detector_as_a_second_opinion(demo_run):
+    """By default the detector makes the WMH mask and the shipped model's volume is recorded
+    beside it, from the model's own node; on the demo the two agree (no warning)."""
+    session_wf = demo_run["work"] / WORKFLOW_NAME / "sub_01_ses_1_wf" / "wmh_wf"
+    model = nib.load(session_wf / "second_opinion" / "mask.nii.gz")
+    model_mm3 = float((np.asanyarray(model.dataobj) > 0).sum()) * float(
+        np.prod(model.header.get_zooms()[:3])
+    )
+    detector = np.asanyarray(nib.load(session_wf / "detect" / "mask.nii.gz").dataobj) > 0
+    assert model_mm3 > 0 and not np.array_equal(np.asanyarray(model.dataobj) > 0, detector)
+    anat = demo_run["out"] / "sub-01" / "ses-1" / "anat"
+    sidecar = json.loads((anat / "sub-01_ses-1_space-T1w_label-WMH_mask.json").read_text())
+    assert sidecar["Method"] == REGISTRY["wmh"].method
+    assert sidecar["SecondOpinion"]["method"].startswith("MONAI model bundle csvd-bids-wmh-unet")
+    assert sidecar["SecondOpinion"]["volume_mm3"] == pytest.approx(model_mm3, abs=0.1)
+    summary = pd.read_csv(anat / "sub-01_ses-1_desc-summary_stats.tsv", sep="\t")
+    assert "second opinion" not in str(summary["qc_warnings"].iloc[0])
 
 
 def test_cuda_without_a_gpu_is_a_usage_error(demo_run, bundle_dir, tmp_path):

@@ -3,8 +3,10 @@
 One for now: a FLAIR-only WMH UNet (``wmh_flair_unet``), trained on both generator engines and
 profiles with contrast, resolution and slice-thickness randomisation (its ``TRAINING.md`` gives
 the exact commands). ``--wmh-method model`` uses it in place of the WMH detector;
-``detector`` (the default) does not. A shipped model becomes a default only where it beats
-the detector on held-out synthetic seeds AND on real labelled scans; this one does not yet
+``detector`` (the default) runs it beside the detector as a second opinion on the detector's
+volume (``second_opinion_bundles``, ``csvd_bids.quant.plausibility``). A shipped model becomes
+a default only where it beats the detector on held-out synthetic seeds AND on real labelled
+scans; this one does not yet
 (README, Models: it beats the detector on the physics engine's clinical sessions only, pooled
 Dice 0.82 against 0.78; on the real-scan test bed 0.79 against 0.86, on the real MS scans
 0.23 / 0.60 against 0.28 / 0.71), so the detector stays the default. A WMH bundle given in
@@ -28,3 +30,16 @@ def builtin_bundles(wmh_method: str) -> dict:
     if wmh_method != "model":
         return {}
     return {marker: load_bundle(path) for marker, path in SHIPPED_BUNDLES.items()}
+
+
+def second_opinion_bundles(wmh_method: str, second_opinion: bool, replaced: dict) -> dict:
+    """marker key -> shipped bundle that runs beside the marker's detector, to check its volume
+    (``csvd_bids.quant.plausibility.second_opinion_warnings``); none where a bundle
+    (``replaced``: marker key -> bundle) already replaces the detector, or when switched off.
+    Its weights are checked where it runs (``load_bundle``), not here: planning stays light."""
+    from csvd_bids.models.bundle import read_bundle
+
+    if not second_opinion or wmh_method == "model":
+        return {}
+    shipped = {m: path for m, path in SHIPPED_BUNDLES.items() if m not in replaced}
+    return {marker: read_bundle(path) for marker, path in shipped.items()}

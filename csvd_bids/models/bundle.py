@@ -20,12 +20,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from csvd_bids.bids.discovery import MODALITIES
 from csvd_bids.errors import CsvdBidsError, ExitCode
 from csvd_bids.labels import BY_KEY
+
+if TYPE_CHECKING:  # torch is imported where weights are read: planning reads metadata only
+    import torch
 
 METADATA = Path("configs/metadata.json")
 INFERENCE = Path("configs/inference.json")
@@ -94,6 +96,16 @@ class Bundle:
         return network.eval()
 
 
+def missing_channels(bundle: Bundle, available: set[str]) -> list[str]:
+    """The bundle's input channels whose modality the session does not have."""
+    return [c for c in bundle.inputs if channel_modality(c) not in available]
+
+
+def channel_modality(channel: str) -> str:
+    """The modality key an input channel comes from (the DWI gives dwi_b0, _trace, _adc)."""
+    return "dwi" if channel.startswith("dwi_") else channel
+
+
 def _spacing(spacing) -> str:
     return "x".join(f"{s:g}" for s in spacing) + " mm"
 
@@ -145,6 +157,8 @@ def load_weights(path: Path) -> dict:
         raise BundleError(
             weights, f"SHA-256 {found} differs from the metadata's {expected}: refused"
         )
+    import torch
+
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file that is not safe weights
@@ -156,6 +170,14 @@ def load_weights(path: Path) -> dict:
 
 def load_bundle(path: Path) -> Bundle:
     """Read and check a bundle (metadata, network definition, weights checksum and fit)."""
+    bundle = read_bundle(path)
+    bundle.build_network()  # checks the checksum and that the weights fit the network
+    return bundle
+
+
+def read_bundle(path: Path) -> Bundle:
+    """Read and check a bundle's metadata and network definition, not its weights (no torch:
+    for a plan; the node that runs it loads it with ``load_bundle``)."""
     path = Path(path)
     if not path.is_dir():
         raise BundleError(path, "not a folder")
@@ -188,9 +210,7 @@ def load_bundle(path: Path) -> Bundle:
             f"the network takes {channels} channel(s) but the metadata lists "
             f"{len(metadata['inputs'])} input(s)",
         )
-    bundle = Bundle(path, metadata, network_def)
-    bundle.build_network()  # checks the checksum and that the weights fit the network
-    return bundle
+    return Bundle(path, metadata, network_def)
 
 
 def find_bundles(models_dir: Path) -> dict[str, Bundle]:
@@ -214,6 +234,8 @@ def find_bundles(models_dir: Path) -> dict[str, Bundle]:
 
 def write_bundle(path: Path, network_def: dict, state: dict, metadata: dict) -> Bundle:
     """Write a bundle (weights, checksum, configs) and read it back through the checks."""
+    import torch
+
     path = Path(path)
     (path / WEIGHTS).parent.mkdir(parents=True, exist_ok=True)
     (path / METADATA).parent.mkdir(parents=True, exist_ok=True)

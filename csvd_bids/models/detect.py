@@ -21,22 +21,12 @@ from csvd_bids.models.inference import predict
 from csvd_bids.morphology import keep_mostly_within, remove_small_lesions
 
 
-def _modality(channel: str) -> str:
-    """The modality key an input channel comes from (the DWI gives dwi_b0, _trace, _adc)."""
-    return "dwi" if channel.startswith("dwi_") else channel
-
-
 def check_bundle_supported(bundle: Bundle, spec: MarkerSpec) -> None:
     """Refuse a bundle for a marker whose lesions cannot be located without its detector."""
     if spec.locate is None:
         raise BundleError(
             bundle.path, f"models for {spec.key} are not supported by this version of csvd-bids"
         )
-
-
-def missing_channels(bundle: Bundle, available: set[str]) -> list[str]:
-    """The bundle's input channels whose modality the session does not have."""
-    return [c for c in bundle.inputs if _modality(c) not in available]
 
 
 def detect_with_bundle(

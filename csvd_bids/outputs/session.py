@@ -225,6 +225,8 @@ def write_session_outputs(
             "Method": plan["markers"][key].get("method", spec.method),
             **({"Notes": status["notes"]} if status["notes"] else {}),
             **({"ExcludedLesions": _exclusions(excluded, uris)} if excluded else {}),
+            # the shipped model's volume beside the detector's (a QC check, not the result)
+            **({"SecondOpinion": status["second_opinion"]} if "second_opinion" in status else {}),
         }
         _write_image_with_sidecar(
             out("probseg", ".nii.gz", space=space, label=label),

@@ -24,8 +24,10 @@ def init_marker_wf(
 ) -> pe.Workflow:
     """Inputs: the modalities the marker uses, the priors and the region map, and for each
     marker it excludes ``<key>_mask`` and ``<key>_status`` (that marker's node outputs);
-    outputs: ``MARKER_OUTPUTS``. ``model``: the marker's plan entry; when it names a model
-    bundle, the bundle replaces the detector (device and threads from ``config``)."""
+    outputs: ``MARKER_OUTPUTS``, and ``second_opinion`` (a mask) when the entry has one.
+    ``model``: the marker's plan entry; when it names a model bundle, the bundle replaces the
+    detector (device and threads from ``config``); its "second_opinion" is a shipped model
+    that runs beside the detector."""
     wf = pe.Workflow(name=name or f"{marker}_wf")
     spec = REGISTRY[marker]
     method = (model or {}).get("method", spec.method)  # a model bundle's own description
@@ -36,27 +38,40 @@ def init_marker_wf(
         niu.IdentityInterface(fields=[*modalities, *MARKER_INPUTS, *excluded_fields]),
         name="inputnode",
     )
-    detect = pe.Node(DetectMarker(marker=marker), name="detect", mem_gb=2.0)
-    if model and model.get("model"):
-        detect.inputs.bundle = model["model"]
-        detect.inputs.bundle_sha256 = model["model_sha256"]  # new weights, new results
-        if config is not None:
-            detect.inputs.device = config.device
-            detect.inputs.tta = config.tta
-            detect.inputs.num_threads = config.omp_nthreads
-            detect.n_procs = config.omp_nthreads
-    outputnode = pe.Node(niu.IdentityInterface(fields=list(MARKER_OUTPUTS)), name="outputnode")
-    wf.connect(
-        [
-            (inputnode, detect, [(field, field) for field in (*modalities, *MARKER_INPUTS)]),
-            (detect, outputnode, [(kind, kind) for kind in MARKER_OUTPUTS]),
-        ]
-    )
+    detect = _detect_node(marker, "detect", model if model and model.get("model") else {}, config)
+    outputs = list(MARKER_OUTPUTS)
+    nodes = [detect]
+    second = (model or {}).get("second_opinion")
+    if second:  # a shipped model beside the detector: its mask checks the detector's volume
+        nodes.append(_detect_node(marker, "second_opinion", second, config))
+        outputs.append("second_opinion")
+    outputnode = pe.Node(niu.IdentityInterface(fields=outputs), name="outputnode")
+    fields = [(f, f) for f in (*modalities, *MARKER_INPUTS)]
+    wf.connect([(inputnode, node, fields) for node in nodes])
+    wf.connect([(detect, outputnode, [(kind, kind) for kind in MARKER_OUTPUTS])])
+    if second:
+        wf.connect(nodes[1], "mask", outputnode, "second_opinion")
     if excludes:
-        detect.inputs.excluded_keys = list(excludes)
         for kind in ("mask", "status"):
             merge = pe.Node(niu.Merge(len(excludes)), name=f"merge_excluded_{kind}")
             for index, key in enumerate(excludes, start=1):
                 wf.connect(inputnode, f"{key}_{kind}", merge, f"in{index}")
-            wf.connect(merge, "out", detect, f"excluded_{kind}_files")
+            for node in nodes:  # the second opinion leaves them out as the detector does
+                node.inputs.excluded_keys = list(excludes)
+                wf.connect(merge, "out", node, f"excluded_{kind}_files")
     return wf
+
+
+def _detect_node(marker: str, name: str, model: dict, config: RunConfig | None) -> pe.Node:
+    """A DetectMarker node: the marker's detector, or the model bundle ``model`` names (a plan
+    entry with "model" and "model_sha256"; device and threads from ``config``)."""
+    node = pe.Node(DetectMarker(marker=marker), name=name, mem_gb=2.0)
+    if model.get("model"):
+        node.inputs.bundle = model["model"]
+        node.inputs.bundle_sha256 = model["model_sha256"]  # new weights, new results
+        if config is not None:
+            node.inputs.device = config.device
+            node.inputs.tta = config.tta
+            node.inputs.num_threads = config.omp_nthreads
+            node.n_procs = config.omp_nthreads
+    return node
