@@ -295,20 +295,24 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
 
 
 def test_the_shipped_model_runs_beside_the_wmh_detector_as_a_second_opinion(demo_run):
-    """By default the detector makes the WMH mask and the shipped model's volume is recorded
-    beside it, from the model's own node; on the demo the two agree (no warning)."""
-    session_wf = demo_run["work"] / WORKFLOW_NAME / "sub_01_ses_1_wf" / "wmh_wf"
-    model = nib.load(session_wf / "second_opinion" / "mask.nii.gz")
-    model_mm3 = float((np.asanyarray(model.dataobj) > 0).sum()) * float(
-        np.prod(model.header.get_zooms()[:3])
-    )
-    detector = np.asanyarray(nib.load(session_wf / "detect" / "mask.nii.gz").dataobj) > 0
-    assert model_mm3 > 0 and not np.array_equal(np.asanyarray(model.dataobj) > 0, detector)
+    """By default the detector makes the WMH mask and the shipped model runs in its own node
+    beside it; its volume is recorded in the mask's sidecar. On the demo the detector's mask
+    is kept (the two agree: no note, no warning)."""
+    marker_wf = demo_run["work"] / WORKFLOW_NAME / "sub_01_ses_1_wf" / "wmh_wf"
+    model = nib.load(marker_wf / "second_opinion" / "mask.nii.gz")
+    model_mask = np.asanyarray(model.dataobj) > 0
+    model_mm3 = float(model_mask.sum()) * float(np.prod(model.header.get_zooms()[:3]))
+    detector = np.asanyarray(nib.load(marker_wf / "detect" / "mask.nii.gz").dataobj) > 0
+    assert model_mm3 > 0 and not np.array_equal(model_mask, detector)
     anat = demo_run["out"] / "sub-01" / "ses-1" / "anat"
+    written = nib.load(anat / "sub-01_ses-1_space-T1w_label-WMH_mask.nii.gz")
+    assert np.array_equal(np.asanyarray(written.dataobj) > 0, detector)
     sidecar = json.loads((anat / "sub-01_ses-1_space-T1w_label-WMH_mask.json").read_text())
     assert sidecar["Method"] == REGISTRY["wmh"].method
-    assert sidecar["SecondOpinion"]["method"].startswith("MONAI model bundle csvd-bids-wmh-unet")
-    assert sidecar["SecondOpinion"]["volume_mm3"] == pytest.approx(model_mm3, abs=0.1)
+    opinion = sidecar["SecondOpinion"]
+    assert opinion["method"].startswith("MONAI model bundle csvd-bids-wmh-unet")
+    assert opinion["volume_mm3"] == pytest.approx(model_mm3, abs=0.1)
+    assert opinion["used"] is False and "Notes" not in sidecar
     summary = pd.read_csv(anat / "sub-01_ses-1_desc-summary_stats.tsv", sep="\t")
     assert "second opinion" not in str(summary["qc_warnings"].iloc[0])
 

@@ -39,9 +39,7 @@ def _result(mask: np.ndarray, assessed: bool = True, reason: str = "", notes=())
     return MarkerResult(mask=mask, located=np.where(mask, 2, 0).astype(np.uint8), status=status)
 
 
-def _quantify(
-    transform: str, results: dict, markers: dict, flair=None, regions=None, second=None
-) -> object:
+def _quantify(transform: str, results: dict, markers: dict, flair=None, regions=None) -> object:
     brain = np.zeros(SHAPE, bool)
     brain[3:27, 3:27, 3:27] = True
     flair = np.where(brain, 100.0, 0.0) if flair is None else flair
@@ -73,7 +71,6 @@ def _quantify(
         {},
         results,
         {"flair": "bids:raw:sub-01/anat/sub-01_FLAIR.nii.gz"},
-        second,
     )
 
 
@@ -165,26 +162,3 @@ def test_a_wmh_mask_that_contradicts_the_flair_is_a_warning(transform, monkeypat
     q = _quantify(transform, results, _planned(), flair=flair, regions=regions)
     assert "as bright as cortex on FLAIR" in q.summary["qc_warnings"]
     assert "the WMH volume is likely far too low" in q.summary["qc_warnings"]
-
-
-@pytest.mark.parametrize(
-    ("found_voxels", "model_voxels", "warned"),
-    [(0, 2744, True), (1300, 2744, True), (1400, 2744, False), (0, 2400, False)],
-)
-def test_the_shipped_models_second_opinion_on_the_wmh_volume(
-    transform, found_voxels, model_voxels, warned
-):
-    """The detector's WMH volume against the shipped model's (2 mm voxels, 8 mm3 each): under
-    half of a model volume over 20 ml is a warning; the model's volume is recorded either way."""
-    found, model = np.zeros(SHAPE, bool), np.zeros(SHAPE, bool)
-    found.flat[:found_voxels] = True
-    model.flat[:model_voxels] = True
-    markers = _planned()
-    markers["wmh"]["second_opinion"] = {"model": "/m", "model_sha256": "0", "method": "UNet"}
-    q = _quantify(transform, {"wmh": _result(found)}, markers, second={"wmh": model})
-    warnings = str(q.summary["qc_warnings"])
-    assert ("where the shipped WMH model finds" in warnings) is warned
-    assert q.markers["wmh"]["second_opinion"] == {
-        "method": "UNet",
-        "volume_mm3": model_voxels * 8.0,
-    }

@@ -169,3 +169,54 @@ class DetectMarker(SimpleInterface):
             self.inputs.tta,
             self.inputs.num_threads,
         )
+
+
+class _SecondOpinionInputSpec(BaseInterfaceInputSpec):
+    method = traits.Str(mandatory=True, desc="the model's description (sidecar Method)")
+    detector_score = File(exists=True, mandatory=True)
+    detector_mask = File(exists=True, mandatory=True)
+    detector_located = File(exists=True, mandatory=True)
+    detector_status = File(exists=True, mandatory=True)
+    model_score = File(exists=True, mandatory=True)
+    model_mask = File(exists=True, mandatory=True)
+    model_located = File(exists=True, mandatory=True)
+    model_status = File(exists=True, mandatory=True)
+
+
+class SecondOpinion(SimpleInterface):
+    """Keeps the detector's outputs or, where the shipped model's volume says the detector
+    missed a large burden (``csvd_bids.models.second_opinion``), the model's; the status
+    records the model's volume (``second_opinion``) either way."""
+
+    input_spec = _SecondOpinionInputSpec
+    output_spec = _DetectOutputSpec
+
+    def _run_interface(self, runtime):
+        from csvd_bids.models.second_opinion import model_used_note, prefer_model
+
+        inputs = self.inputs
+        detector, model = read_json(inputs.detector_status), read_json(inputs.model_status)
+        image = nib.load(inputs.detector_mask)
+        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+        detector_ml = float((np.asanyarray(image.dataobj) > 0).sum()) * voxel_ml
+        model_ml = float(_bool_image(inputs.model_mask).sum()) * voxel_ml
+        use = model["assessed"] and prefer_model(
+            detector_ml if detector["assessed"] else None, model_ml
+        )
+        source = "model" if use else "detector"
+        status = dict(model if use else detector)
+        status["second_opinion"] = {
+            "method": inputs.method,
+            "volume_mm3": round(model_ml * 1000.0, 1),
+            "used": bool(use),
+        }
+        if use:
+            found = detector_ml if detector["assessed"] else detector["reason"]
+            status["method"] = inputs.method
+            status["notes"] = [*status["notes"], model_used_note(found, model_ml)]
+            LOGGER.warning("second opinion: %s", status["notes"][-1])
+        for kind in ("score", "mask", "located"):
+            self._results[kind] = getattr(inputs, f"{source}_{kind}")
+        self._results["status"] = os.path.join(runtime.cwd, "status.json")
+        Path(self._results["status"]).write_text(json.dumps(status, indent=2, sort_keys=True))
+        return runtime

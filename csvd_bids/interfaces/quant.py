@@ -45,10 +45,6 @@ class _QuantInputSpec(BaseInterfaceInputSpec):
     mask_files = InputMultiObject(File(exists=True))
     located_files = InputMultiObject(File(exists=True))
     status_files = InputMultiObject(File(exists=True))
-    second_opinion_keys = traits.List(traits.Str, value=[], usedefault=True)
-    second_opinion_files = InputMultiObject(
-        File(exists=True), desc="the masks of the shipped models that check those detectors"
-    )
 
 
 class _QuantOutputSpec(TraitedSpec):
@@ -88,12 +84,6 @@ class QuantifySession(SimpleInterface):
                 strict=True,
             )
         }
-        second_opinions = {
-            key: np.asanyarray(nib.load(mask).dataobj) > 0
-            for key, mask in zip(
-                inputs.second_opinion_keys, listed(inputs.second_opinion_files), strict=True
-            )
-        }
         brain = nib.load(inputs.brain_mask)
         quantities = quantify_session(
             plan,
@@ -107,7 +97,6 @@ class QuantifySession(SimpleInterface):
             read_json(inputs.same_subject) if isdefined(inputs.same_subject) else {},
             results,
             {m: raw_uri(Path(inputs.bids_dir), f) for m, f in plan["files"].items()},
-            second_opinions,
         )
         out = Path(runtime.cwd)
         quantities.lesions.to_csv(out / "lesions.tsv", sep="\t", index=False, na_rep="n/a")

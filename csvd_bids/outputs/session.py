@@ -221,11 +221,12 @@ def write_session_outputs(
             + [uris[k] for k, why in excluded.items() if why == LEFT_OUT and k in uris],
             "SpatialReference": spatial_reference,
             "Manual": False,
-            # a model bundle's description when one replaced the detector
-            "Method": plan["markers"][key].get("method", spec.method),
+            # a model bundle's description when one replaced the detector (by the plan, or
+            # in this session by the second opinion: csvd_bids.models.second_opinion)
+            "Method": status.get("method") or plan["markers"][key].get("method", spec.method),
             **({"Notes": status["notes"]} if status["notes"] else {}),
             **({"ExcludedLesions": _exclusions(excluded, uris)} if excluded else {}),
-            # the shipped model's volume beside the detector's (a QC check, not the result)
+            # the shipped model's volume beside the detector's, and which mask was kept
             **({"SecondOpinion": status["second_opinion"]} if "second_opinion" in status else {}),
         }
         _write_image_with_sidecar(

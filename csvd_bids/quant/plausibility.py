@@ -21,16 +21,6 @@ detector and a model bundle alike.
   and 1.2 x cortex (the physics engine: cortex 1.27-1.33 x the mode, 27 ml of WMH at 1.57 x
   found as 1 ml, and no warning). Measured cortex-to-mode ratios: 1.10-1.16 on the real MS
   scans, 1.13-1.14 on the template engine, so the cap changes nothing there.
-
-A second opinion (``wmh_second_opinion``): the shipped WMH model runs beside the detector
-(``csvd_bids.models.builtin``), and a detector volume under ``SECOND_OPINION_SHARE`` of a model
-volume over ``SECOND_OPINION_MIN_ML`` is a warning. It catches what the cortex-based checks
-cannot see, lesions fainter than the cortex: a physics-engine session (seed 617, 6.5 mm FLAIR)
-with 98.7 ml of WMH at 1.21 x the white matter was found as 1.7 ml by the detector, 87 ml by
-the model, and the checks above stayed silent. Measured detector / model volume ratios: 0.02
-and 0.32 where the detector missed most of a burden over 20 ml, 0.64-0.87 on the other
-sessions where the model finds over 20 ml, 0.53-4.6 below it (template seeds 601-604, physics
-seeds 606-617, real MS scans).
 """
 
 from __future__ import annotations
@@ -45,8 +35,6 @@ BRIGHT_TO_CORTEX = 1.2
 MIN_MISSED_ML = 20.0
 MISSED_FRACTION = 0.5
 MAX_CORTEX_TO_WM = 1.2
-SECOND_OPINION_MIN_ML = 20.0
-SECOND_OPINION_SHARE = 0.5
 
 
 def wmh_figures(
@@ -95,14 +83,3 @@ def wmh_plausibility(
             "likely far too low"
         )
     return warnings
-
-
-def wmh_second_opinion(found_ml: float, model_ml: float) -> list[str]:
-    """qc_warnings when the WMH detector found far less than the shipped model (empty else)."""
-    if model_ml <= SECOND_OPINION_MIN_ML or found_ml >= SECOND_OPINION_SHARE * model_ml:
-        return []
-    return [
-        f"WMH: {found_ml:.1f} ml found, where the shipped WMH model finds {model_ml:.1f} ml "
-        "(second opinion): faint or confluent WMH may have been missed; check the mask, and "
-        "compare with --wmh-method model"
-    ]

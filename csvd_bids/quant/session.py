@@ -21,7 +21,7 @@ from csvd_bids.preproc.images import voxel_volume_mm3
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.preproc.template import template_brain
 from csvd_bids.quant.lesions import LESION_COLUMNS, lesion_table
-from csvd_bids.quant.plausibility import wmh_plausibility, wmh_second_opinion
+from csvd_bids.quant.plausibility import wmh_plausibility
 from csvd_bids.quant.qc import (
     brain_coverage,
     coverage_warnings,
@@ -59,6 +59,8 @@ def final_statuses(plan: dict, results: dict[str, MarkerResult]) -> dict[str, di
         if planned["assessed"] and key in results:
             node = results[key].status
             status.update(assessed=node["assessed"], reason=node["reason"], notes=node["notes"])
+            # which method made the mask, when a shipped model's second opinion chose it
+            status.update({k: node[k] for k in ("method", "second_opinion") if k in node})
             excluded = dict(node.get("excluded", {}))
             excluded.update(
                 {k: f"not left out: {why}" for k, why in planned.get("not_excluded", {}).items()}
@@ -115,14 +117,12 @@ def quantify_session(
     same_subject: dict,
     results: dict[str, MarkerResult],
     sources: dict[str, str],
-    second_opinions: dict[str, np.ndarray] | None = None,
 ) -> SessionQuantities:
     """Everything the session's tables and label map hold.
 
     ``images``: modality -> preprocessed anatomical image (coverage); ``intensities``: every
     image whose mean per lesion the lesion table gives (anatomical and DWI-derived);
-    ``results``: marker key -> its node's outputs, for the markers the plan assesses;
-    ``second_opinions``: marker key -> the mask of the shipped model that checks its detector."""
+    ``results``: marker key -> its node's outputs, for the markers the plan assesses."""
     brain = np.asanyarray(brain_img.dataobj) > 0
     brain_volume = float(brain.sum()) * voxel_volume_mm3(brain_img)
     coverage = brain_coverages(plan["reference"], images, brain, brain_volume, affine_transform)
@@ -156,19 +156,9 @@ def quantify_session(
         warnings.append(f"brain extraction: {brain_report['Warning']}")
     warnings += [f"{modality} {why}" for modality, why in plan.get("unusable", {}).items()]
     warnings += marker_warnings(statuses, plan)
-    voxel_mm3 = voxel_volume_mm3(brain_img)
     if "WMH" in masks and "flair" in values:  # a WMH mask that contradicts its FLAIR
+        voxel_mm3 = voxel_volume_mm3(brain_img)
         warnings += wmh_plausibility(values["flair"], regions, masks["WMH"], voxel_mm3)
-    for key, mask in (second_opinions or {}).items():
-        if not statuses[key]["assessed"]:
-            continue
-        model_mm3 = float(mask.sum()) * voxel_mm3
-        statuses[key]["second_opinion"] = {
-            "method": plan["markers"][key]["second_opinion"]["method"],
-            "volume_mm3": round(model_mm3, 1),
-        }
-        found_ml = float(results[key].mask.sum()) * voxel_mm3 / 1000
-        warnings += wmh_second_opinion(found_ml, model_mm3 / 1000)
     ratings = rate_session(
         masks,
         tables,

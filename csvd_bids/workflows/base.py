@@ -104,13 +104,6 @@ def init_session_wf(*, plan: dict, config: RunConfig, name: str | None = None) -
                 wf.connect(marker_wf, f"outputnode.{kind}", ds_wf, f"inputnode.{key}_{kind}")
             for kind in MARKER_FIELDS:
                 wf.connect(marker_wf, f"outputnode.{kind}", quant_wf, f"inputnode.{key}_{kind}")
-            if "second_opinion" in status:
-                wf.connect(
-                    marker_wf,
-                    "outputnode.second_opinion",
-                    quant_wf,
-                    f"inputnode.{key}_second_opinion",
-                )
         marker_wfs[key] = marker_wf
     written = {m.key: marker_wfs[m.key] for m in MARKER_LABELS if m.key in markers}
     ds_wf.get_node("write_derivatives").inputs.methods = json.dumps(

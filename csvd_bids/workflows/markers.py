@@ -6,11 +6,18 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from csvd_bids.config import RunConfig
-from csvd_bids.interfaces.markers import DetectMarker
+from csvd_bids.interfaces.markers import DetectMarker, SecondOpinion
 from csvd_bids.markers import REGISTRY
+from csvd_bids.models.second_opinion import MIN_MODEL_ML, SHARE
 from csvd_bids.workflows.preproc import MARKER_INPUTS
 
 MARKER_OUTPUTS = ("score", "mask", "located", "status")
+SECOND_OPINION_METHOD = (
+    "A second model ran beside it ({method}); where the detector found less than "
+    f"{SHARE:g} x a model volume over {MIN_MODEL_ML:g} ml, or could not assess the images, the "
+    "model's mask was used, and a note in the mask's sidecar and the session's QC warnings "
+    "says so."
+)
 
 
 def init_marker_wf(
@@ -24,10 +31,10 @@ def init_marker_wf(
 ) -> pe.Workflow:
     """Inputs: the modalities the marker uses, the priors and the region map, and for each
     marker it excludes ``<key>_mask`` and ``<key>_status`` (that marker's node outputs);
-    outputs: ``MARKER_OUTPUTS``, and ``second_opinion`` (a mask) when the entry has one.
-    ``model``: the marker's plan entry; when it names a model bundle, the bundle replaces the
-    detector (device and threads from ``config``); its "second_opinion" is a shipped model
-    that runs beside the detector."""
+    outputs: ``MARKER_OUTPUTS``. ``model``: the marker's plan entry; when it names a model
+    bundle, the bundle replaces the detector (device and threads from ``config``); its
+    "second_opinion" is a shipped model that runs beside the detector, whose mask is kept where
+    the detector missed a large burden (``csvd_bids.models.second_opinion``)."""
     wf = pe.Workflow(name=name or f"{marker}_wf")
     spec = REGISTRY[marker]
     method = (model or {}).get("method", spec.method)  # a model bundle's own description
@@ -39,18 +46,20 @@ def init_marker_wf(
         name="inputnode",
     )
     detect = _detect_node(marker, "detect", model if model and model.get("model") else {}, config)
-    outputs = list(MARKER_OUTPUTS)
     nodes = [detect]
+    outputnode = pe.Node(niu.IdentityInterface(fields=list(MARKER_OUTPUTS)), name="outputnode")
     second = (model or {}).get("second_opinion")
-    if second:  # a shipped model beside the detector: its mask checks the detector's volume
+    if second:  # the shipped model beside the detector: one of the two masks is kept
+        wf.__desc__ += " " + SECOND_OPINION_METHOD.format(method=second["method"].rstrip("."))
         nodes.append(_detect_node(marker, "second_opinion", second, config))
-        outputs.append("second_opinion")
-    outputnode = pe.Node(niu.IdentityInterface(fields=outputs), name="outputnode")
+        choose = pe.Node(SecondOpinion(method=second["method"]), name="choose", mem_gb=0.5)
+        for source, prefix in ((detect, "detector"), (nodes[1], "model")):
+            wf.connect([(source, choose, [(kind, f"{prefix}_{kind}") for kind in MARKER_OUTPUTS])])
+        wf.connect([(choose, outputnode, [(kind, kind) for kind in MARKER_OUTPUTS])])
+    else:
+        wf.connect([(detect, outputnode, [(kind, kind) for kind in MARKER_OUTPUTS])])
     fields = [(f, f) for f in (*modalities, *MARKER_INPUTS)]
     wf.connect([(inputnode, node, fields) for node in nodes])
-    wf.connect([(detect, outputnode, [(kind, kind) for kind in MARKER_OUTPUTS])])
-    if second:
-        wf.connect(nodes[1], "mask", outputnode, "second_opinion")
     if excludes:
         for kind in ("mask", "status"):
             merge = pe.Node(niu.Merge(len(excludes)), name=f"merge_excluded_{kind}")

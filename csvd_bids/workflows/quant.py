@@ -37,19 +37,13 @@ def init_quant_wf(
 ) -> pe.Workflow:
     """Inputs: the preprocessed ``<modality>`` images, ``ANATOMY_FIELDS``, the DWI images when
     the plan processes the DWI, and ``<marker>_<field>`` for ``MARKER_FIELDS``; outputs:
-    ``QUANT_OUTPUTS`` (csvd_bids.interfaces.quant); ``<marker>_second_opinion`` for the markers
-    whose plan entry has one."""
+    ``QUANT_OUTPUTS`` (csvd_bids.interfaces.quant)."""
     wf = pe.Workflow(name=name)
     wf.__desc__ = QUANT_METHODS
     dwi = list(DWI_IMAGES) if "dwi_bval" in plan else []
     marker_fields = [f"{m}_{f}" for m in markers for f in MARKER_FIELDS]
-    # markers whose detector a shipped model checks (csvd_bids.models.builtin)
-    checked = [m for m in markers if "second_opinion" in plan["markers"][m]]
-    second_fields = [f"{m}_second_opinion" for m in checked]
     inputnode = pe.Node(
-        niu.IdentityInterface(
-            fields=[*modalities, *ANATOMY_FIELDS, *dwi, *marker_fields, *second_fields]
-        ),
+        niu.IdentityInterface(fields=[*modalities, *ANATOMY_FIELDS, *dwi, *marker_fields]),
         name="inputnode",
     )
     quantify = pe.Node(
@@ -58,7 +52,6 @@ def init_quant_wf(
             bids_dir=str(config.bids_dir),
             preproc_modalities=modalities,
             marker_keys=markers,
-            second_opinion_keys=checked,
         ),
         name="quantify",
         mem_gb=1.5,
@@ -69,9 +62,6 @@ def init_quant_wf(
     for field in MARKER_FIELDS if markers else ():
         fields = [f"{m}_{field}" for m in markers]
         connect_merged(wf, inputnode, fields, [(quantify, f"{field}_files")], f"merge_{field}")
-    if checked:
-        targets = [(quantify, "second_opinion_files")]
-        connect_merged(wf, inputnode, second_fields, targets, "merge_second_opinion")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(QUANT_OUTPUTS)), name="outputnode")
     wf.connect([(quantify, outputnode, [(f, f) for f in QUANT_OUTPUTS])])
     return wf
