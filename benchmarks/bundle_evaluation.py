@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from common import evaluate_masks, pooled_summary
 
 from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import SessionImages
@@ -56,25 +55,6 @@ def _session_images(anat: Path, prefix: str, channels: tuple[str, ...]) -> Sessi
         priors=priors,
         regions=regions,
     )
-
-
-def _evaluate(reference: Path, outputs: Path, label: str, results: Path) -> pd.DataFrame:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "csvd_bids.evaluate.cli",
-            str(reference),
-            str(outputs),
-            "--markers",
-            label,
-            "--out",
-            str(results),
-        ],  # fmt: skip
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return pd.read_csv(results / "eval_sessions.tsv", sep="\t")
 
 
 def main() -> None:
@@ -111,7 +91,7 @@ def main() -> None:
                     nib.save(image, target)
             for method, folder in folders.items():
                 scratch = Path(tmp) / f"eval-{index}-{_slug(method)}"
-                table = _evaluate(reference, folder, label, scratch)
+                table = evaluate_masks(reference, folder, label, scratch)
                 rows.append(table.assign(method=method, dataset=str(outputs)))
     results = pd.concat(rows, ignore_index=True)
     results["reference_ml"] = results["reference_volume_mm3"] / 1000.0
@@ -121,9 +101,9 @@ def main() -> None:
     print(results[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\ndataset | method | sessions | pooled Dice | median Dice | lowest | mean lesion F1")
     for (dataset, method), part in results.groupby(["dataset", "method"], sort=False):
-        print(f"{dataset} | {method} | {_summary(part)}")
+        print(f"{dataset} | {method} | {pooled_summary(part)}")
     for method, part in results.groupby("method"):
-        print(f"all | {method} | {_summary(part)}")
+        print(f"all | {method} | {pooled_summary(part)}")
 
 
 def _slug(method: str) -> str:
@@ -142,20 +122,6 @@ def _region_rule_variants(bundle, spec, session, mask_file: Path, args) -> dict[
         **{f"bundle, share {s:g}": keep_mostly_within(raw, region, s) for s in args.region_shares},
         "detector, region rule": keep_mostly_within(detector, region),
     }
-
-
-def _summary(part: pd.DataFrame) -> str:
-    """Sessions, pooled Dice (in mm3: grids differ between sessions), median and lowest
-    session Dice, mean lesion-wise F1."""
-    dice = pd.to_numeric(part["dice"], errors="coerce")
-    voxel_mm3 = (part["reference_volume_mm3"] + part["output_volume_mm3"]) / (
-        part["reference_voxels"] + part["output_voxels"]
-    )
-    overlap = (part["intersection_voxels"] * voxel_mm3.fillna(0.0)).sum()
-    volumes = part["reference_volume_mm3"].sum() + part["output_volume_mm3"].sum()
-    pooled = 2.0 * overlap / volumes if volumes else 1.0
-    f1 = pd.to_numeric(part["f1"], errors="coerce").mean()
-    return f"{len(part)} | {pooled:.3f} | {dice.median():.3f} | {dice.min():.3f} | {f1:.3f}"
 
 
 if __name__ == "__main__":

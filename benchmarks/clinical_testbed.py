@@ -2,12 +2,13 @@
 with confluent WMH of any burden painted in.
 
     python benchmarks/clinical_testbed.py REAL_BIDS REGIONS_OUT DEST [--thickness 7]
-        [--burdens 0 40 80 130] [--seed 0]
+        [--burdens 0 40 80 130] [--seed 0] [--gain 1.25 1.6]
     python benchmarks/marker_evaluation.py --real DEST --markers wmh
 
 For each subject of REAL_BIDS with a manual WMH mask (``derivatives/manual``), and each
 burden B (ml): WMH painted into the white matter nearest the ventricles until B ml are
-lesion (0: the scan as it is), at 1.25-1.6 x the normal white matter's FLAIR with a smooth
+lesion (0: the scan as it is), at 1.25-1.6 x the normal white matter's FLAIR (``--gain``;
+the real MS lesions' median is 1.32 x, their 10th-90th centiles 1.19-1.45) with a smooth
 texture and soft edges; then the FLAIR is averaged over blocks of ``--thickness`` slices along
 the superior-inferior axis (a 2D clinical acquisition), and only the FLAIR is kept. The truth
 is the manual mask plus the painted lesions, a voxel being lesion where they fill at least
@@ -50,8 +51,10 @@ def paint(
     zooms: tuple[float, float, float],
     burden_ml: float,
     rng: np.random.Generator,
+    gain: tuple[float, float] = GAIN,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(painted FLAIR, truth): ``burden_ml`` of WMH grown outwards from the ventricles."""
+    """(painted FLAIR, truth): ``burden_ml`` of WMH grown outwards from the ventricles, at
+    ``gain`` (low, high) x the normal white matter."""
     white = np.isin(regions, NAWM_REGIONS) & (wm_prob >= 0.3)
     voxel_ml = float(np.prod(zooms)) / 1000.0
     if burden_ml <= 0:
@@ -66,7 +69,7 @@ def paint(
     normal = float(np.median(flair[white & ~manual & (flair > 0)]))
     texture = ndimage.gaussian_filter(rng.standard_normal(flair.shape), [3.0 / z for z in zooms])
     texture = (texture - texture.min()) / (texture.max() - texture.min())
-    target = normal * (GAIN[0] + (GAIN[1] - GAIN[0]) * texture)
+    target = normal * (gain[0] + (gain[1] - gain[0]) * texture)
     target *= 1 + 0.04 * rng.standard_normal(flair.shape)  # the lesion's own noise
     weight = ndimage.gaussian_filter(lesion.astype(np.float32), [0.7 / z for z in zooms])
     painted = flair * (1 - weight) + weight * np.maximum(target, flair)
@@ -82,7 +85,15 @@ def thick_slices(image: nib.Nifti1Image, data: np.ndarray, factor: int) -> nib.N
     return nib.Nifti1Image(to_grid(data, grid), grid.affine)
 
 
-def build(real: Path, regions_out: Path, dest: Path, thickness: int, burdens, seed: int) -> None:
+def build(
+    real: Path,
+    regions_out: Path,
+    dest: Path,
+    thickness: int,
+    burdens,
+    seed: int,
+    gain: tuple[float, float] = GAIN,
+) -> None:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"error: {dest} is not empty (the test bed is written into a new folder)")
     masks = sorted((real / "derivatives" / "manual").glob("sub-*/anat/*_label-WMH_mask.nii.gz"))
@@ -102,7 +113,7 @@ def build(real: Path, regions_out: Path, dest: Path, thickness: int, burdens, se
         wm_prob = data_on_grid(next(anat.glob("*_label-WM_probseg.nii.gz")), flair_img)
         for burden in burdens:
             rng = np.random.default_rng([seed, int(burden)])
-            painted, truth = paint(flair, manual, regions, wm_prob, zooms, burden, rng)
+            painted, truth = paint(flair, manual, regions, wm_prob, zooms, burden, rng, gain)
             name = f"sub-{subject}b{int(burden)}"
             image = thick_slices(flair_img, painted, thickness)
             anat_dir = dest / name / "anat"
@@ -142,8 +153,11 @@ def main() -> None:
     parser.add_argument("--thickness", type=int, default=7, help="slices per thick slice")
     parser.add_argument("--burdens", type=float, nargs="+", default=[0, 40, 80, 130])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gain", type=float, nargs=2, default=GAIN, metavar=("LOW", "HIGH"))
     args = parser.parse_args()
-    build(args.real, args.regions_out, args.dest, args.thickness, args.burdens, args.seed)
+    build(
+        args.real, args.regions_out, args.dest, args.thickness, args.burdens, args.seed, args.gain
+    )
 
 
 if __name__ == "__main__":

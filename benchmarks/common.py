@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 from nibabel.processing import resample_from_to
 
 REPO = Path(__file__).resolve().parent.parent
@@ -157,3 +158,38 @@ def params_with(parser, params, items: list[str]):
             parser.error(f"--set {item}: not a numeric field of {type(params).__name__}")
         params = dataclasses.replace(params, **{name: type(current)(value)})
     return params
+
+
+def evaluate_masks(reference: Path, outputs: Path, label: str, results: Path) -> pd.DataFrame:
+    """``csvd-bids-eval`` of the ``label`` masks of an outputs folder against a reference
+    folder; its per-session table."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "csvd_bids.evaluate.cli",
+            str(reference),
+            str(outputs),
+            "--markers",
+            label,
+            "--out",
+            str(results),
+        ],  # fmt: skip
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return pd.read_csv(results / "eval_sessions.tsv", sep="\t")
+
+
+def pooled_summary(part: pd.DataFrame) -> str:
+    """Sessions, pooled Dice (in mm3: grids differ between sessions), median and lowest
+    session Dice, mean lesion-wise F1."""
+    dice = pd.to_numeric(part["dice"], errors="coerce")
+    voxel_mm3 = (part["reference_volume_mm3"] + part["output_volume_mm3"]) / (
+        part["reference_voxels"] + part["output_voxels"]
+    )
+    overlap = (part["intersection_voxels"] * voxel_mm3.fillna(0.0)).sum()
+    volumes = part["reference_volume_mm3"].sum() + part["output_volume_mm3"].sum()
+    pooled = 2.0 * overlap / volumes if volumes else 1.0
+    f1 = pd.to_numeric(part["f1"], errors="coerce").mean()
+    return f"{len(part)} | {pooled:.3f} | {dice.median():.3f} | {dice.min():.3f} | {f1:.3f}"

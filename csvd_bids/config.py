@@ -44,7 +44,7 @@ class RunConfig:
     lsa_saliency_patches: int = 12  # occlusion maps per fold (0: none)
     models_dir: Path | None = None  # model bundles that replace markers' detectors
     wmh_method: str = "detector"  # or "model": the shipped WMH bundle (csvd_bids.models.builtin)
-    second_opinion: bool = True  # the shipped WMH model checks the WMH detector's volume
+    second_opinion: bool = True  # the shipped WMH model beside the detector (models.second_opinion)
     device: str = "auto"  # torch device of model inference: auto, cpu, cuda
     tta: bool = False  # left-right flip test-time augmentation of model inference
     reports_only: bool = False  # rebuild the HTML reports from existing outputs, run nothing

@@ -1,6 +1,7 @@
 """The shipped WMH model beside the WMH detector: the detector's mask is kept unless it found
 less than half of a model volume over 20 ml (or could not assess the images); then the model's
-mask is kept and a note says so. The model's volume is recorded either way."""
+mask is kept and a note says so. Less than half of a model volume over 10 ml is a warning. The
+model's volume is recorded either way."""
 
 from __future__ import annotations
 
@@ -49,31 +50,47 @@ def _choose(tmp_path: Path, detector: dict, model: dict) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize(
-    ("detector_voxels", "model_voxels", "used"),
-    [(0, 2744, True), (1300, 2744, True), (1400, 2744, False), (0, 2400, False)],
+    ("detector_voxels", "model_voxels", "choice"),
+    [
+        (0, 2744, "model"),  # 0 of 21.95 ml
+        (1300, 2744, "model"),  # 10.4 of 21.95 ml
+        (1400, 2744, "detector"),  # 11.2 of 21.95 ml: over half
+        (0, 2400, "check"),  # 0 of 19.2 ml: a warning, the detector's mask kept
+        (600, 1300, "check"),  # 4.8 of 10.4 ml
+        (700, 1300, "detector"),  # 5.6 of 10.4 ml
+        (0, 1200, "detector"),  # 0 of 9.6 ml: a small burden, the detector is the better
+    ],
 )
 def test_the_models_mask_is_kept_where_the_detector_missed_most_of_a_large_burden(
-    tmp_path, detector_voxels, model_voxels, used
+    tmp_path, detector_voxels, model_voxels, choice
 ):
     detector = _outputs(tmp_path / "detector", detector_voxels)
     model = _outputs(tmp_path / "model", model_voxels)
     outputs, status = _choose(tmp_path, detector, model)
-    kept = model if used else detector
+    kept = model if choice == "model" else detector
     assert all(outputs[kind] == kept[kind] for kind in ("score", "mask", "located"))
     assert status["second_opinion"] == {
         "method": "UNet",
         "volume_mm3": model_voxels * 8.0,
-        "used": used,
+        "used": choice == "model",
     }
-    assert (status.get("method") == "UNet") is used
-    if used:
-        assert status["notes"] == [
-            f"the detector found {detector_voxels * 0.008:.1f} ml, the shipped WMH model "
-            f"{model_voxels * 0.008:.1f} ml: faint or confluent WMH, the model's mask is used "
-            "(second opinion); check it"
-        ]
-    else:
-        assert status["notes"] == []
+    assert (status.get("method") == "UNet") is (choice == "model")
+    volumes = (
+        f"the detector found {detector_voxels * 0.008:.1f} ml, the shipped WMH model "
+        f"{model_voxels * 0.008:.1f} ml"
+    )
+    notes = {
+        "model": [
+            f"{volumes}: faint or confluent WMH, the model's mask is used (second opinion); "
+            "check it"
+        ],
+        "check": [
+            f"{volumes} (second opinion): faint WMH may have been missed; check the mask, and "
+            "compare with --wmh-method model"
+        ],
+        "detector": [],
+    }
+    assert status["notes"] == notes[choice]
     assert status["excluded"] == {"lacunes": "left out"}
 
 
@@ -88,6 +105,8 @@ def test_a_detector_that_could_not_assess_the_images_gives_way_to_a_large_model_
     assert status["assessed"] is used
     if used:
         assert "did not assess these images (cannot be assessed" in status["notes"][0]
+    else:
+        assert status["notes"] == []
 
 
 def test_a_model_that_could_not_assess_the_images_leaves_the_detector(tmp_path):

@@ -192,29 +192,30 @@ class SecondOpinion(SimpleInterface):
     output_spec = _DetectOutputSpec
 
     def _run_interface(self, runtime):
-        from csvd_bids.models.second_opinion import model_used_note, prefer_model
+        from csvd_bids.models.second_opinion import DETECTOR, MODEL, note, verdict
 
         inputs = self.inputs
         detector, model = read_json(inputs.detector_status), read_json(inputs.model_status)
         image = nib.load(inputs.detector_mask)
         voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
-        detector_ml = float((np.asanyarray(image.dataobj) > 0).sum()) * voxel_ml
         model_ml = float(_bool_image(inputs.model_mask).sum()) * voxel_ml
-        use = model["assessed"] and prefer_model(
-            detector_ml if detector["assessed"] else None, model_ml
-        )
-        source = "model" if use else "detector"
-        status = dict(model if use else detector)
+        found = None  # the detector's volume (ml), None where it did not assess the images
+        if detector["assessed"]:
+            found = float((np.asanyarray(image.dataobj) > 0).sum()) * voxel_ml
+        choice = verdict(found, model_ml) if model["assessed"] else DETECTOR
+        source = "model" if choice == MODEL else "detector"
+        status = dict(model if choice == MODEL else detector)
         status["second_opinion"] = {
             "method": inputs.method,
             "volume_mm3": round(model_ml * 1000.0, 1),
-            "used": bool(use),
+            "used": choice == MODEL,
         }
-        if use:
-            found = detector_ml if detector["assessed"] else detector["reason"]
+        if choice == MODEL:
             status["method"] = inputs.method
-            status["notes"] = [*status["notes"], model_used_note(found, model_ml)]
-            LOGGER.warning("second opinion: %s", status["notes"][-1])
+        text = note(choice, detector["reason"] if found is None else found, model_ml)
+        if text:
+            status["notes"] = [*status["notes"], text]
+            LOGGER.warning("second opinion: %s", text)
         for kind in ("score", "mask", "located"):
             self._results[kind] = getattr(inputs, f"{source}_{kind}")
         self._results["status"] = os.path.join(runtime.cwd, "status.json")

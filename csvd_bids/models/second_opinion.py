@@ -7,7 +7,9 @@ are lesion and almost nothing stands out (a Fazekas 3 patient found as 2 ml). Th
 worse than the detector. So the detector's mask is kept unless the model finds a burden over
 ``MIN_MODEL_ML`` and the detector less than ``SHARE`` of it (or could not assess the images:
 too little normal-appearing white matter is the same failure); then the model's mask is kept,
-and a note says so (the mask's sidecar and ``qc_warnings``).
+and a note says so (the mask's sidecar and ``qc_warnings``). Where the model finds over
+``CHECK_MODEL_ML`` and the detector less than ``SHARE`` of it, the detector's mask is kept with
+a warning: a wrong switch costs more than a look.
 
 Measured detector / model volume ratios (``benchmarks/bundle_evaluation.py``, 2026-12-06):
 0.02 and 0.32 where the detector missed most of a burden over 20 ml (physics clinical seed 617:
@@ -19,27 +21,40 @@ seeds 606-616, the real MS scans), where the detector is kept whatever the ratio
 
 from __future__ import annotations
 
-MIN_MODEL_ML = 20.0
+MIN_MODEL_ML = 20.0  # a model volume over this, with the detector under SHARE of it: model
+CHECK_MODEL_ML = 10.0  # ... over this: the detector's mask is kept, with a warning
 SHARE = 0.5
 
-
-def prefer_model(detector_ml: float | None, model_ml: float) -> bool:
-    """Whether the model's mask replaces the detector's: the detector found less than SHARE of
-    a model volume over MIN_MODEL_ML, or could not assess the images (``detector_ml`` None)."""
-    if model_ml <= MIN_MODEL_ML:
-        return False
-    return detector_ml is None or detector_ml < SHARE * model_ml
+DETECTOR, CHECK, MODEL = "detector", "check", "model"
 
 
-def model_used_note(detector: float | str, model_ml: float) -> str:
-    """The note (sidecar ``Notes``, ``qc_warnings``) of a session whose mask is the model's;
+def verdict(detector_ml: float | None, model_ml: float) -> str:
+    """MODEL where the detector found less than SHARE of a model volume over MIN_MODEL_ML or
+    could not assess the images (``detector_ml`` None), CHECK where it found less than SHARE
+    of one over CHECK_MODEL_ML (the detector's mask is kept, with a warning), else DETECTOR."""
+    if detector_ml is not None and detector_ml >= SHARE * model_ml:
+        return DETECTOR
+    if model_ml > MIN_MODEL_ML:
+        return MODEL
+    return CHECK if model_ml > CHECK_MODEL_ML and detector_ml is not None else DETECTOR
+
+
+def note(choice: str, detector: float | str, model_ml: float) -> str | None:
+    """The note (sidecar ``Notes``, ``qc_warnings``) of a MODEL or CHECK verdict, else None;
     ``detector``: the detector's volume (ml), or why it could not assess the images."""
+    if choice == DETECTOR:
+        return None
     found = (
         f"the detector found {detector:.1f} ml"
         if isinstance(detector, float)
         else f"the detector did not assess these images ({detector})"
     )
+    if choice == MODEL:
+        return (
+            f"{found}, the shipped WMH model {model_ml:.1f} ml: faint or confluent WMH, the "
+            "model's mask is used (second opinion); check it"
+        )
     return (
-        f"{found}, the shipped WMH model {model_ml:.1f} ml: faint or confluent WMH, the "
-        "model's mask is used (second opinion); check it"
+        f"{found}, the shipped WMH model {model_ml:.1f} ml (second opinion): faint WMH may "
+        "have been missed; check the mask, and compare with --wmh-method model"
     )
