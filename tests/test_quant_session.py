@@ -28,8 +28,11 @@ def _img(data: np.ndarray) -> nib.Nifti1Image:
     return nib.Nifti1Image(np.asarray(data, dtype=np.float32), AFFINE)
 
 
-def _result(mask: np.ndarray, assessed: bool = True, reason: str = "", notes=()) -> MarkerResult:
+def _result(
+    mask: np.ndarray, assessed: bool = True, reason: str = "", notes=(), **node
+) -> MarkerResult:
     status = {
+        **node,
         "assessed": assessed,
         "reason": reason,
         "notes": list(notes),
@@ -162,3 +165,23 @@ def test_a_wmh_mask_that_contradicts_the_flair_is_a_warning(transform, monkeypat
     q = _quantify(transform, results, _planned(), flair=flair, regions=regions)
     assert "as bright as cortex on FLAIR" in q.summary["qc_warnings"]
     assert "the WMH volume is likely far too low" in q.summary["qc_warnings"]
+
+
+def test_the_summary_says_which_method_made_each_mask(transform):
+    """The detector, a bundle the plan put in its place, or the model a second opinion kept;
+    and the second opinion's volume in its own column (n/a where it did not run)."""
+    opinion = {"method": "UNet", "volume_mm3": 123.0, "used": False}
+    results = {"wmh": _result(_two_lesions(), second_opinion=opinion)}
+    row = _quantify(transform, results, _planned()).summary
+    assert row["WMH_method"] == "detector" and row["WMH_second_opinion_mm3"] == 123.0
+    assert row["CMB_method"] == NA  # not assessed
+    kept = {**opinion, "used": True}
+    results = {"wmh": _result(_two_lesions(), method="UNet", second_opinion=kept)}
+    q = _quantify(transform, results, _planned())
+    assert q.summary["WMH_method"] == "model" and q.markers["wmh"]["method"] == "UNet"
+    markers = _planned(("wmh", "lacunes"))
+    markers["lacunes"]["method"] = "a bundle in --models-dir"  # the plan's: no second opinion
+    results = {"wmh": _result(_two_lesions()), "lacunes": _result(_two_lesions())}
+    row = _quantify(transform, results, markers).summary
+    assert row["LAC_method"] == "model" and row["WMH_method"] == "detector"
+    assert row["WMH_second_opinion_mm3"] == NA

@@ -56,6 +56,8 @@ def final_statuses(plan: dict, results: dict[str, MarkerResult]) -> dict[str, di
     statuses = {}
     for key, planned in plan["markers"].items():
         status = {"assessed": planned["assessed"], "reason": planned["reason"], "notes": []}
+        if "method" in planned:  # a model bundle replaces the detector (the plan's)
+            status["method"] = planned["method"]
         if planned["assessed"] and key in results:
             node = results[key].status
             status.update(assessed=node["assessed"], reason=node["reason"], notes=node["notes"])

@@ -18,6 +18,11 @@ from csvd_bids.quant.scores import SCORE_RANGES, SCORE_TITLES, SCORES, compute_s
 NA = "n/a"
 
 
+# markers whose shipped model may run beside the detector (csvd_bids.models.builtin): a column
+# of its volume in every session, n/a where it did not run
+SECOND_OPINION_LABELS = ("WMH",)
+
+
 def summary_row(
     plan: dict,
     lesions: pd.DataFrame,
@@ -45,8 +50,15 @@ def summary_row(
         for m in MARKER_LABELS
     }
     for label, (assessed, reason) in statuses.items():
+        status = plan["markers"][BY_LABEL[label].key]
         row[f"{label}_status"] = "assessed" if assessed else "not assessed"
         row[f"{label}_reason"] = reason or NA
+        # a model bundle's description in the status: it made the mask (csvd_bids.models)
+        method = "model" if status.get("method") else "detector"
+        row[f"{label}_method"] = method if assessed else NA
+        if label in SECOND_OPINION_LABELS:
+            opinion = status.get("second_opinion", {})
+            row[f"{label}_second_opinion_mm3"] = opinion.get("volume_mm3", NA)
         row.update(
             {k: NA if v is None else v for k, v in marker_counts(label, assessed, lesions).items()}
         )
@@ -189,6 +201,21 @@ def describe_summary_column(column: str) -> dict:
         }
     if rest == "reason":
         return _entry(f"Why {marker.name} was not assessed (n/a when it was)", None)
+    if rest == "method":
+        return {
+            "Description": f"What made the {marker.name} mask (n/a when not assessed)",
+            "Levels": {
+                "detector": "the unsupervised detector",
+                "model": "a model bundle: --wmh-method model, --models-dir, or the shipped "
+                "model's second opinion (the mask's sidecar and qc_warnings say which)",
+            },
+        }
+    if rest == "second_opinion_mm3":
+        return _entry(
+            f"Volume of {marker.name} the shipped model finds beside the detector (n/a: it "
+            "did not run)",
+            "mm^3",
+        )
     measure = "count" if rest.endswith("count") else "volume_mm3"
     region = rest[: -len(measure)].strip("_")
     where = f" in the {region} region" if region else ""
