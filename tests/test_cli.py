@@ -53,6 +53,10 @@ def test_both_spellings_and_prefixes(tmp_path):
         [str(tmp_path), "o", "group", "--group-outcome", "stroke", "--group-covariates", "age"]
     )
     assert group.group_outcome == "stroke" and group.group_covariates == ("age",)
+    # the shipped WMH model runs beside the detector unless switched off
+    assert config.second_opinion is True
+    off = parse_args([str(tmp_path), "o", "participant", "--no-second-opinion"])
+    assert off.second_opinion is False
 
 
 def test_memory_units():
