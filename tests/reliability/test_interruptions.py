@@ -2,7 +2,7 @@
 
 The cases that need a full run share two: a reference run (two subjects at once, each in its
 own process and work dir, one output dir, HOME and the cwd unwritable, watched for network
-sockets) and a chain on one
+use) and a chain on one
 subject in one work dir: a second run of the same session while the first runs (refused by
 the lock), Ctrl-C, kill -9, a full output disk, then a resume that must give the reference's
 outputs. sub-01's FLAIR is a link to content outside the dataset, as in a DataLad dataset, and
@@ -36,21 +36,27 @@ CACHE_VARIABLES = ("XDG_", "MPL", "TORCH_", "NIPYPE_", "NUMBA_")
 # Installed through PYTHONPATH in every process of a run (MultiProc's workers too: forked
 # children keep the hook, spawned ones import sitecustomize again).
 NETWORK_HOOK = """
-import os, socket, sys
-
-_LOG = os.environ["CSVD_TEST_NETWORK_LOG"]
-_INET = (socket.AF_INET, socket.AF_INET6)
+import ipaddress, os, sys
 
 
 def _record(what):
-    with open(_LOG, "a") as log:
+    with open(os.environ["CSVD_TEST_NETWORK_LOG"], "a") as log:
         log.write(f"{os.getpid()} {what}\\n")
 
 
+def _loopback(address):
+    try:
+        return ipaddress.ip_address(address[0]).is_loopback
+    except ValueError:  # "" or a host name: every interface, or a lookup
+        return False
+
+
 def _hook(event, args):
-    if event == "socket.__new__" and args[1] in _INET:
-        _record(f"socket family {args[1]}")
-    elif event in ("socket.connect", "socket.sendto") and isinstance(args[1], tuple):
+    # network use: connections, datagrams, name lookups and sockets bound beyond the loopback
+    # interface (importing MONAI makes urllib3 probe for IPv6 with a socket bound to ::1)
+    if event in ("socket.connect", "socket.sendto") and isinstance(args[1], tuple):
+        _record(f"{event} {args[1]!r}")
+    elif event == "socket.bind" and isinstance(args[1], tuple) and not _loopback(args[1]):
         _record(f"{event} {args[1]!r}")
     elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
         _record(f"{event} {args[0]!r}")
@@ -147,7 +153,7 @@ def dataset(_single_bids, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def reference(dataset) -> dict:
     """Both subjects at once into one output dir, then the group level, every process watched
-    for network sockets."""
+    for network use (connections, name lookups, sockets bound beyond the loopback interface)."""
     root, bids = dataset["root"], dataset["bids"]
     hook = root / "hook"
     hook.mkdir()
@@ -173,10 +179,12 @@ def reference(dataset) -> dict:
         text=True,
         check=False,
     )
-    # the positive control: the same hook sees a socket opened on purpose
+    # the positive control: the same hook sees a connection tried on purpose (refused: no
+    # server listens on the discard port of the loopback interface)
     control_log = root / "control.log"
+    connect = "import socket; s = socket.socket(); s.connect_ex(('127.0.0.1', 9)); s.close()"
     subprocess.run(
-        [sys.executable, "-c", "import socket; socket.socket(socket.AF_INET).close()"],
+        [sys.executable, "-c", connect],
         env={**env, "CSVD_TEST_NETWORK_LOG": str(control_log)},
         check=True,
     )
@@ -249,7 +257,7 @@ def test_runs_with_unwritable_home_and_cwd(reference):
 
 def test_no_network_connection_in_participant_and_group_runs(reference):
     assert reference["group"][0] == ExitCode.OK, reference["group"][1][-3000:]
-    assert reference["control"], "the hook saw no socket opened on purpose: it sees nothing"
+    assert reference["control"], "the hook saw no connection tried on purpose: it sees nothing"
     assert reference["network"] == ""
 
 
