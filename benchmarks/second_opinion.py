@@ -27,14 +27,15 @@ import pandas as pd
 from common import evaluate_masks, pooled_summary
 
 from csvd_bids.reports.session import finished_sessions
-from csvd_bids.workflows.base import WORKFLOW_NAME
+from csvd_bids.workflows.base import WORKFLOW_NAME, session_wf_name
 
 NODES = {"detector": "detect", "model": "second_opinion"}
 
 
-def _session_wf(prefix: str) -> str:
-    """``sub-01_ses-1`` -> ``sub_01_ses_1_wf`` (csvd_bids.workflows.base.session_wf_name)."""
-    return prefix.replace("-", "_") + "_wf"
+def _entities(prefix: str) -> dict[str, str | None]:
+    """``sub-01_ses-1`` -> {"subject": "01", "session": "1"} (session None without one)."""
+    parts = dict(part.split("-", 1) for part in prefix.split("_"))
+    return {"subject": parts["sub"], "session": parts.get("ses")}
 
 
 def _scratch_folders(outputs: Path, work: Path, scratch: Path) -> dict[str, Path]:
@@ -43,7 +44,7 @@ def _scratch_folders(outputs: Path, work: Path, scratch: Path) -> dict[str, Path
     for files in finished_sessions(outputs):
         anat = files.folder / "anat"
         kept = next(anat.glob(f"{files.prefix}_space-*_label-WMH_mask.nii.gz"))
-        wmh_wf = work / WORKFLOW_NAME / _session_wf(files.prefix) / "wmh_wf"
+        wmh_wf = work / WORKFLOW_NAME / session_wf_name(_entities(files.prefix)) / "wmh_wf"
         for method, node in NODES.items():
             target = scratch / method / kept.relative_to(outputs)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -58,11 +59,11 @@ def _used(outputs: Path) -> pd.DataFrame:
     for files in finished_sessions(outputs):
         sidecar = next((files.folder / "anat").glob(f"{files.prefix}_space-*_label-WMH_mask.json"))
         opinion = json.loads(sidecar.read_text()).get("SecondOpinion", {})
-        parts = dict(part.split("-", 1) for part in files.prefix.split("_"))
+        entities = _entities(files.prefix)
         rows.append(
             {
-                "participant_id": f"sub-{parts['sub']}",
-                "session_id": f"ses-{parts['ses']}" if "ses" in parts else "n/a",
+                "participant_id": f"sub-{entities['subject']}",
+                "session_id": f"ses-{entities['session']}" if entities["session"] else "n/a",
                 "used": opinion.get("used"),
             }
         )
@@ -82,7 +83,7 @@ def main() -> None:
                 table = evaluate_masks(reference, folder, "WMH", scratch / f"eval-{method}")
                 tables.append(table.assign(method=method, run=str(outputs)))
     results = pd.concat(tables, ignore_index=True)
-    results["session_id"] = results["session_id"].fillna("n/a").astype(str)
+    results["session_id"] = results["session_id"].astype("string").fillna("n/a")
     keys = ["run", "participant_id", "session_id"]
     wide = results.pivot_table(index=keys, columns="method", values=["dice", "output_volume_mm3"])
     table = pd.DataFrame(

@@ -257,12 +257,7 @@ def model_status(bundle, available: set[str]) -> dict:
             "assessed": False,
             "reason": f"model {bundle.metadata['name']} needs {', '.join(missing)}",
         }
-    return {
-        "model": str(bundle.path),
-        "model_sha256": bundle.metadata["weights_sha256"],
-        "channels": list(bundle.inputs),
-        "method": bundle.description,
-    }
+    return {**bundle_entry(bundle), "channels": list(bundle.inputs)}
 
 
 def second_opinion_status(bundle, available: set[str]) -> dict | None:
@@ -270,8 +265,12 @@ def second_opinion_status(bundle, available: set[str]) -> dict | None:
     session lacks a modality the model needs."""
     from csvd_bids.models.bundle import missing_channels
 
-    if missing_channels(bundle, available):
-        return None
+    return None if missing_channels(bundle, available) else bundle_entry(bundle)
+
+
+def bundle_entry(bundle) -> dict:
+    """What a plan records of a bundle it runs: folder, weights checksum (a cache key of its
+    node) and the description that the sidecars give as the method."""
     return {
         "model": str(bundle.path),
         "model_sha256": bundle.metadata["weights_sha256"],
@@ -304,9 +303,9 @@ def plan_sessions(config: RunConfig) -> tuple[list[dict], dict[str, Rejection]]:
     """(plans of usable sessions, {session prefix: why it was rejected}).
 
     Raises NoSelectionError when the filters left no session a reference image."""
-    bundles = load_models(config)
     from csvd_bids.models.builtin import second_opinion_bundles
 
+    bundles = load_models(config)
     second = second_opinion_bundles(config.wmh_method, config.second_opinion, bundles)
     layout = load_layout(config.bids_dir, config.bids_database_dir)
     sessions = discover_sessions(

@@ -203,21 +203,21 @@ class SecondOpinion(SimpleInterface):
         if detector["assessed"]:
             found = float((np.asanyarray(image.dataobj) > 0).sum()) * voxel_ml
         choice = verdict(found, model_ml) if model["assessed"] else DETECTOR
-        source = "model" if choice == MODEL else "detector"
-        status = dict(model if choice == MODEL else detector)
+        used = choice == MODEL
+        status = dict(model if used else detector)
         status["second_opinion"] = {
             "method": inputs.method,
             "volume_mm3": round(model_ml * 1000.0, 1),
-            "used": choice == MODEL,
+            "used": used,
         }
-        if choice == MODEL:
+        if used:
             status["method"] = inputs.method
         text = note(choice, detector["reason"] if found is None else found, model_ml)
         if text:
             status["notes"] = [*status["notes"], text]
             LOGGER.warning("second opinion: %s", text)
         for kind in ("score", "mask", "located"):
-            self._results[kind] = getattr(inputs, f"{source}_{kind}")
+            self._results[kind] = getattr(inputs, f"{'model' if used else 'detector'}_{kind}")
         self._results["status"] = os.path.join(runtime.cwd, "status.json")
         Path(self._results["status"]).write_text(json.dumps(status, indent=2, sort_keys=True))
         return runtime

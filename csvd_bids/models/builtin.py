@@ -4,7 +4,7 @@ One for now: a FLAIR-only WMH UNet (``wmh_flair_unet``), trained on both generat
 profiles with contrast, resolution and slice-thickness randomisation (its ``TRAINING.md`` gives
 the exact commands). ``--wmh-method model`` uses it in place of the WMH detector;
 ``detector`` (the default) runs it beside the detector as a second opinion on the detector's
-volume (``second_opinion_bundles``, ``csvd_bids.quant.plausibility``). A shipped model becomes
+volume (``second_opinion_bundles``, ``csvd_bids.models.second_opinion``). A shipped model becomes
 a default only where it beats the detector on held-out synthetic seeds AND on real labelled
 scans; this one does not yet
 (README, Models: it beats the detector on the physics engine's clinical sessions only, pooled
@@ -33,9 +33,9 @@ def builtin_bundles(wmh_method: str) -> dict:
 
 
 def second_opinion_bundles(wmh_method: str, second_opinion: bool, replaced: dict) -> dict:
-    """marker key -> shipped bundle that runs beside the marker's detector, to check its volume
-    (``csvd_bids.quant.plausibility.second_opinion_warnings``); none where a bundle
-    (``replaced``: marker key -> bundle) already replaces the detector, or when switched off.
+    """marker key -> shipped bundle that runs beside the marker's detector, whose mask is kept
+    where the detector missed a large burden (``csvd_bids.models.second_opinion``); none where
+    a bundle (``replaced``: marker key -> bundle) already replaces the detector, or when off.
     Its weights are checked where it runs (``load_bundle``), not here: planning stays light."""
     from csvd_bids.models.bundle import read_bundle
 

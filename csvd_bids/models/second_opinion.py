@@ -14,9 +14,10 @@ a warning: a wrong switch costs more than a look.
 Measured detector / model volume ratios (``benchmarks/bundle_evaluation.py``, 2026-12-06):
 0.02 and 0.32 where the detector missed most of a burden over 20 ml (physics clinical seed 617:
 98.7 ml found as 1.7 ml, the model 87 ml, Dice 0.82; 29 ml found as 7.8, the model 24 ml, Dice
-0.71); 0.64-1.30 on the 9 other sessions where the model finds over 20 ml (template clinical
-test bed, physics seeds 610 and 617), 0.32-4.6 below 20 ml (template seeds 601-604, physics
-seeds 606-616, the real MS scans), where the detector is kept whatever the ratio.
+0.71); 0.64-1.30 on the 9 other sessions where the model finds over 20 ml (the real-scan
+test bed of ``benchmarks/clinical_testbed.py``, physics seeds 610 and 617), 0.85-1.06 on the 3
+where it finds 10-20 ml, 0-4.6 below 10 ml (template seeds 601-604, physics seeds 606-616, the
+real MS scans), where the detector is kept whatever the ratio.
 """
 
 from __future__ import annotations
