@@ -12,6 +12,11 @@ lesion-wise F1, volumes) and, per dataset and method, the pooled Dice (every ses
 volume counted once), the median and lowest session Dice and the mean lesion-wise F1. Decide
 with held-out data only (seeds >= 400, real masks).
 
+``--second-opinion``: also the mask the pipeline would keep with this bundle as the WMH second
+opinion (``csvd_bids.models.second_opinion.verdict`` on the detector's and the bundle's volumes;
+"kept"), for choosing a second-opinion model. The outputs must then hold the detector's masks
+(a run with ``--no-second-opinion``).
+
 ``--region-shares 0.3 0.7``: also the marker's region rule (``MarkerSpec.lesion_regions``,
 ``csvd_bids.morphology.keep_mostly_within``) at other shares than the pipeline's 0.5, the
 bundle without it ("bundle, no region rule"), and the detector's masks with it at 0.5.
@@ -33,6 +38,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import SessionImages
 from csvd_bids.models.bundle import load_bundle
 from csvd_bids.models.detect import detect_with_bundle
+from csvd_bids.models.second_opinion import MODEL, verdict
 from csvd_bids.models.train import channel_file
 from csvd_bids.morphology import keep_mostly_within
 from csvd_bids.reports.session import finished_sessions
@@ -64,6 +70,7 @@ def main() -> None:
                         metavar=("OUTPUTS", "REFERENCE"))  # fmt: skip
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--region-shares", type=float, nargs="*", default=[], metavar="S")
+    parser.add_argument("--second-opinion", action="store_true")
     args = parser.parse_args()
     bundle = load_bundle(args.bundle)
     spec = REGISTRY[bundle.marker]
@@ -81,6 +88,8 @@ def main() -> None:
                 mask_file = next(anat.glob(f"{files.prefix}_space-*_label-{label}_mask.nii.gz"))
                 found = detect_with_bundle(bundle, spec, session, "cpu", args.tta, threads=2)
                 masks = {"bundle": found.mask}
+                if args.second_opinion:
+                    masks["kept"] = _kept(mask_file, found.mask)
                 if args.region_shares:
                     masks.update(_region_rule_variants(bundle, spec, session, mask_file, args))
                 for method, mask in masks.items():
@@ -108,6 +117,16 @@ def main() -> None:
 
 def _slug(method: str) -> str:
     return method.replace(", ", "-").replace(" ", "_")
+
+
+def _kept(mask_file: Path, bundle_mask: np.ndarray) -> np.ndarray:
+    """The second opinion's choice between the detector's mask (``mask_file``) and the
+    bundle's, by their volumes."""
+    image = nib.load(mask_file)
+    detector = np.asanyarray(image.dataobj) > 0
+    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+    choice = verdict(float(detector.sum()) * voxel_ml, float(bundle_mask.sum()) * voxel_ml)
+    return bundle_mask if choice == MODEL else detector
 
 
 def _region_rule_variants(bundle, spec, session, mask_file: Path, args) -> dict[str, np.ndarray]:
