@@ -270,10 +270,11 @@ def second_opinion_status(bundle, available: set[str]) -> dict | None:
 
 def bundle_entry(bundle) -> dict:
     """What a plan records of a bundle it runs: folder, weights checksum (a cache key of its
-    node) and the description that the sidecars give as the method."""
+    node), probability threshold and the description that the sidecars give as the method."""
     return {
         "model": str(bundle.path),
         "model_sha256": bundle.metadata["weights_sha256"],
+        "threshold": float(bundle.metadata["threshold"]),
         "method": bundle.description,
     }
 

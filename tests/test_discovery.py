@@ -476,9 +476,14 @@ def test_folders_above_the_dataset_do_not_change_its_entities(tmp_path, parent):
 
 def test_the_shipped_wmh_model_is_planned_beside_the_wmh_detector(tmp_path):
     from csvd_bids.models.builtin import WMH_BUNDLE, second_opinion_bundles
+    from csvd_bids.models.bundle import read_bundle
+    from csvd_bids.models.second_opinion import THRESHOLD
 
     second = second_opinion_bundles("detector", True, {})
     assert second["wmh"].path == WMH_BUNDLE
+    # at the second opinion's threshold, not the bundle's own, and its description says so
+    assert read_bundle(WMH_BUNDLE).metadata["threshold"] > THRESHOLD
+    assert f"threshold {THRESHOLD}" in second["wmh"].description
     # not when it is the method, when switched off, or when a bundle replaces the detector
     assert second_opinion_bundles("model", True, {}) == {}
     assert second_opinion_bundles("detector", False, {}) == {}
@@ -488,6 +493,7 @@ def test_the_shipped_wmh_model_is_planned_beside_the_wmh_detector(tmp_path):
     entry = make_plan(inputs, ALL_MARKERS, second_opinions=second)["markers"]["wmh"]
     assert entry["second_opinion"]["model"] == str(WMH_BUNDLE)
     assert entry["second_opinion"]["model_sha256"] == second["wmh"].metadata["weights_sha256"]
+    assert entry["second_opinion"]["threshold"] == THRESHOLD
     assert "model" not in entry  # the detector still makes the mask
     unselected = make_plan(inputs, ("cmb",), second_opinions=second)["markers"]["wmh"]
     assert "second_opinion" not in unselected

@@ -32,6 +32,7 @@ from csvd_bids.models.bundle import (
 )
 from csvd_bids.models.detect import check_bundle_supported
 from csvd_bids.models.inference import predict, resolve_device
+from csvd_bids.models.second_opinion import THRESHOLD as SECOND_OPINION_THRESHOLD
 from csvd_bids.morphology import FACES
 from csvd_bids.planning import load_models, model_status
 from csvd_bids.workflows.base import WORKFLOW_NAME
@@ -297,10 +298,14 @@ def test_pipeline_runs_the_bundle_instead_of_the_detector(demo_run, bundle_dir, 
 def test_the_shipped_model_runs_beside_the_wmh_detector_as_a_second_opinion(demo_run):
     """By default the detector makes the WMH mask and the shipped model runs in its own node
     beside it; its volume is recorded in the mask's sidecar. On the demo the detector's mask
-    is kept (the two agree: no note, no warning)."""
+    is kept (the two agree: no note, no warning). The model's mask is its probability at the
+    second opinion's threshold, lower than the bundle's own."""
     marker_wf = demo_run["work"] / WORKFLOW_NAME / "sub_01_ses_1_wf" / "wmh_wf"
     model = nib.load(marker_wf / "second_opinion" / "mask.nii.gz")
     model_mask = np.asanyarray(model.dataobj) > 0
+    probability = np.asanyarray(nib.load(marker_wf / "second_opinion" / "score.nii.gz").dataobj)
+    assert probability[model_mask].min() >= SECOND_OPINION_THRESHOLD
+    assert probability[model_mask].min() < load_bundle(WMH_BUNDLE).metadata["threshold"]
     model_mm3 = float(model_mask.sum()) * float(np.prod(model.header.get_zooms()[:3]))
     detector = np.asanyarray(nib.load(marker_wf / "detect" / "mask.nii.gz").dataobj) > 0
     assert model_mm3 > 0 and not np.array_equal(model_mask, detector)

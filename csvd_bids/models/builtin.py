@@ -37,9 +37,13 @@ def second_opinion_bundles(wmh_method: str, second_opinion: bool, replaced: dict
     where the detector missed a large burden (``csvd_bids.models.second_opinion``); none where
     a bundle (``replaced``: marker key -> bundle) already replaces the detector, or when off.
     Its weights are checked where it runs (``load_bundle``), not here: planning stays light."""
-    from csvd_bids.models.bundle import read_bundle
+    from csvd_bids.models.bundle import Bundle, read_bundle
+    from csvd_bids.models.second_opinion import THRESHOLD
 
     if not second_opinion or wmh_method == "model":
         return {}
-    shipped = {m: path for m, path in SHIPPED_BUNDLES.items() if m not in replaced}
-    return {marker: read_bundle(path) for marker, path in shipped.items()}
+    shipped = {m: read_bundle(p) for m, p in SHIPPED_BUNDLES.items() if m not in replaced}
+    return {  # at the second opinion's threshold, which its description states
+        marker: Bundle(b.path, {**b.metadata, "threshold": THRESHOLD}, b.network_def)
+        for marker, b in shipped.items()
+    }

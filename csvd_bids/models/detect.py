@@ -1,7 +1,8 @@
 """A marker's detection by a model bundle instead of its unsupervised detector.
 
 The probability map is the score; the mask is the probability at or above the bundle's
-threshold inside the brain, without lesions under the bundle's minimum volume, without lesions
+threshold (or the caller's: the WMH second opinion's is lower) inside the brain, without
+lesions under the bundle's minimum volume, without lesions
 lying mostly outside the marker's regions (``MarkerSpec.lesion_regions``: a FLAIR-only WMH model
 found cortex and sulci bright on thick-slice FLAIR as lesions) and without the lesions of the
 markers it excludes (``SessionImages.leave_out_excluded``, as the detector);
@@ -36,7 +37,9 @@ def detect_with_bundle(
     device: str = "auto",
     tta: bool = False,
     threads: int = 1,
+    threshold: float | None = None,
 ) -> Detection:
+    """``threshold``: the probability a voxel needs (default: the bundle's own)."""
     torch.set_num_threads(max(1, int(threads)))
     missing = [c for c in bundle.inputs if c not in session.images]
     if missing:
@@ -46,7 +49,9 @@ def detect_with_bundle(
     probability = predict(
         bundle, bundle.build_network(), channels, brain, session.zooms, device, tta
     )
-    mask = brain & (probability >= float(bundle.metadata["threshold"]))
+    if threshold is None:
+        threshold = float(bundle.metadata["threshold"])
+    mask = brain & (probability >= threshold)
     affine = session.reference.affine
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     min_volume = float(bundle.metadata["min_lesion_mm3"])

@@ -78,6 +78,7 @@ def _detect_node(marker: str, name: str, model: dict, config: RunConfig | None) 
     if model.get("model"):
         node.inputs.bundle = model["model"]
         node.inputs.bundle_sha256 = model["model_sha256"]  # new weights, new results
+        node.inputs.threshold = model["threshold"]  # the second opinion's is not the bundle's
         if config is not None:
             node.inputs.device = config.device
             node.inputs.tta = config.tta
