@@ -231,6 +231,21 @@ def test_manual_masks_without_space_pair_with_outputs(tmp_path):
     assert row["dice"] == pytest.approx(2 * 32 / 96) and row["session_id"] == "n/a"
 
 
+def test_linked_session_folders_are_evaluated_and_a_link_loop_ends(tmp_path):
+    """A folder of links to some sessions' outputs pairs like the outputs themselves."""
+    manual, out, subset = tmp_path / "manual", tmp_path / "out", tmp_path / "subset"
+    for subject in ("01", "02"):
+        lesion = _box((2, 2, 2), (4, 4, 4))
+        _save(manual / f"sub-{subject}/anat/sub-{subject}_label-WMH_mask.nii.gz", lesion)
+        _save(out / f"sub-{subject}/anat/sub-{subject}_space-T1w_label-WMH_mask.nii.gz", lesion)
+    subset.mkdir()
+    (subset / "sub-01").symlink_to(out / "sub-01", target_is_directory=True)
+    (subset / "sub-01" / "anat" / "loop").symlink_to(subset, target_is_directory=True)
+    pairs = {p.subject: p for p in pair_masks(manual, subset)}
+    assert pairs["01"].status == "evaluated"
+    assert pairs["02"].status == "not assessed"
+
+
 def test_not_assessed_is_never_zero_in_the_summary(trees):
     truth, out = trees
     sessions = evaluate_pairs(pair_masks(truth, out))

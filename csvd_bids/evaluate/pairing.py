@@ -9,7 +9,9 @@ directly rather than through a pybids index: derivative trees from other tools o
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,17 +98,28 @@ def _folder_entity(path: Path, root: Path, key: str) -> str | None:
 
 
 def _walk(root: Path, pattern: str, exclude: tuple[Path, ...]) -> list[Path]:
+    """Files matching ``pattern`` below ``root``, through linked session folders too (a
+    folder of links to some sessions is a common way to evaluate a subset; ``rglob`` does not
+    enter them), each real folder once (a link to an ancestor cannot loop)."""
     excluded = [folder.resolve() for folder in exclude]
-    found = []
-    for path in sorted(root.rglob(pattern)):
-        relative = path.relative_to(root).parts
-        if any(part.startswith(".") for part in relative):
-            continue  # hidden temporary files of an interrupted writer, .git, ...
-        resolved = path.resolve()
-        if any(folder == resolved or folder in resolved.parents for folder in excluded):
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
             continue
-        found.append(path)
-    return found
+        seen.add(real)
+        # hidden folders and files: temporary files of an interrupted writer, .git, ...
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in fnmatch.filter(files, pattern):
+            path = Path(folder) / name
+            resolved = path.resolve()
+            if name.startswith(".") or any(
+                skip == resolved or skip in resolved.parents for skip in excluded
+            ):
+                continue
+            found.append(path)
+    return sorted(found)
 
 
 def find_masks(
