@@ -12,10 +12,11 @@ lesion-wise F1, volumes) and, per dataset and method, the pooled Dice (every ses
 volume counted once), the median and lowest session Dice and the mean lesion-wise F1. Decide
 with held-out data only (seeds >= 400, real masks).
 
-``--second-opinion``: also the mask the pipeline would keep with this bundle as the WMH second
-opinion (``csvd_bids.models.second_opinion.verdict`` on the detector's and the bundle's volumes;
-"kept"), for choosing a second-opinion model. The outputs must then hold the detector's masks
-(a run with ``--no-second-opinion``).
+``--second-opinion``: also the bundle at the second opinion's threshold
+(``csvd_bids.models.second_opinion.THRESHOLD``; "second opinion") and the mask the pipeline
+would keep with it (``verdict`` on the detector's and that mask's volumes; "kept"), for
+choosing a second-opinion model. The outputs must then hold the detector's masks (a run with
+``--no-second-opinion``).
 
 ``--region-shares 0.3 0.7``: also the marker's region rule (``MarkerSpec.lesion_regions``,
 ``csvd_bids.morphology.keep_mostly_within``) at other shares than the pipeline's 0.5, the
@@ -38,7 +39,7 @@ from csvd_bids.markers import REGISTRY
 from csvd_bids.markers.base import SessionImages
 from csvd_bids.models.bundle import load_bundle
 from csvd_bids.models.detect import detect_with_bundle
-from csvd_bids.models.second_opinion import MODEL, verdict
+from csvd_bids.models.second_opinion import MODEL, THRESHOLD, verdict
 from csvd_bids.models.train import channel_file
 from csvd_bids.morphology import keep_mostly_within
 from csvd_bids.reports.session import finished_sessions
@@ -88,8 +89,11 @@ def main() -> None:
                 mask_file = next(anat.glob(f"{files.prefix}_space-*_label-{label}_mask.nii.gz"))
                 found = detect_with_bundle(bundle, spec, session, "cpu", args.tta, threads=2)
                 masks = {"bundle": found.mask}
-                if args.second_opinion:
-                    masks["kept"] = _kept(mask_file, found.mask)
+                if args.second_opinion:  # as the pipeline runs it
+                    opinion = detect_with_bundle(
+                        bundle, spec, session, "cpu", args.tta, threads=2, threshold=THRESHOLD
+                    ).mask
+                    masks.update({"second opinion": opinion, "kept": _kept(mask_file, opinion)})
                 if args.region_shares:
                     masks.update(_region_rule_variants(bundle, spec, session, mask_file, args))
                 for method, mask in masks.items():

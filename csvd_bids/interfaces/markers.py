@@ -57,7 +57,7 @@ class _DetectInputSpec(BaseInterfaceInputSpec):
     excluded_status_files = InputMultiObject(File(exists=True), desc="their status JSON files")
     bundle = traits.Str(desc="model bundle folder; when set, it replaces the detector")
     bundle_sha256 = traits.Str(desc="the bundle's weights checksum (part of the cache key)")
-    threshold = traits.Float(desc="the bundle's probability threshold, where the plan sets another")
+    threshold = traits.Float(desc="probability a voxel needs (the plan's; default the bundle's)")
     tta = traits.Bool(False, usedefault=True, desc="left-right flip test-time augmentation")
     # where and how fast a model runs does not change what it finds: not part of the cache key
     device = traits.Enum(*DEVICES, usedefault=True, nohash=True)

@@ -15,6 +15,7 @@ Dice 0.82 against 0.78; on the real-scan test bed 0.79 against 0.86, on the real
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 BUNDLES_DIR = Path(__file__).parent / "bundles"
@@ -37,13 +38,12 @@ def second_opinion_bundles(wmh_method: str, second_opinion: bool, replaced: dict
     where the detector missed a large burden (``csvd_bids.models.second_opinion``); none where
     a bundle (``replaced``: marker key -> bundle) already replaces the detector, or when off.
     Its weights are checked where it runs (``load_bundle``), not here: planning stays light."""
-    from csvd_bids.models.bundle import Bundle, read_bundle
+    from csvd_bids.models.bundle import read_bundle
     from csvd_bids.models.second_opinion import THRESHOLD
 
     if not second_opinion or wmh_method == "model":
         return {}
     shipped = {m: read_bundle(p) for m, p in SHIPPED_BUNDLES.items() if m not in replaced}
     return {  # at the second opinion's threshold, which its description states
-        marker: Bundle(b.path, {**b.metadata, "threshold": THRESHOLD}, b.network_def)
-        for marker, b in shipped.items()
+        m: replace(b, metadata={**b.metadata, "threshold": THRESHOLD}) for m, b in shipped.items()
     }
