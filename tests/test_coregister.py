@@ -13,8 +13,10 @@ from helpers import run_interface
 from scipy.spatial.transform import Rotation
 
 from csvd_bids.interfaces.preproc import BiasCorrect, PrepareImage
+from csvd_bids.preproc import coregister as registration
 from csvd_bids.preproc.coregister import coregister, resample_with
-from csvd_bids.preproc.images import load_3d, load_in_memory
+from csvd_bids.preproc.images import load_3d, load_in_memory, to_sitk
+from csvd_bids.preproc.registration import downsample
 
 _LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 
@@ -53,6 +55,51 @@ def test_recovers_rigid_misalignment(_single_bids, degrees, mm):
     assert _target_error_mm(result.transform, motion, reference) < 1.5
     assert result.metric_after <= result.metric_before + 1e-3
     assert result.initialisation in ("header", "moments")  # the start whose end was better
+    assert result.optimised[0] == "header" and result.initialisation in result.optimised
+
+
+def _downsampled(anat: Path, modality: str) -> sitk.Image:
+    return downsample(to_sitk(load_3d(anat / f"sub-01_{modality}.nii.gz")), 2.0)
+
+
+def test_a_start_that_ends_where_another_did_is_not_refined(_single_bids):
+    """With aligned headers the moments start's coarse end lies within a voxel of the header's
+    end, so it is not optimised in full; optimised in full it would have ended there anyway
+    (within 0.05 mm, an equal metric), so skipping it changes nothing."""
+    anat = _single_bids / "sub-01" / "anat"
+    fixed, moving = _downsampled(anat, "T1w"), _downsampled(anat, "FLAIR")
+    result = registration.coregister_downsampled(moving, fixed)
+    assert result.optimised == ("header",) and result.initialisation == "header"
+    moments = sitk.Euler3DTransform(
+        sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+    )
+    registration._optimise(fixed, moving, moments, registration.SAMPLING_SEED)
+    assert registration._largest_shift_mm(moments, result.transform, fixed) < 0.05
+    metric = registration.mattes_metric(fixed, moving, moments)
+    assert metric >= result.metric_after - registration.METRIC_TIE
+
+
+def test_a_start_that_ends_somewhere_new_is_refined(_single_bids):
+    """The rule must not skip a start whose coarse end is an optimum not yet reached: against
+    an end 6 mm off (two voxels), the moments start's coarse end is new; against the true
+    end it is not."""
+    anat = _single_bids / "sub-01" / "anat"
+    fixed, moving = _downsampled(anat, "T1w"), _downsampled(anat, "FLAIR")
+    result = registration.coregister_downsampled(moving, fixed)
+    moments = sitk.Euler3DTransform(
+        sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+    )
+    seed = registration.SAMPLING_SEED
+    known = {"header": (result.transform, result.metric_after)}
+    assert registration._lands_on_known_end(fixed, moving, moments, known, seed)
+    off = registration._copy(result.transform)
+    off.SetTranslation(np.add(off.GetTranslation(), (6.0, 0.0, 0.0)))
+    assert registration._largest_shift_mm(off, result.transform, fixed) > max(fixed.GetSpacing())
+    assert not registration._lands_on_known_end(fixed, moving, moments, {"header": (off, 0)}, seed)
 
 
 @pytest.fixture
@@ -137,3 +184,21 @@ def test_bias_correction_in_its_own_node_changes_nothing(_single_bids, tmp_path)
     assert np.array_equal(first.affine, second.affine)
     reports = [json.loads(Path(r.report).read_text())["Registration"] for r in (one, two)]
     assert reports[0] == reports[1]
+
+
+def test_the_metric_without_image_gradients_is_the_same_value(_single_bids):
+    """mattes_metric skips the gradient images (the value does not use them): to the bit what
+    the metric with them gives, at the header alignment and after a move."""
+    anat = _single_bids / "sub-01" / "anat"
+    fixed, moving = _downsampled(anat, "T1w"), _downsampled(anat, "T2w")
+    moved = sitk.Euler3DTransform()
+    moved.SetTranslation((2.5, -1.0, 4.0))
+    for transform in (sitk.Euler3DTransform(), moved):
+        method = sitk.ImageRegistrationMethod()
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(0.2, registration.SAMPLING_SEED)
+        method.SetInterpolator(sitk.sitkLinear)
+        method.SetInitialTransform(transform, inPlace=False)
+        with_gradients = method.MetricEvaluate(fixed, moving)
+        assert registration.mattes_metric(fixed, moving, transform) == with_gradients

@@ -26,9 +26,14 @@ def set_random_sampling(
     method.SetMetricSamplingPercentage(percentage, seed)
 
 
+SHRINK_FACTORS = (4, 2, 1)
+SMOOTHING_MM = (3.0, 2.0, 1.0)
+
+
 def mattes_registration(
-    metric_sampling: float, seed: int = SAMPLING_SEED
+    metric_sampling: float, seed: int = SAMPLING_SEED, levels: int = len(SHRINK_FACTORS)
 ) -> sitk.ImageRegistrationMethod:
+    """The registration every stage here runs; ``levels`` < 3 keeps only the coarsest ones."""
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     set_random_sampling(reg, metric_sampling, seed)
@@ -37,8 +42,8 @@ def mattes_registration(
         learningRate=2.0, minStep=1e-4, numberOfIterations=200, gradientMagnitudeTolerance=1e-6
     )
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([3.0, 2.0, 1.0])
+    reg.SetShrinkFactorsPerLevel(list(SHRINK_FACTORS[:levels]))
+    reg.SetSmoothingSigmasPerLevel(list(SMOOTHING_MM[:levels]))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     return reg
 
