@@ -28,6 +28,7 @@ from common import csvd_bids, synth
 _LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 RAW_NAME = {"FLAIR": "anat/{}_FLAIR", "T2w": "anat/{}_T2w", "T2starw": "anat/{}_acq-swi_T2starw"}
 RAW_NAME["dwi"] = "dwi/{}_dwi"
+RAW_NAME["asl"] = "perf/{}_asl"
 
 
 def brain_points(truth_anat: Path, prefix: str) -> np.ndarray:
@@ -69,7 +70,9 @@ def evaluate(bids: Path, work: Path, resolution: float, results: dict) -> None:
         thickness = slice_thickness(raw)
         header = tre(sitk.Euler3DTransform(), truth, points).mean()  # before registration
         line = f"{prefix:18s} {modality:8s} {thickness:4.1f} mm slices  header {header:6.2f} mm"
-        ours_file = out / relative / truth_file.name
+        # ours lie beside the image they move (anat/, dwi/, perf/), the truth's all in anat/
+        found = sorted((out / relative.parent).glob(f"*/{truth_file.name}"))
+        ours_file = found[0] if found else out / relative / truth_file.name
         if not ours_file.exists():
             print(f"{line}  no output transform (not coregistered by the pipeline)")
             continue
