@@ -84,10 +84,13 @@ def profile_node(work: Path, name: str, top: int = 25) -> None:
     """Re-run one node of a finished run under cProfile (in a scratch copy of its folder)."""
     from nipype.utils.filemanip import loadpkl
 
-    found = sorted(work.rglob(f"{name}/_node.pklz"))
+    # "pvs_wf.detect" as the table prints it; a bare "detect" matches five nodes
+    found = sorted(work.rglob(f"{name.replace('.', '/')}/_node.pklz"))
     if not found:
         print(f"no node {name!r} in {work}")
         return
+    if len(found) > 1:
+        print(f"{name!r} is {len(found)} nodes; the first is profiled (name its workflow too)")
     node = loadpkl(found[0])
     profiler = cProfile.Profile()
     here = Path.cwd()
@@ -109,7 +112,9 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=1.0)
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=401, help="generator seed (>= 400: unseen)")
-    parser.add_argument("--cprofile", nargs="*", default=[], metavar="NODE")
+    parser.add_argument(
+        "--cprofile", nargs="*", default=[], metavar="NODE", help="e.g. pvs_wf.detect"
+    )
     parser.add_argument("--keep", type=Path, help="keep the runs here (default: a temp dir)")
     args = parser.parse_args()
 
