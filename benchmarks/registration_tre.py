@@ -71,12 +71,11 @@ def evaluate(bids: Path, work: Path, resolution: float, results: dict) -> None:
         header = tre(sitk.Euler3DTransform(), truth, points).mean()  # before registration
         line = f"{prefix:18s} {modality:8s} {thickness:4.1f} mm slices  header {header:6.2f} mm"
         # ours lie beside the image they move (anat/, dwi/, perf/), the truth's all in anat/
-        found = sorted((out / relative.parent).glob(f"*/{truth_file.name}"))
-        ours_file = found[0] if found else out / relative / truth_file.name
-        if not ours_file.exists():
+        ours = sorted((out / relative.parent).glob(f"*/{truth_file.name}"))
+        if not ours:
             print(f"{line}  no output transform (not coregistered by the pipeline)")
             continue
-        error = tre(sitk.ReadTransform(str(ours_file)), truth, points)
+        error = tre(sitk.ReadTransform(str(ours[0])), truth, points)
         results.setdefault((resolution, modality, thickness), []).append(float(error.mean()))
         print(f"{line}  TRE mean {error.mean():.3f} max {error.max():.3f} mm")
 

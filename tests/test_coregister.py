@@ -16,7 +16,7 @@ from csvd_bids.interfaces.preproc import BiasCorrect, PrepareImage
 from csvd_bids.preproc import coregister as registration
 from csvd_bids.preproc.coregister import coregister, resample_with
 from csvd_bids.preproc.images import load_3d, load_in_memory, to_sitk
-from csvd_bids.preproc.registration import downsample
+from csvd_bids.preproc.registration import downsample, set_random_sampling
 
 _LPS = np.array([-1.0, -1.0, 1.0])  # ITK points are LPS, nibabel's RAS
 
@@ -70,11 +70,7 @@ def test_a_start_that_ends_where_another_did_is_not_refined(_single_bids):
     fixed, moving = _downsampled(anat, "T1w"), _downsampled(anat, "FLAIR")
     result = registration.coregister_downsampled(moving, fixed)
     assert result.optimised == ("header",) and result.initialisation == "header"
-    moments = sitk.Euler3DTransform(
-        sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
-    )
+    moments = registration.moments_start(fixed, moving)
     registration._optimise(fixed, moving, moments, registration.SAMPLING_SEED)
     assert registration._largest_shift_mm(moments, result.transform, fixed) < 0.05
     metric = registration.mattes_metric(fixed, moving, moments)
@@ -88,11 +84,7 @@ def test_a_start_that_ends_somewhere_new_is_refined(_single_bids):
     anat = _single_bids / "sub-01" / "anat"
     fixed, moving = _downsampled(anat, "T1w"), _downsampled(anat, "FLAIR")
     result = registration.coregister_downsampled(moving, fixed)
-    moments = sitk.Euler3DTransform(
-        sitk.CenteredTransformInitializer(
-            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
-    )
+    moments = registration.moments_start(fixed, moving)
     seed = registration.SAMPLING_SEED
     known = {"header": (result.transform, result.metric_after)}
     assert registration._lands_on_known_end(fixed, moving, moments, known, seed)
@@ -196,8 +188,7 @@ def test_the_metric_without_image_gradients_is_the_same_value(_single_bids):
     for transform in (sitk.Euler3DTransform(), moved):
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(0.2, registration.SAMPLING_SEED)
+        set_random_sampling(method, 0.2)
         method.SetInterpolator(sitk.sitkLinear)
         method.SetInitialTransform(transform, inPlace=False)
         with_gradients = method.MetricEvaluate(fixed, moving)

@@ -54,7 +54,7 @@ class Coregistration:
     initialisation: str  # "header", "moments" or the name of another start
     metric_before: float  # Mattes MI at the header alignment (lower is better)
     metric_after: float
-    optimised: tuple[str, ...] = ()  # the starts optimised in full (the others ended nowhere new)
+    optimised: tuple[str, ...]  # the starts optimised in full (the others ended nowhere new)
 
     def as_dict(self) -> dict:
         return {
@@ -133,6 +133,15 @@ def _lands_on_known_end(
     return any(_largest_shift_mm(coarse, end, fixed) < voxel_mm for end, _ in ends.values())
 
 
+def moments_start(fixed: sitk.Image, moving: sitk.Image) -> sitk.Euler3DTransform:
+    """The start that aligns the images' centres of mass and principal axes."""
+    return sitk.Euler3DTransform(
+        sitk.CenteredTransformInitializer(
+            fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+        )
+    )
+
+
 def _best(ends: dict[str, tuple[sitk.Transform, float]]) -> str:
     """The start whose end has the lowest metric; ends within METRIC_TIE of it are equally
     good and the first start (the header) wins the tie. With several threads ITK adds the
@@ -172,19 +181,13 @@ def coregister_downsampled(
             [(size - 1) / 2.0 for size in fixed.GetSize()]
         )
     )
-    moments = sitk.Euler3DTransform(
-        sitk.CenteredTransformInitializer(
-            fixed, mov, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-        )
-    )
     before = mattes_metric(fixed, mov, header, seed)
     # Optimised from both starts, the better end kept: from a single start, large
     # misalignments (20 degrees, 20 mm) of thick-slice images ended in a wrong optimum 5 mm
-    # off in some runs.
-    # A later start is optimised in full only where its coarse end is new (_lands_on_known_end):
-    # with aligned headers the moments start ends where the header's did, at twice the cost.
+    # off in some runs. A later start is optimised in full only where its coarse end is new
+    # (_lands_on_known_end): with aligned headers the moments start ends where the header's did.
     ends = {}
-    starts = {"header": header, "moments": moments, **(more_starts or {})}
+    starts = {"header": header, "moments": moments_start(fixed, mov), **(more_starts or {})}
     for name, start in starts.items():
         if ends and _lands_on_known_end(fixed, mov, start, ends, seed):
             continue
