@@ -14,8 +14,10 @@ from scipy import ndimage
 from csvd_bids.preproc.atlas import STRUCTURES, atlas_dir, load_atlas, lobe_of
 from csvd_bids.preproc.brain import extract_brain, skull_stripped_mask
 from csvd_bids.preproc.regions import (
+    BALL_MAX_VOXELS,
     REGION_INDEX,
     VENTRICLE_SEED_CSF_P,
+    ball_mm,
     distance_mm,
     distance_mm_at,
     joined_within_mm,
@@ -256,18 +258,26 @@ def test_template_ventricles_count_wherever_csf_is_possible():
     )
 
 
-@pytest.mark.parametrize("mm", [0.5, 2.0, 3.4, 7.0])
-def test_distances_in_a_box_are_those_of_the_whole_grid(mm):
+# Anisotropic: the box's margin is per axis. Isotropic 1 mm: distances of exactly 1, 2 or 3 mm
+# (ties) lie on the limit. Small balls are dilations, large ones distance transforms.
+@pytest.mark.parametrize("zooms", [(0.9, 1.1, 2.5), (1.0, 1.0, 1.0)])
+@pytest.mark.parametrize("mm", [0.5, 1.0, 2.0, 3.0, 3.4, 7.0])
+def test_distances_in_a_box_are_those_of_the_whole_grid(mm, zooms):
     rng = np.random.default_rng(3)
     mask = np.zeros((40, 36, 30), dtype=bool)
     mask[12:20, 10:14, 8:12] = rng.random((8, 4, 4)) > 0.6
     at = np.zeros_like(mask)
     at[2:6, 25:33, 20:28] = True
-    zooms = (0.9, 1.1, 2.5)  # anisotropic: the box's margin is per axis
     whole = distance_mm(mask, zooms)
     assert np.array_equal(within_mm(mask, mm, zooms), whole <= mm)
     assert np.array_equal(distance_mm_at(mask, at, zooms), whole[at])
     assert not within_mm(np.zeros_like(mask), mm, zooms).any()
+    assert within_mm(mask, float("inf"), zooms).all()
+
+
+def test_within_mm_uses_both_of_its_methods_in_the_distance_test():
+    sizes = [ball_mm(mm, z).sum() for mm in (1.0, 7.0) for z in ((0.9, 1.1, 2.5), (1.0,) * 3)]
+    assert min(sizes) <= BALL_MAX_VOXELS < max(sizes)
 
 
 def test_joined_within_mm_follows_the_mask_only_near_the_seed():

