@@ -4,6 +4,7 @@ SWI and DWI preparations that nipype's topological order put first."""
 
 from __future__ import annotations
 
+import functools
 import gc
 from datetime import datetime
 
@@ -79,3 +80,73 @@ def test_the_graph_is_left_out_of_garbage_collection_while_it_runs(tmp_path):
     workflow.run(plugin=Recording(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
     assert frozen_while_sending and min(frozen_while_sending) > 0
     assert gc.get_freeze_count() == 0
+
+
+def _nap(value: int) -> int:
+    import time
+
+    time.sleep(1.0)
+    return value
+
+
+def _function_node(name: str, function, **kwargs) -> pe.Node:
+    node = Function(input_names=["value"], output_names=["value"], function=function)
+    return pe.Node(node, name=name, **kwargs)
+
+
+def _runtime(folder, name: str):
+    return loadpkl(next((folder / name).glob("result_*.pklz"))).runtime
+
+
+def _long_nap(value: int) -> int:
+    import time
+
+    time.sleep(3.0)
+    return value
+
+
+def test_the_runner_waits_for_a_node_to_end_instead_of_polling(tmp_path):
+    """Two 1 s nodes in a chain, polled every 0.01 s by nipype's loop: the runner looks at the
+    graph a few times, not a hundred, and the second node still starts as the first ends."""
+    looks = []
+
+    class Counting(MultiProcPlugin):
+        wake_s = 30.0  # a node's end, not the timeout, must wake it
+
+        def _send_procs_to_workers(self, updatehash=False, graph=None):
+            looks.append(1)
+            return super()._send_procs_to_workers(updatehash=updatehash, graph=graph)
+
+    workflow = pe.Workflow("wait", base_dir=str(tmp_path))
+    first, second = _function_node("first", _nap), _function_node("second", _nap)
+    first.inputs.value = 1
+    workflow.connect(first, "value", second, "value")
+    workflow.config["execution"]["poll_sleep_duration"] = 0.01
+    workflow.run(plugin=Counting(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
+
+    runtime = functools.partial(_runtime, tmp_path / "wait")
+    gap = datetime.fromisoformat(runtime("second").startTime) - datetime.fromisoformat(
+        runtime("first").endTime
+    )
+    assert len(looks) < 20  # polling alone: about 200
+    assert gap.total_seconds() < 0.5
+
+
+def test_a_node_readied_by_a_merge_run_here_starts_without_waiting(tmp_path):
+    """``quick`` -> ``merge`` (run in the runner's process, as nipype runs merges) -> ``leaf``,
+    beside a 3 s node: the leaf must start while that node still runs, not after it ends."""
+
+    class Patient(MultiProcPlugin):
+        wake_s = 30.0
+
+    workflow = pe.Workflow("merge", base_dir=str(tmp_path))
+    quick, leaf = _function_node("quick", _passthrough), _function_node("leaf", _passthrough)
+    merge = _function_node("merge", _passthrough, run_without_submitting=True)
+    long = _function_node("long", _long_nap)
+    quick.inputs.value = long.inputs.value = 1
+    workflow.connect([(quick, merge, [("value", "value")]), (merge, leaf, [("value", "value")])])
+    workflow.add_nodes([long])
+    workflow.config["execution"]["poll_sleep_duration"] = 0.01
+    workflow.run(plugin=Patient(plugin_args={"n_procs": 2, "mp_context": "forkserver"}))
+    runtime = functools.partial(_runtime, tmp_path / "merge")
+    assert runtime("leaf").startTime < runtime("long").endTime

@@ -8,14 +8,25 @@ first when the costliest path from it to the end of the graph is longer (critica
 scheduling), with each node's cost its typical share of a session's time (measured with
 benchmarks/session_profile.py; 1 for the small nodes); ties keep nipype's order. Outputs do not
 depend on the order.
+
+Between two looks at the graph the runner waits for a running node to end (or ``WAKE_S``)
+instead of polling: nipype looks every ``poll_sleep_duration`` (0.05 s here, so that a free core
+gets its next node at once), and each look sums the whole dependency matrix, 3-3.5 s of this
+process's CPU in a 1 mm session, taken from the workers on 2 cores, and more the larger the
+cohort's graph.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
 
 import networkx as nx
+import numpy as np
 from nipype.pipeline.plugins.multiproc import MultiProcPlugin as NipypeMultiProcPlugin
+
+# The longest wait between two looks at the graph while nodes run (s); a node's end ends it.
+WAKE_S = 2.0
 
 # Seconds of a 1 mm session with every modality on 2 cores (session_profile.py), by node name;
 # only their ratios matter.
@@ -56,6 +67,28 @@ def chain_lengths(graph: nx.DiGraph, cost=node_cost) -> dict:
 class MultiProcPlugin(NipypeMultiProcPlugin):
     """nipype's MultiProc, costliest remaining path first. The class keeps nipype's name:
     nipype names the plugin of MapNodes after the runner's class."""
+
+    wake_s = WAKE_S
+
+    def __init__(self, plugin_args=None):
+        super().__init__(plugin_args=plugin_args)
+        self._node_ended = threading.Event()
+
+    def _async_callback(self, args):
+        try:
+            super()._async_callback(args)
+        finally:  # a failed node ends too
+            self._node_ended.set()
+
+    def _send_procs_to_workers(self, updatehash=False, graph=None):
+        ended = self.proc_done & ~self.proc_pending
+        ended_before = int(np.count_nonzero(ended))
+        super()._send_procs_to_workers(updatehash=updatehash, graph=graph)
+        # a node run here (a merge) may have readied others: look again at once
+        ran_here = int(np.count_nonzero(self.proc_done & ~self.proc_pending)) > ended_before
+        if self.pending_tasks and not ran_here:
+            self._node_ended.wait(self.wake_s)
+            self._node_ended.clear()
 
     def run(self, graph, config, updatehash=False):
         # nipype collects garbage in this process before every submission and after every node
