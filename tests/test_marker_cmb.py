@@ -23,6 +23,7 @@ from csvd_bids.markers.cmb import (
     _hessian_blobness,
     detect_cmb,
     locate_cmb,
+    mars_regions,
 )
 from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.morphology import label_lesions
@@ -390,3 +391,27 @@ def test_generated_subject(generated, subject):
     assert n_planted >= 1
     assert len(hits[hits > 0]) == n_planted  # every planted microbleed is found
     assert n_found - len(true_found[true_found > 0]) <= 1  # at most one false positive
+
+
+def test_mars_regions_fill_the_brain_from_the_nearest_named_voxel():
+    """Brain voxels of no MARS group (CSF, white matter the groups leave out) take the group
+    of the nearest named voxel, as over the whole grid, though the fill runs in a box; a named
+    voxel outside the brain counts too."""
+    rng = np.random.default_rng(7)
+    regions = np.zeros((40, 44, 36), np.uint8)
+    brain = np.zeros(regions.shape, bool)
+    brain[6:30, 8:36, 5:30] = True
+    lobar, deep = REGION_INDEX["cortex_frontal"], REGION_INDEX["thalamus"]
+    inside = brain & (rng.random(regions.shape) < 0.03)
+    inside[18:] = False  # none in the brain's far end
+    regions[inside] = rng.choice((lobar, deep), int(inside.sum()))
+    regions[32, 20, 15] = REGION_INDEX["brainstem"]  # outside, 3 voxels from the far end
+    mars, _ = mars_regions(regions, brain)
+    named = np.zeros_like(mars)
+    for value, label in enumerate((lobar, deep, REGION_INDEX["brainstem"]), start=1):
+        named[regions == label] = value
+    nearest = ndimage.distance_transform_edt(named == 0, return_distances=False,
+                                             return_indices=True)  # fmt: skip
+    expected = np.where(brain & (named == 0), named[tuple(nearest)], named)
+    assert np.array_equal(mars, expected)
+    assert mars[29, 20, 15] == 3  # from the named voxel outside the brain

