@@ -40,7 +40,7 @@ from csvd_bids.preproc.coregister import (
     resample_linear,
     resample_with,
 )
-from csvd_bids.preproc.images import check_input_image, new_like, to_sitk
+from csvd_bids.preproc.images import check_input_image, finite_or_zero, new_like, to_sitk
 from csvd_bids.preproc.registration import downsample
 
 B0_MAX = 50.0  # s/mm2: volumes at or below this are b0 (scanners write b=5 or 10 for "b0")
@@ -116,7 +116,7 @@ def load_4d(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise InputImageError(str(path), f"cannot read the image data ({exc})") from exc
     if not np.any(np.isfinite(data)):
         raise InputImageError(str(path), "no finite voxel values")
-    return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0), img.affine
+    return finite_or_zero(data), img.affine
 
 
 def geometric_mean(volumes: np.ndarray) -> np.ndarray:

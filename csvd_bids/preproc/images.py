@@ -111,6 +111,12 @@ def load_in_memory(path: str | Path) -> nib.Nifti1Image:
     return nib.Nifti1Image(np.asanyarray(img.dataobj, dtype=np.float32), img.affine, img.header)
 
 
+def finite_or_zero(data: np.ndarray) -> np.ndarray:
+    """``data`` with NaN and infinities set to 0, in a new array. np.nan_to_num gives the
+    same values, but took 2.7 s instead of 0.12 s on a reoriented (flipped) 4D DWI series."""
+    return np.where(np.isfinite(data), data, data.dtype.type(0))
+
+
 def load_3d(path: str | Path) -> nib.Nifti1Image:
     """A 3D float32 image reoriented to RAS, with finite, non-constant data."""
     path = Path(path)
@@ -122,8 +128,7 @@ def load_3d(path: str | Path) -> nib.Nifti1Image:
         raise InputImageError(str(path), f"cannot read the image data ({exc})") from exc
     data = data.reshape(data.shape[:3])
     check_values(path, data, img.get_data_dtype())
-    data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    out = nib.Nifti1Image(data, img.affine)
+    out = nib.Nifti1Image(finite_or_zero(data), img.affine)
     out.set_qform(img.affine, code=1)
     out.set_sform(img.affine, code=1)
     return out

@@ -126,6 +126,18 @@ def test_all_nan_zero_or_constant(tmp_path, fill, words):
     _refused(path, words)
 
 
+def test_nan_and_infinite_voxels_read_as_zero(tmp_path):
+    data = _head().astype(np.float32)
+    bad = [(1, 2, 3), (4, 5, 6), (7, 8, 9)]
+    for index, value in zip(bad, (np.nan, np.inf, -np.inf), strict=True):
+        data[index] = value
+    read = np.asanyarray(load_3d(_save(tmp_path / "sub-01_T1w.nii.gz", data)).dataobj)
+    expected = data.copy()
+    for index in bad:
+        expected[index] = 0.0
+    assert read.dtype == np.float32 and np.array_equal(read, expected)  # AFFINE is RAS
+
+
 def test_constant_apart_from_nan(tmp_path):
     data = np.full(SHAPE, 5.0, np.float32)
     data[:, :, :5] = np.nan
