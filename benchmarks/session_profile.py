@@ -6,12 +6,12 @@
 Generates one session with T1w, FLAIR, T2w, SWI and DWI, then runs the participant level (every
 marker) with this checkout and with REV (default: HEAD~1, checked out in a temporary git
 worktree), alternating A B A B so that a noisy machine hits both alike. Prints per node the
-median seconds of each (nipype's result files), the wall time and peak memory of the whole
-process tree, and how far REV's outputs are from this checkout's (Dice of every mask, Dice of
-every label map counting only voxels of the same label, largest relative difference of the
-summary's figures). With ``--cprofile NODE``, re-runs
-that node of this checkout's last run (e.g. ``template_priors``) under cProfile and prints its
-costliest calls.
+median seconds of each (nipype's result files), their sum (the CPU work, steadier than the
+wall time on a noisy machine), the wall time and peak memory of the whole process tree, and
+how far REV's outputs are from this checkout's (Dice of every mask, Dice of every label map
+counting only voxels of the same label, largest relative difference of the summary's
+figures). With ``--cprofile NODE``, re-runs that node of this checkout's last run (e.g.
+``template_priors``) under cProfile and prints its costliest calls.
 
 Machines are noisy: read the ratios, not the seconds.
 """
@@ -154,7 +154,9 @@ def report(runs: dict[str, list[dict]], against: str) -> None:
     for name in rows:
         a, b = node_median(this, name), node_median(other, name)
         print(f"{name:45s} {a:8.1f} {b:10.1f} {a / b if b else float('nan'):7.2f}")
-    for key, unit in (("wall", "s"), ("peak", "GB")):
+    for r in this + other:  # CPU work, steadier than the wall time on a noisy machine
+        r["node seconds"] = sum(sum(times) for times in r["nodes"].values())
+    for key, unit in (("node seconds", "s"), ("wall", "s"), ("peak", "GB")):
         a, b = median(r[key] for r in this), median(r[key] for r in other)
         print(f"{'whole run: ' + key + ' (' + unit + ')':45s} {a:8.2f} {b:10.2f} {a / b:7.2f}")
     outputs = (other[-1]["run"] / "out", this[-1]["run"] / "out")
