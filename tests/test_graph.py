@@ -136,7 +136,8 @@ def test_every_session_reads_the_template_maps_of_one_node_that_starts_the_run(t
     caches = [n for n in graph.nodes() if n.name == "template_cache"]
     assert len(caches) == 1 and graph.in_degree(caches[0]) == 0
     fed = [n for n in graph.successors(caches[0])]
-    assert sorted(n.name for n in fed) == ["template_priors", "template_priors"]
+    # and the basal-ganglia statistics read the atlas centroids from it
+    assert sorted(n.name for n in fed) == ["basal_ganglia_stats"] * 2 + ["template_priors"] * 2
     assert all(("folder", "template_cache") in graph[caches[0]][n]["connect"] for n in fed)
 
 

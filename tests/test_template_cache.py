@@ -9,7 +9,12 @@ import pytest
 
 from csvd_bids.preproc.atlas import load_atlas
 from csvd_bids.preproc.template import load_template
-from csvd_bids.preproc.template_cache import read_template_cache, write_template_cache
+from csvd_bids.preproc.template_cache import (
+    read_atlas_structures,
+    read_template_cache,
+    write_template_cache,
+)
+from csvd_bids.quant.roi_patches import atlas_centres, centres_of
 
 
 def test_the_maps_read_back_are_those_derived(tmp_path):
@@ -34,5 +39,18 @@ def test_maps_of_other_code_are_refused_and_rewritten(tmp_path):
     grids.write_text(json.dumps({**json.loads(grids.read_text()), "source_digest": "older"}))
     with pytest.raises(ValueError, match="no template maps of this version"):
         read_template_cache(folder)
+    with pytest.raises(ValueError, match="no template maps of this version"):
+        read_atlas_structures(folder)
     write_template_cache(folder)  # a stale folder is replaced, a current one kept
     read_template_cache(folder)
+
+
+def test_the_basal_ganglia_centres_from_the_cache_are_the_atlas_centres(tmp_path):
+    """BasalGangliaStats reads the structures alone from the run's cache instead of deriving
+    the atlas again: the regions' voxels, and so their centroids, are the same."""
+    structures, affine = read_atlas_structures(write_template_cache(tmp_path / "maps"))
+    assert np.array_equal(structures, load_atlas().structures)
+    assert np.array_equal(affine, load_atlas().affine)
+    from_cache, derived = centres_of(structures, affine), atlas_centres()
+    assert sorted(from_cache) == sorted(derived) and len(derived) == 6
+    assert all(np.array_equal(from_cache[roi], derived[roi]) for roi in derived)

@@ -30,7 +30,12 @@ PATCH_MM = 1.5  # a 48 mm cube: the putamen (about 50 mm long) and its surroundi
 @functools.lru_cache(maxsize=1)
 def atlas_centres() -> dict[str, np.ndarray]:
     """``putamen_left`` -> the region's centroid in template RAS mm (x < 0: left)."""
-    structures, affine = subcortical_structures()
+    return centres_of(*subcortical_structures())
+
+
+def centres_of(structures: np.ndarray, affine: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`atlas_centres` of an atlas structure map and its affine (e.g. the run's template
+    cache, ``template_cache.read_atlas_structures``: the same voxels of these regions)."""
     centres = {}
     for name in ROI_STRUCTURES:
         voxels = np.argwhere(structures == STRUCTURE_LABEL[name])
@@ -50,9 +55,13 @@ def patch_grid(centre_ras: np.ndarray) -> nib.Nifti1Image:
 
 
 def roi_patches(
-    t1w: nib.Nifti1Image, brain_mask: np.ndarray, affine_file: str
+    t1w: nib.Nifti1Image,
+    brain_mask: np.ndarray,
+    affine_file: str,
+    centres: dict[str, np.ndarray] | None = None,
 ) -> dict[str, nib.Nifti1Image]:
-    """roi name -> its z-scored T1w patch (module docstring)."""
+    """roi name -> its z-scored T1w patch (module docstring); ``centres``: :func:`centres_of`
+    the run's cached atlas (default: :func:`atlas_centres`, derived from the atlas)."""
     data = np.asanyarray(t1w.dataobj, dtype=np.float32)
     inside = data[brain_mask > 0]
     mean, sd = float(inside.mean()), float(inside.std()) or 1.0
@@ -60,7 +69,7 @@ def roi_patches(
     # the file maps subject points to template points; a patch samples the other way
     to_subject = sitk.ReadTransform(str(affine_file)).GetInverse()
     patches = {}
-    for roi, centre in atlas_centres().items():
+    for roi, centre in (centres or atlas_centres()).items():
         grid = patch_grid(centre)
         sampled = sitk.Resample(
             normalised, to_sitk(grid), to_subject, sitk.sitkLinear, 0.0, sitk.sitkFloat32

@@ -142,4 +142,7 @@ def init_csvd_wf(plans: list[dict], config: RunConfig) -> pe.Workflow:
         )
         for session_wf in sessions:
             wf.connect(cache, "folder", session_wf, "preproc_wf.template_priors.template_cache")
+            if session_wf.get_node("lsa_wf.basal_ganglia_stats") is not None:
+                target = "lsa_wf.basal_ganglia_stats.template_cache"
+                wf.connect(cache, "folder", session_wf, target)
     return wf
