@@ -11,9 +11,9 @@ depend on the order.
 
 Between two looks at the graph the runner waits for a running node to end (or ``WAKE_S``)
 instead of polling: nipype looks every ``poll_sleep_duration`` (0.05 s here, so that a free core
-gets its next node at once), and each look sums the whole dependency matrix, 3-3.5 s of this
-process's CPU in a 1 mm session, taken from the workers on 2 cores, and more the larger the
-cohort's graph.
+gets its next node at once), and each look sums the whole dependency matrix: this process's
+CPU time for a 1 mm session went from 8.6 to 4.4 s with the wait (the rest is its start-up),
+time taken from the workers on 2 cores, and the looks cost more the larger the cohort's graph.
 """
 
 from __future__ import annotations
