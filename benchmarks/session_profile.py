@@ -154,11 +154,14 @@ def report(runs: dict[str, list[dict]], against: str) -> None:
     for name in rows:
         a, b = node_median(this, name), node_median(other, name)
         print(f"{name:45s} {a:8.1f} {b:10.1f} {a / b if b else float('nan'):7.2f}")
-    for r in this + other:  # CPU work, steadier than the wall time on a noisy machine
-        r["node seconds"] = sum(sum(times) for times in r["nodes"].values())
-    for key, unit in (("node seconds", "s"), ("wall", "s"), ("peak", "GB")):
-        a, b = median(r[key] for r in this), median(r[key] for r in other)
-        print(f"{'whole run: ' + key + ' (' + unit + ')':45s} {a:8.2f} {b:10.2f} {a / b:7.2f}")
+    figures = {  # the node seconds' sum: CPU work, steadier than the wall on a noisy machine
+        "node seconds (s)": lambda r: sum(sum(times) for times in r["nodes"].values()),
+        "wall (s)": lambda r: r["wall"],
+        "peak (GB)": lambda r: r["peak"],
+    }
+    for key, figure in figures.items():
+        a, b = median(map(figure, this)), median(map(figure, other))
+        print(f"{'whole run: ' + key:45s} {a:8.2f} {b:10.2f} {a / b:7.2f}")
     outputs = (other[-1]["run"] / "out", this[-1]["run"] / "out")
     low, low_file, diff, column = output_agreement(*outputs)
     print(f"\noutputs against {against}: lowest mask/label-map Dice {low:.4f} ({low_file}); "

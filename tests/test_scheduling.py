@@ -20,6 +20,24 @@ def _passthrough(value: int) -> int:
     return value
 
 
+def _nap(value: int) -> int:
+    """Sleeps ``value`` seconds and passes it on."""
+    import time
+
+    time.sleep(value)
+    return value
+
+
+def _function_node(name: str, function=_passthrough, **kwargs) -> pe.Node:
+    node = Function(input_names=["value"], output_names=["value"], function=function)
+    return pe.Node(node, name=name, **kwargs)
+
+
+def _runtime(folder, name: str):
+    """The runtime record (startTime, endTime) of a node that ran in ``folder``."""
+    return loadpkl(next((folder / name).glob("result_*.pklz"))).runtime
+
+
 def test_chain_lengths():
     graph = nx.DiGraph([("root", "a1"), ("a1", "a2"), ("a2", "a3"), ("root", "x")])
     assert chain_lengths(graph) == {"root": 4, "a1": 3, "a2": 2, "a3": 1, "x": 1}
@@ -33,14 +51,7 @@ def test_the_longer_chain_runs_first(tmp_path):
     the head of a three-node chain are ready; the chain (cost 1 per node, as these names are
     not in NODE_COSTS) must run before the leaf."""
     workflow = pe.Workflow("order", base_dir=str(tmp_path))
-
-    def node(name: str) -> pe.Node:
-        made = pe.Node(
-            Function(input_names=["value"], output_names=["value"], function=_passthrough),
-            name=name,
-        )
-        return made
-
+    node = _function_node
     root, leaf = node("root"), node("x")
     root.inputs.value = 1
     workflow.connect(root, "value", leaf, "value")  # the leaf first, as nipype would order it
@@ -52,8 +63,7 @@ def test_the_longer_chain_runs_first(tmp_path):
     workflow.run(plugin=MultiProcPlugin(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
 
     def started(name: str) -> datetime:
-        result = loadpkl(next((tmp_path / "order" / name).glob("result_*.pklz")))
-        return datetime.fromisoformat(result.runtime.startTime)
+        return datetime.fromisoformat(_runtime(tmp_path / "order", name).startTime)
 
     # a1 (3 to go) and a2 (2) before x (1); a3 ties with x, and ties keep nipype's order
     assert started("a1") < started("a2") < started("x")
@@ -71,38 +81,13 @@ def test_the_graph_is_left_out_of_garbage_collection_while_it_runs(tmp_path):
             return super()._send_procs_to_workers(updatehash=updatehash, graph=graph)
 
     workflow = pe.Workflow("frozen", base_dir=str(tmp_path))
-    first = pe.Node(
-        Function(input_names=["value"], output_names=["value"], function=_passthrough), name="a"
-    )
+    first = _function_node("a")
     first.inputs.value = 1
     workflow.add_nodes([first])
     workflow.config["execution"]["poll_sleep_duration"] = 0.01
     workflow.run(plugin=Recording(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
     assert frozen_while_sending and min(frozen_while_sending) > 0
     assert gc.get_freeze_count() == 0
-
-
-def _nap(value: int) -> int:
-    import time
-
-    time.sleep(1.0)
-    return value
-
-
-def _function_node(name: str, function, **kwargs) -> pe.Node:
-    node = Function(input_names=["value"], output_names=["value"], function=function)
-    return pe.Node(node, name=name, **kwargs)
-
-
-def _runtime(folder, name: str):
-    return loadpkl(next((folder / name).glob("result_*.pklz"))).runtime
-
-
-def _long_nap(value: int) -> int:
-    import time
-
-    time.sleep(3.0)
-    return value
 
 
 def test_the_runner_waits_for_a_node_to_end_instead_of_polling(tmp_path):
@@ -119,7 +104,7 @@ def test_the_runner_waits_for_a_node_to_end_instead_of_polling(tmp_path):
 
     workflow = pe.Workflow("wait", base_dir=str(tmp_path))
     first, second = _function_node("first", _nap), _function_node("second", _nap)
-    first.inputs.value = 1
+    first.inputs.value = 1  # 1 s each
     workflow.connect(first, "value", second, "value")
     workflow.config["execution"]["poll_sleep_duration"] = 0.01
     workflow.run(plugin=Counting(plugin_args={"n_procs": 1, "mp_context": "forkserver"}))
@@ -140,10 +125,10 @@ def test_a_node_readied_by_a_merge_run_here_starts_without_waiting(tmp_path):
         wake_s = 30.0
 
     workflow = pe.Workflow("merge", base_dir=str(tmp_path))
-    quick, leaf = _function_node("quick", _passthrough), _function_node("leaf", _passthrough)
-    merge = _function_node("merge", _passthrough, run_without_submitting=True)
-    long = _function_node("long", _long_nap)
-    quick.inputs.value = long.inputs.value = 1
+    quick, leaf = _function_node("quick"), _function_node("leaf")
+    merge = _function_node("merge", run_without_submitting=True)
+    long = _function_node("long", _nap)
+    quick.inputs.value, long.inputs.value = 1, 3
     workflow.connect([(quick, merge, [("value", "value")]), (merge, leaf, [("value", "value")])])
     workflow.add_nodes([long])
     workflow.config["execution"]["poll_sleep_duration"] = 0.01
