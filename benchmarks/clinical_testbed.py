@@ -2,7 +2,7 @@
 with confluent WMH of any burden painted in.
 
     python benchmarks/clinical_testbed.py REAL_BIDS REGIONS_OUT DEST [--thickness 7]
-        [--burdens 0 40 80 130] [--seed 0] [--gain 1.25 1.6]
+        [--burdens 0 40 80 130] [--seed 0] [--gain 1.25 1.6] [--in-plane 0.5]
     python benchmarks/marker_evaluation.py --real DEST --markers wmh
 
 For each subject of REAL_BIDS with a manual WMH mask (``derivatives/manual``), and each
@@ -10,7 +10,9 @@ burden B (ml): WMH painted into the white matter nearest the ventricles until B 
 lesion (0: the scan as it is), at 1.25-1.6 x the normal white matter's FLAIR (``--gain``;
 the real MS lesions' median is 1.32 x, their 10th-90th centiles 1.19-1.45) with a smooth
 texture and soft edges; then the FLAIR is averaged over blocks of ``--thickness`` slices along
-the superior-inferior axis (a 2D clinical acquisition), and only the FLAIR is kept. The truth
+the superior-inferior axis (a 2D clinical acquisition), and only the FLAIR is kept; with
+``--in-plane MM`` the thick slices are then resampled in-plane onto MM voxels (cubic; the
+truth by nearest neighbour), as scanners reconstruct 2D FLAIR onto 0.4-0.5 mm. The truth
 is the manual mask plus the painted lesions, a voxel being lesion where they fill at least
 half of it. REGIONS_OUT is a csvd-bids output folder of REAL_BIDS (its region map and WM
 probability say where the white matter and the ventricles are; the test bed's own run sees
@@ -85,6 +87,23 @@ def thick_slices(image: nib.Nifti1Image, data: np.ndarray, factor: int) -> nib.N
     return nib.Nifti1Image(to_grid(data, grid), grid.affine)
 
 
+def in_plane(image: nib.Nifti1Image, spacing_mm: float, order: int) -> nib.Nifti1Image:
+    """``image`` resampled in-plane (its first two axes) onto ``spacing_mm`` voxels covering
+    the same field of view; ``order`` 3 for images, 0 for masks."""
+    zooms = image.header.get_zooms()[:3]
+    step = np.array([spacing_mm / zooms[0], spacing_mm / zooms[1], 1.0])
+    shape = [int(round(n / s)) for n, s in zip(image.shape[:2], step[:2], strict=True)] + [
+        image.shape[2]
+    ]
+    offset = step / 2 - 0.5  # voxel centres of the finer grid inside the coarse voxels
+    data = ndimage.affine_transform(
+        image.get_fdata(dtype=np.float32), step, offset, shape, order=order, mode="nearest"
+    )
+    scale = np.diag([*step, 1.0])
+    scale[:3, 3] = offset
+    return nib.Nifti1Image(np.maximum(data, 0).astype(np.float32), image.affine @ scale)
+
+
 def build(
     real: Path,
     regions_out: Path,
@@ -93,6 +112,7 @@ def build(
     burdens,
     seed: int,
     gain: tuple[float, float] = GAIN,
+    in_plane_mm: float | None = None,
 ) -> None:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"error: {dest} is not empty (the test bed is written into a new folder)")
@@ -116,18 +136,23 @@ def build(
             painted, truth = paint(flair, manual, regions, wm_prob, zooms, burden, rng, gain)
             name = f"sub-{subject}b{int(burden)}"
             image = thick_slices(flair_img, painted, thickness)
+            lesion_image = thick_slices(flair_img, truth.astype(np.float32), thickness)
+            if in_plane_mm:
+                image = in_plane(image, in_plane_mm, order=3)
+                lesion_image = in_plane(lesion_image, in_plane_mm, order=0)
             anat_dir = dest / name / "anat"
             write_nifti(
                 anat_dir / f"{name}_FLAIR.nii.gz", image.get_fdata(dtype=np.float32), image.affine
             )
             sidecar = {"SliceThickness": thickness * zooms[2], "MRAcquisitionType": "2D"}
             write_json(anat_dir / f"{name}_FLAIR.json", sidecar)
-            lesion = thick_slices(flair_img, truth.astype(np.float32), thickness).get_fdata() >= 0.5
+            lesion = lesion_image.get_fdata() >= 0.5
             manual_dir = dest / "derivatives" / "manual" / name / "anat"
             mask_path = manual_dir / f"{name}_label-WMH_mask.nii.gz"
             write_nifti(mask_path, lesion.astype(np.uint8), image.affine)
             volume = lesion.sum() * np.prod(image.header.get_zooms()[:3]) / 1000
-            print(f"{name}: {volume:.1f} ml of WMH, {thickness * zooms[2]:.1f} mm slices")
+            shape = "x".join(str(n) for n in image.shape)
+            print(f"{name}: {volume:.1f} ml of WMH, {thickness * zooms[2]:.1f} mm slices, {shape}")
             rows.append(name)
     write_json(
         dest / "dataset_description.json",
@@ -154,9 +179,17 @@ def main() -> None:
     parser.add_argument("--burdens", type=float, nargs="+", default=[0, 40, 80, 130])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gain", type=float, nargs=2, default=GAIN, metavar=("LOW", "HIGH"))
+    parser.add_argument("--in-plane", type=float, help="in-plane voxel (mm) after thick slices")
     args = parser.parse_args()
     build(
-        args.real, args.regions_out, args.dest, args.thickness, args.burdens, args.seed, args.gain
+        args.real,
+        args.regions_out,
+        args.dest,
+        args.thickness,
+        args.burdens,
+        args.seed,
+        args.gain,
+        args.in_plane,
     )
 
 
