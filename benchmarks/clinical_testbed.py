@@ -2,7 +2,7 @@
 with confluent WMH of any burden painted in.
 
     python benchmarks/clinical_testbed.py REAL_BIDS REGIONS_OUT DEST [--thickness 7]
-        [--burdens 0 40 80 130] [--seed 0] [--gain 1.25 1.6] [--in-plane 0.5]
+        [--burdens 0 40 80 130] [--seed 0] [--gain 1.25 1.6] [--in-plane 0.5] [--tilt 15]
     python benchmarks/marker_evaluation.py --real DEST --markers wmh
 
 For each subject of REAL_BIDS with a manual WMH mask (``derivatives/manual``), and each
@@ -12,7 +12,10 @@ the real MS lesions' median is 1.32 x, their 10th-90th centiles 1.19-1.45) with 
 texture and soft edges; then the FLAIR is averaged over blocks of ``--thickness`` slices along
 the superior-inferior axis (a 2D clinical acquisition), and only the FLAIR is kept; with
 ``--in-plane MM`` the thick slices are then resampled in-plane onto MM voxels (cubic; the
-truth by nearest neighbour), as scanners reconstruct 2D FLAIR onto 0.4-0.5 mm. The truth
+truth by nearest neighbour), as scanners reconstruct 2D FLAIR onto 0.4-0.5 mm; with ``--tilt DEG``
+the image's and the truth's affine are turned DEG about the left-right axis through the
+volume's centre (an oblique acquisition: slices along the AC-PC line, the head pitched in the
+scanner; the voxels are untouched). The truth
 is the manual mask plus the painted lesions, a voxel being lesion where they fill at least
 half of it. REGIONS_OUT is a csvd-bids output folder of REAL_BIDS (its region map and WM
 probability say where the white matter and the ventricles are; the test bed's own run sees
@@ -104,6 +107,18 @@ def in_plane(image: nib.Nifti1Image, spacing_mm: float, order: int) -> nib.Nifti
     return nib.Nifti1Image(np.maximum(data, 0).astype(np.float32), image.affine @ scale)
 
 
+def tilted(image: nib.Nifti1Image, degrees: float) -> nib.Nifti1Image:
+    """``image`` with its affine turned ``degrees`` about the world's left-right axis through
+    the volume's centre (the voxels unchanged)."""
+    angle = np.deg2rad(degrees)
+    turn = np.eye(4)
+    turn[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    centre = image.affine @ np.append((np.array(image.shape[:3]) - 1) / 2.0, 1.0)
+    shift, back = np.eye(4), np.eye(4)
+    shift[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
+    return nib.Nifti1Image(np.asanyarray(image.dataobj), back @ turn @ shift @ image.affine)
+
+
 def build(
     real: Path,
     regions_out: Path,
@@ -113,6 +128,7 @@ def build(
     seed: int,
     gain: tuple[float, float] = GAIN,
     in_plane_mm: float | None = None,
+    tilt_deg: float = 0.0,
 ) -> None:
     if dest.exists() and any(dest.iterdir()):
         raise SystemExit(f"error: {dest} is not empty (the test bed is written into a new folder)")
@@ -140,6 +156,8 @@ def build(
             if in_plane_mm:
                 image = in_plane(image, in_plane_mm, order=3)
                 lesion_image = in_plane(lesion_image, in_plane_mm, order=0)
+            if tilt_deg:
+                image, lesion_image = tilted(image, tilt_deg), tilted(lesion_image, tilt_deg)
             anat_dir = dest / name / "anat"
             write_nifti(
                 anat_dir / f"{name}_FLAIR.nii.gz", image.get_fdata(dtype=np.float32), image.affine
@@ -180,6 +198,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gain", type=float, nargs=2, default=GAIN, metavar=("LOW", "HIGH"))
     parser.add_argument("--in-plane", type=float, help="in-plane voxel (mm) after thick slices")
+    parser.add_argument("--tilt", type=float, default=0.0, help="oblique affine (degrees)")
     args = parser.parse_args()
     build(
         args.real,
@@ -190,6 +209,7 @@ def main() -> None:
         args.seed,
         args.gain,
         args.in_plane,
+        args.tilt,
     )
 
 
