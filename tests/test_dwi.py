@@ -26,6 +26,10 @@ from csvd_bids.preproc.dwi import (
 from csvd_bids.synth import generate_dataset
 from csvd_bids.synth.anatomy import make_anatomy
 
+# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
+# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+pytestmark = pytest.mark.xdist_group("dwi_case")
+
 SEED = 3
 RESOLUTION_MM = 3.0  # the DWI grid is then the T1w grid (block factor 1)
 MISALIGN = (20.0, 20.0)  # degrees, mm: the registration benchmark's default

@@ -18,6 +18,10 @@ from csvd_bids.interfaces.lsa import FitDTI, PrepareASL
 from csvd_bids.synth import generate_dataset
 from csvd_bids.synth.anatomy import make_anatomy
 
+# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
+# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+pytestmark = pytest.mark.xdist_group("lsa_generator_session")
+
 SEED = 5
 RESOLUTION_MM = 3.0
 MISALIGN = (10.0, 10.0)  # degrees, mm

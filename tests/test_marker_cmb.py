@@ -30,6 +30,10 @@ from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.synth import generate_dataset
 
+# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
+# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+pytestmark = pytest.mark.xdist_group("cmb_generated")
+
 SHAPE = (72, 72, 72)
 CENTRE = np.array([36.0, 36.0, 36.0])
 WM, CSF, DOT, VEIN = 540.0, 900.0, 90.0, 250.0

@@ -32,6 +32,10 @@ from csvd_bids.synth.participants import (
 from csvd_bids.synth.regions import make_regions
 from csvd_bids.synth.truth import block_majority
 
+# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
+# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+pytestmark = pytest.mark.xdist_group("synth_dataset")
+
 SEED, SUBJECTS, SESSIONS, RES = 0, 2, 2, 3.0  # seed 0 plants all five markers at 3 mm
 SIZE_RULES_MM = {"CMB": (2.0, 10.0), "LAC": (3.0, 15.0), "RSSI": (0.0, 20.0)}
 LABELS = [m.label for m in MARKER_LABELS]

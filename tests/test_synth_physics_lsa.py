@@ -20,6 +20,10 @@ from csvd_bids.synth.contrasts import AcqGrid, to_grid
 from csvd_bids.synth.dataset import Settings, draw_subject
 from csvd_bids.synth.profiles import PROFILES
 
+# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
+# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+pytestmark = pytest.mark.xdist_group("physics_lsa_session")
+
 SEED, RESOLUTION_MM = 11, 3.0
 BASAL_GANGLIA = 5  # seg-regions index in the truth
 PCASL = PA.ASLProtocol(
