@@ -441,3 +441,29 @@ def test_fine_tuning_another_network_is_a_usage_error_naming_the_bundle(
     error = capsys.readouterr().err
     assert str(bundle_dir) in error and "network" in error
     assert not (tmp_path / "t").exists()  # refused before anything was written
+
+
+def test_inference_does_not_depend_on_the_field_of_view():
+    """The same brain with more empty field of view around it gets the same probabilities: the
+    shipped UNet normalises each patch, so inference on the whole field (more background in
+    each patch, other patch positions) had changed its masks."""
+    bundle = load_bundle(WMH_BUNDLE)
+    network = bundle.build_network()
+    rng = np.random.default_rng(1)
+    grid = np.indices((72, 72, 72)) - 36
+    brain = (grid**2).sum(axis=0) <= 30**2
+    flair = ndimage.gaussian_filter(rng.normal(size=brain.shape), 2).astype(np.float32)
+    flair += 3.0 * ((grid[0] - 8) ** 2 + grid[1] ** 2 + grid[2] ** 2 <= 6**2)  # a bright lesion
+    small = predict(bundle, network, flair[None], brain, (1.0, 1.0, 1.0), device="cpu")
+    pad = ((50, 10), (0, 60), (20, 20))
+    big = predict(
+        bundle,
+        network,
+        np.pad(flair, pad)[None],
+        np.pad(brain, pad),
+        (1.0, 1.0, 1.0),
+        device="cpu",
+    )
+    inside = tuple(slice(low, low + n) for (low, _), n in zip(pad, brain.shape, strict=True))
+    np.testing.assert_allclose(big[inside], small, atol=1e-6)
+    assert not np.delete(big, np.s_[50:122], axis=0).any()

@@ -5,9 +5,15 @@ normalised as it says (``zscore_brain``: zero mean, unit SD over the brain mask,
 When the session's voxels differ from the bundle's spacing by more than 10 % on an axis, the
 channels are resampled (trilinear) to that spacing and the probability back onto the reference
 grid: a documented automatic resampling, logged, never a crash. Inference is MONAI's sliding
-window (Gaussian-weighted, 25 % overlap); with ``tta`` the left-right mirrored volume is
-predicted too and the two averaged. On CUDA it runs under float16 autocast; on the CPU in
-float32 with the given number of threads.
+window (Gaussian-weighted, 25 % overlap) over the brain mask's bounding box (``BOX_MARGIN``
+voxels around it); outside it the probability is 0, as it is outside the brain. The shipped
+UNet normalises each patch (instance normalisation), so what a patch holds around the brain
+changes its probabilities: on the whole field of view a session's masks depended on how much
+empty background its scan had. On the box they do not, the network's patches are mostly brain
+as in training (patches centred on brain voxels), and a 1 mm head needs about 12 patches of
+96^3 instead of 27 (README, WMH: the second opinion on the brain's box). With ``tta`` the
+left-right mirrored volume is predicted too and the two averaged. On CUDA it runs under
+float16 autocast; on the CPU in float32 with the given number of threads.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import torch.nn.functional as F
 from csvd_bids.config import DEVICES
 from csvd_bids.errors import UsageError
 from csvd_bids.models.bundle import Bundle
+from csvd_bids.morphology import bounding_box
 
 LOGGER = logging.getLogger("csvd_bids.models")
 SPACING_TOLERANCE = 0.10
+BOX_MARGIN = 4  # voxels of the reference grid kept around the brain (trilinear resampling)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -76,9 +84,13 @@ def predict(
     from monai.inferers import sliding_window_inference
 
     where = resolve_device(device)
-    x = torch.from_numpy(normalise(channels, brain))[None]
+    out = np.zeros(brain.shape, dtype=np.float32)
+    box = bounding_box(brain, BOX_MARGIN)
+    if box is None:  # no brain: nothing to find
+        return out
+    x = torch.from_numpy(normalise(channels[(slice(None), *box)], brain[box]))[None]
     spacing = bundle.metadata["spacing_mm"]
-    shape = tuple(int(s) for s in channels.shape[1:])
+    shape = tuple(int(s) for s in x.shape[2:])
     target = spacing_shape(shape, zooms, spacing)
     resample = target is not None
     if resample:
@@ -105,6 +117,6 @@ def predict(
             probability = 0.5 * (probability + run(x.flip(2)).flip(2))
         if resample:
             probability = resize(probability, shape)
-    out = probability[0, 0].numpy().astype(np.float32)
+    out[box] = probability[0, 0].numpy()
     out[~brain] = 0.0
     return out
