@@ -34,6 +34,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from common import data_on_grid, mask_on_grid
+from nibabel.processing import resample_from_to
 from scipy import ndimage
 
 from csvd_bids.preproc.regions import distance_mm
@@ -95,16 +96,12 @@ def in_plane(image: nib.Nifti1Image, spacing_mm: float, order: int) -> nib.Nifti
     the same field of view; ``order`` 3 for images, 0 for masks."""
     zooms = image.header.get_zooms()[:3]
     step = np.array([spacing_mm / zooms[0], spacing_mm / zooms[1], 1.0])
-    shape = [int(round(n / s)) for n, s in zip(image.shape[:2], step[:2], strict=True)] + [
-        image.shape[2]
-    ]
-    offset = step / 2 - 0.5  # voxel centres of the finer grid inside the coarse voxels
-    data = ndimage.affine_transform(
-        image.get_fdata(dtype=np.float32), step, offset, shape, order=order, mode="nearest"
-    )
+    shape = [round(n / s) for n, s in zip(image.shape[:2], step[:2], strict=True)]
     scale = np.diag([*step, 1.0])
-    scale[:3, 3] = offset
-    return nib.Nifti1Image(np.maximum(data, 0).astype(np.float32), image.affine @ scale)
+    scale[:3, 3] = step / 2 - 0.5  # voxel centres of the finer grid inside the coarse voxels
+    grid = ([*shape, image.shape[2]], image.affine @ scale)
+    resampled = resample_from_to(image, grid, order=order, mode="nearest")
+    return nib.Nifti1Image(np.maximum(resampled.get_fdata(dtype=np.float32), 0), grid[1])
 
 
 def tilted(image: nib.Nifti1Image, degrees: float) -> nib.Nifti1Image:
