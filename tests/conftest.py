@@ -21,6 +21,8 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # huge-page advice stalls in the kernel's memory compaction on machines like CI's.
 os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
+from helpers import remove_images  # noqa: E402
+
 from csvd_bids.cli.run import main  # noqa: E402
 from csvd_bids.synth import generate_dataset  # noqa: E402
 
@@ -82,12 +84,7 @@ def small_lesions_run(tmp_path_factory) -> dict:
         seed=SMALL_LESIONS_SEED,
         resolution=SMALL_LESIONS_RESOLUTION_MM,
     )
-    for pattern in SMALL_LESIONS_UNUSED:
-        for path in list((bids / "sub-01").rglob(pattern)):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+    remove_images(bids, *SMALL_LESIONS_UNUSED)
     out, work = root / "out", root / "work"
     participant = main(
         [

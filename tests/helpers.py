@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,6 +41,22 @@ def run_py_command(bids: Path, out: Path, work: Path, subject: str, *extra: str)
         subject,
         *extra,
     ]
+
+
+# What a WMH-only run does not need to show its behaviour (failure, resumption, QC flags), and
+# whose preparation is most of a 3 mm session's time: the DWI series and the ASL folder.
+UNREAD_BY_WMH_TESTS = ("dwi", "perf")
+
+
+def remove_images(bids: Path, *patterns: str) -> None:
+    """Delete every file or folder matching ``patterns`` (globs) in every subject of ``bids``:
+    images a test's run never reads."""
+    for pattern in patterns:
+        for path in sorted(bids.glob(f"sub-*/**/{pattern}")):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
 
 def flair_path(bids: Path, subject: str) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import flair_path, participant_args, summary_path
+from helpers import UNREAD_BY_WMH_TESTS, flair_path, participant_args, remove_images, summary_path
 
 from csvd_bids.cli.parser import parse_args, parse_mem_gb
 from csvd_bids.cli.run import main
@@ -242,6 +242,7 @@ def test_one_bad_subject_does_not_stop_the_others(single_bids, tmp_path, capsys)
 
     torch.set_num_threads(2)
     torch.ones(512, 512) @ torch.ones(512, 512)  # starts the intra-op thread pool
+    remove_images(single_bids, *UNREAD_BY_WMH_TESTS)
     flair = flair_path(single_bids, "02")
     flair.write_bytes(flair.read_bytes()[:1000])
     assert _run(single_bids, tmp_path, "--markers", "wmh", "--nprocs", "2") == ExitCode.INPUT_DATA

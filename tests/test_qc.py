@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import flair_path, participant_args, summary_path
+from helpers import UNREAD_BY_WMH_TESTS, flair_path, participant_args, remove_images, summary_path
 
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
@@ -52,6 +52,7 @@ def damaged_run(_single_bids, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("qc")
     bids = root / "bids"
     shutil.copytree(_single_bids, bids)
+    remove_images(bids, *UNREAD_BY_WMH_TESTS)  # the T2w and SWI stay: neither may be flagged
     flair = flair_path(bids, "01")
     flair_path(bids, "02").write_bytes(flair.read_bytes())
     img = nib.load(flair)

@@ -15,7 +15,14 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import flair_path, participant_args, run_py_command, summary_path
+from helpers import (
+    UNREAD_BY_WMH_TESTS,
+    flair_path,
+    participant_args,
+    remove_images,
+    run_py_command,
+    summary_path,
+)
 
 from csvd_bids.cli.run import main
 from csvd_bids.errors import ExitCode
@@ -38,6 +45,7 @@ def test_crash_inside_graph_then_resume(single_bids, tmp_path, capsys, monkeypat
     monkeypatch.setattr(
         "csvd_bids.planning.check_input_image", partial(check_input_image, values=False)
     )
+    remove_images(single_bids, *UNREAD_BY_WMH_TESTS)
     flair = flair_path(single_bids, "02")
     original = flair.read_bytes()
     img = nib.load(flair)
