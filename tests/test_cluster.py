@@ -24,7 +24,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import flair_path, output_checksums
+from helpers import UNREAD_BY_WMH_TESTS, flair_path, output_checksums, remove_images
 
 from csvd_bids.errors import ExitCode
 
@@ -202,9 +202,10 @@ def _job_env(cluster: dict, **extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def dataset(_single_bids, tmp_path_factory) -> Path:
-    """Two subjects of the shared 3 mm dataset and a third whose FLAIR is all NaN."""
+    """Two subjects of the shared 3 mm dataset (no DWI or ASL) and a third whose FLAIR is NaN."""
     bids = tmp_path_factory.mktemp("cluster_data") / "bids"
     shutil.copytree(_single_bids, bids)
+    remove_images(bids, *UNREAD_BY_WMH_TESTS)  # WMH-only runs: fewer, shorter jobs
     shutil.copytree(bids / "sub-01", bids / f"sub-{BROKEN}")
     for path in (bids / f"sub-{BROKEN}").rglob("sub-01_*"):
         path.rename(path.with_name(path.name.replace("sub-01_", f"sub-{BROKEN}_")))
