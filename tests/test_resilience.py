@@ -135,8 +135,9 @@ def test_runs_as_unprivileged_user(single_bids):
 
 
 def test_a_session_with_the_reference_alone(single_bids, tmp_path):
-    """A T1w alone (as sub-chris of the real data): every marker not assessed, and the session's
-    outputs all written, the lesion table with its header and no row."""
+    """A T1w alone among the anatomical images, with its ASL series (as sub-chris and sub-asl01
+    of the real data): every marker not assessed, and the session's outputs all written, the
+    lesion table with its header and no row."""
     anat = single_bids / "sub-01" / "anat"
     for path in [*anat.iterdir(), *(single_bids / "sub-01" / "dwi").iterdir()]:
         if "_T1w." not in path.name:
