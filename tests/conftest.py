@@ -28,6 +28,10 @@ from csvd_bids.synth import generate_dataset  # noqa: E402
 
 RESOLUTION_MM = 3.0
 
+# Grouping (`make test` runs --dist loadgroup): a module whose tests share a module-scoped
+# dataset sets `pytestmark = pytest.mark.xdist_group(...)`; ungrouped, its tests spread over
+# the workers and each worker built the dataset again (about 250 s of CPU per suite run).
+
 
 @pytest.fixture(scope="session")
 def demo_bids(tmp_path_factory) -> Path:

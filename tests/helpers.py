@@ -44,7 +44,7 @@ def run_py_command(bids: Path, out: Path, work: Path, subject: str, *extra: str)
 
 
 # What a WMH-only run does not need to show its behaviour (failure, resumption, QC flags), and
-# whose preparation is most of a 3 mm session's time: the DWI series and the ASL folder.
+# whose preparation (DWI, tensor fit, ASL) is a large share of a 3 mm session's time.
 UNREAD_BY_WMH_TESTS = ("dwi", "perf")
 
 

@@ -17,8 +17,7 @@ from helpers import participant_args
 from csvd_bids.cli.run import main
 from csvd_bids.synth import generate_dataset
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("clinical_wmh")
 
 SEED = 6  # subject 1: 134 ml of confluent WMH, 8 mm slices (seeds >= 400 are for benchmarks)

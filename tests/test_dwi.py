@@ -26,8 +26,7 @@ from csvd_bids.preproc.dwi import (
 from csvd_bids.synth import generate_dataset
 from csvd_bids.synth.anatomy import make_anatomy
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("dwi_case")
 
 SEED = 3

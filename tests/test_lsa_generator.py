@@ -18,8 +18,7 @@ from csvd_bids.interfaces.lsa import FitDTI, PrepareASL
 from csvd_bids.synth import generate_dataset
 from csvd_bids.synth.anatomy import make_anatomy
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("lsa_generator_session")
 
 SEED = 5

@@ -20,8 +20,7 @@ from csvd_bids.errors import ExitCode
 from csvd_bids.planning import use_precomputed
 from csvd_bids.preproc.lsa_inputs import precomputed_tensor_plan
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("precomputed_run")
 
 FA, MD_MM2_S, CBF = 0.42, 0.0008, 50.0

@@ -30,8 +30,7 @@ from csvd_bids.morphology import label_lesions
 from csvd_bids.preproc.regions import REGION_INDEX
 from csvd_bids.synth import generate_dataset
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("cmb_generated")
 
 SHAPE = (72, 72, 72)

@@ -32,8 +32,7 @@ from csvd_bids.synth.participants import (
 from csvd_bids.synth.regions import make_regions
 from csvd_bids.synth.truth import block_majority
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("synth_dataset")
 
 SEED, SUBJECTS, SESSIONS, RES = 0, 2, 2, 3.0  # seed 0 plants all five markers at 3 mm

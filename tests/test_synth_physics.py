@@ -19,8 +19,7 @@ from csvd_bids.synth import tissue_properties as T
 from csvd_bids.synth.physics import acquire_volume, slice_grid
 from csvd_bids.synth.susceptibility import dipole_field_ppm, phase_radians, swi_magnitude
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("physics_dataset")
 
 SEED = 11

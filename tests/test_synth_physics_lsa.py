@@ -20,8 +20,7 @@ from csvd_bids.synth.contrasts import AcqGrid, to_grid
 from csvd_bids.synth.dataset import Settings, draw_subject
 from csvd_bids.synth.profiles import PROFILES
 
-# One worker builds this module's dataset once: under --dist loadgroup an ungrouped
-# module's tests spread over the workers, and each rebuilt the module-scoped fixture.
+# one worker, so that its module-scoped dataset is built once (conftest.py)
 pytestmark = pytest.mark.xdist_group("physics_lsa_session")
 
 SEED, RESOLUTION_MM = 11, 3.0
