@@ -1,16 +1,17 @@
 """Where one session's time goes, against another commit, in the same run on the same machine.
 
     python benchmarks/session_profile.py [--against REV] [--repeats 2] [--resolution 1]
-        [--nprocs 2] [--seed 401] [--cprofile NODE ...] [--keep DIR]
+        [--nprocs 2] [--seed 401] [--markers KEY ...] [--cprofile NODE ...] [--keep DIR]
 
 Generates one session with T1w, FLAIR, T2w, SWI and DWI, then runs the participant level (every
-marker) with this checkout and with REV (default: HEAD~1, checked out in a temporary git
-worktree), alternating A B A B so that a noisy machine hits both alike. Prints per node the
-median seconds of each (nipype's result files), their sum (the CPU work, steadier than the
-wall time on a noisy machine), the wall time and peak memory of the whole process tree, and
-how far REV's outputs are from this checkout's (Dice of every mask, Dice of every label map
-counting only voxels of the same label, largest relative difference of the summary's
-figures). With ``--cprofile NODE``, re-runs that node of this checkout's last run (e.g.
+marker, or ``--markers``) with this checkout and with REV (default: HEAD~1, checked out in a
+temporary git worktree), alternating A B A B so that a noisy machine hits both alike. Prints
+per node the median seconds of each (nipype's result files), their sum (the CPU work, steadier
+than the wall time on a noisy machine), the wall time and peak memory of the whole process
+tree, and how far REV's outputs are from this checkout's (Dice of every mask, Dice of every
+label map counting only voxels of the same label, largest relative difference of the summary's
+figures).
+With ``--cprofile NODE``, re-runs that node of this checkout's last run (e.g.
 ``template_priors``) under cProfile and prints its costliest calls.
 
 Machines are noisy: read the ratios, not the seconds.
@@ -45,11 +46,14 @@ def worktree(rev: str, folder: Path) -> Path:
     return folder
 
 
-def command(source: Path, bids: Path, run: Path, nprocs: int) -> list[str]:
+def command(
+    source: Path, bids: Path, run: Path, nprocs: int, markers: list[str] | None = None
+) -> list[str]:
     """run.py of ``source``: its own csvd_bids package comes first on sys.path."""
     return [
         sys.executable, str(source / "run.py"), str(bids), str(run / "out"), "participant",
         "-w", str(run / "work"), "--nprocs", str(nprocs), "--skip-bids-validation",
+        *(["--markers", *markers] if markers else []),
     ]  # fmt: skip
 
 
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=float, default=1.0)
     parser.add_argument("--nprocs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=401, help="generator seed (>= 400: unseen)")
+    parser.add_argument("--markers", nargs="+", metavar="KEY", help="default: every marker")
     parser.add_argument(
         "--cprofile", nargs="*", default=[], metavar="NODE", help="e.g. pvs_wf.detect"
     )
@@ -128,7 +133,9 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for label, source in sources.items():
                     run = root / f"{'this' if source == REPO else 'against'}-{repeat}"
-                    seconds, peak, code = run_measured(command(source, bids, run, args.nprocs))
+                    seconds, peak, code = run_measured(
+                        command(source, bids, run, args.nprocs, args.markers)
+                    )
                     if code != 0:
                         sys.exit(f"{label}: exit {code}")
                     runs[label].append({"wall": seconds, "peak": peak, "run": run,

@@ -97,6 +97,20 @@ def detector_order(markers: dict[str, dict], possible: dict[str, dict]) -> list[
     return order
 
 
+def unread_images(
+    files: dict[str, str], reference: str, detectors: list[str], markers: dict[str, dict]
+) -> dict[str, str]:
+    """The anatomical images that neither the reference space nor any detector that runs
+    (a model's channels included) reads: {modality: file}. They are neither checked nor
+    prepared, so a broken SWI costs a WMH-only run nothing (the DWI and ASL series are
+    planned by the markers and maps that use them, below)."""
+    read = {reference}
+    for key in detectors:
+        read.update(REGISTRY[key].modalities(list(files)))
+        read.update(markers[key].get("channels", ()))
+    return {m: files[m] for m in ANAT_MODALITIES if m in files and m not in read}
+
+
 def plan_prefix(plan: dict) -> str:
     return session_prefix(plan["subject"], plan["session"])
 
@@ -119,9 +133,6 @@ def make_plan(
             "neither a T1w nor a FLAIR image: nothing to use as the reference space (found: "
             f"{found}; FA and CBF are measured on an anatomical reference only)",
         )
-    for modality in ANAT_MODALITIES:
-        if modality in inputs.files:
-            check_input_image(inputs.files[modality])
     files, unusable = dict(inputs.files), dict(inputs.unusable)
     if "dwi" in files:
         # Only RSSI needs the DWI: a series without usable b-values costs RSSI, not the session.
@@ -154,14 +165,28 @@ def make_plan(
         entry = second_opinion_status(bundle, set(files))
         if markers[key]["assessed"] and "model" not in markers[key] and entry:
             markers[key]["second_opinion"] = entry
+    detectors = detector_order(markers, possible)
+    unread = unread_images(files, inputs.reference, detectors, markers)
+    for modality, path in unread.items():
+        LOGGER.info(
+            "%s: %s not read: no selected marker uses it (--markers %s)",
+            inputs.prefix,
+            path,
+            " ".join(selected_markers),
+        )
+        del files[modality]
+    for modality in ANAT_MODALITIES:
+        if modality in files:
+            check_input_image(files[modality])
     plan = {
         "subject": inputs.subject,
         "session": inputs.session,
         "reference": inputs.reference,
         "files": dict(sorted(files.items())),
         "markers": markers,
-        "detectors": detector_order(markers, possible),
+        "detectors": detectors,
         "unusable": unusable,
+        "unread": unread,
     }
     for key in plan["detectors"]:
         if not markers[key]["assessed"]:

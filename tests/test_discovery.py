@@ -397,6 +397,39 @@ def test_make_plan_assesses_wmh_with_flair(tmp_path):
     assert plan["detectors"] == ["lacunes", "wmh"]
 
 
+FOUR_IMAGES = ("T1w.nii.gz", "FLAIR.nii.gz", "T2w.nii.gz", "acq-swi_T2starw.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("selected", "unread"),
+    [
+        (ALL_MARKERS, []),
+        (("wmh",), ["swi"]),  # the T2w stays: lacunes, which WMH leaves out, read it
+        (("cmb",), ["flair", "t2w"]),
+        (("pvs",), ["swi"]),
+    ],
+)
+def test_images_no_selected_marker_reads_are_neither_checked_nor_prepared(
+    tmp_path, selected, unread
+):
+    root = _dataset(tmp_path / "bids", [_anat("01", None, name) for name in FOUR_IMAGES])
+    plan = make_plan(_one(root), selected)
+    assert sorted(plan["unread"]) == unread
+    assert sorted(plan["files"]) == sorted({"t1w", "flair", "t2w", "swi"} - set(unread))
+
+
+def test_a_broken_swi_costs_a_wmh_only_session_nothing(tmp_path):
+    """A clinical SWI with a broken header: the session is rejected only where a selected
+    marker (or one it leaves out) reads it, with the file named."""
+    root = _dataset(tmp_path / "bids", [_anat("01", None, name) for name in FOUR_IMAGES])
+    swi = root / _anat("01", None, "acq-swi_T2starw.nii.gz")
+    swi.write_bytes(swi.read_bytes()[:100])  # truncated inside its header
+    plan = make_plan(_one(root), ("wmh",))
+    assert plan["markers"]["wmh"]["assessed"] and plan["unread"] == {"swi": str(swi)}
+    with pytest.raises(InputImageError, match="acq-swi_T2starw"):
+        make_plan(_one(root), ("wmh", "cmb"))
+
+
 def test_make_plan_rejects_a_session_without_t1w_or_flair(tmp_path):
     files = [_anat("01", "1", "T2w.nii.gz"), _anat("01", "1", "acq-swi_T2starw.nii.gz")]
     inputs = _one(_dataset(tmp_path / "bids", files))

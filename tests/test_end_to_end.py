@@ -309,6 +309,18 @@ def test_small_lesions_run_assesses_the_selected_markers(
 
 
 @pytest.mark.xdist_group("small_lesions")
+def test_an_image_no_selected_marker_reads_is_not_prepared(small_lesions_run):
+    """The session's SWI is read by the microbleed detector alone, which --markers pvs lacunes
+    rssi leaves out: it is neither prepared nor written, the T2w the PVS detector reads is."""
+    assert list(small_lesions_run["bids"].rglob("*_T2starw.nii.gz"))
+    written = [p.name for p in small_lesions_run["out"].rglob("sub-*/**/*.nii.gz")]
+    assert not [name for name in written if "T2starw" in name]
+    assert [name for name in written if name.endswith("desc-preproc_T2w.nii.gz")]
+    work = small_lesions_run["work"]
+    assert not list(work.rglob("prepare_swi")) and list(work.rglob("prepare_t2w"))
+
+
+@pytest.mark.xdist_group("small_lesions")
 @pytest.mark.parametrize("marker", list(SMALL_LESION_FLOORS))
 def test_small_lesions_match_planted_truth(small_lesions_evaluation, marker):
     """PVS, lacunes and RSSI on a 1.5 mm grid (at 3 mm the demo run shows no PVS or lacunes

@@ -52,7 +52,9 @@ def damaged_run(_single_bids, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("qc")
     bids = root / "bids"
     shutil.copytree(_single_bids, bids)
-    remove_images(bids, *UNREAD_BY_WMH_TESTS)  # the T2w and SWI stay: neither may be flagged
+    # the T2w stays (the lacunes WMH leaves out read it) and may not be flagged; the SWI is
+    # not read by a WMH-only run
+    remove_images(bids, *UNREAD_BY_WMH_TESTS)
     flair = flair_path(bids, "01")
     flair_path(bids, "02").write_bytes(flair.read_bytes())
     img = nib.load(flair)
