@@ -43,7 +43,9 @@ def _scratch_folders(outputs: Path, work: Path, scratch: Path) -> dict[str, Path
     folders = {"kept": outputs}
     for files in finished_sessions(outputs):
         anat = files.folder / "anat"
-        kept = next(anat.glob(f"{files.prefix}_space-*_label-WMH_mask.nii.gz"))
+        kept = next(anat.glob(f"{files.prefix}_space-*_label-WMH_mask.nii.gz"), None)
+        if kept is None:  # WMH not assessed (no FLAIR: a T1w-only session of a real dataset)
+            continue
         wmh_wf = work / WORKFLOW_NAME / session_wf_name(_entities(files.prefix)) / "wmh_wf"
         for method, node in NODES.items():
             target = scratch / method / kept.relative_to(outputs)
@@ -57,7 +59,11 @@ def _used(outputs: Path) -> pd.DataFrame:
     """participant_id, session_id, model's volume and whether its mask was kept (sidecars)."""
     rows = []
     for files in finished_sessions(outputs):
-        sidecar = next((files.folder / "anat").glob(f"{files.prefix}_space-*_label-WMH_mask.json"))
+        sidecar = next(
+            (files.folder / "anat").glob(f"{files.prefix}_space-*_label-WMH_mask.json"), None
+        )
+        if sidecar is None:
+            continue
         opinion = json.loads(sidecar.read_text()).get("SecondOpinion", {})
         entities = _entities(files.prefix)
         rows.append(

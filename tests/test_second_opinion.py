@@ -1,7 +1,7 @@
 """The shipped WMH model beside the WMH detector: the detector's mask is kept unless it found
-less than half of a model volume over 20 ml (or could not assess the images); then the model's
-mask is kept and a note says so. Less than half of a model volume over 10 ml is a warning. The
-model's volume is recorded either way."""
+less than half of a model volume over 20 ml, less than a fifth of one over 10 ml (or could not
+assess the images); then the model's mask is kept and a note says so. Less than half of a model
+volume over 10 ml is otherwise a warning. The model's volume is recorded either way."""
 
 from __future__ import annotations
 
@@ -55,8 +55,11 @@ def _choose(tmp_path: Path, detector: dict, model: dict) -> tuple[dict, dict]:
         (0, 2744, "model"),  # 0 of 21.95 ml
         (1300, 2744, "model"),  # 10.4 of 21.95 ml
         (1400, 2744, "detector"),  # 11.2 of 21.95 ml: over half
-        (0, 2400, "check"),  # 0 of 19.2 ml: a warning, the detector's mask kept
+        (0, 2400, "model"),  # 0 of 19.2 ml: under a fifth of a burden over 10 ml
+        (470, 2400, "model"),  # 3.76 of 19.2 ml
+        (490, 2400, "check"),  # 3.92 of 19.2 ml: a warning, the detector's mask kept
         (600, 1300, "check"),  # 4.8 of 10.4 ml
+        (250, 1300, "model"),  # 2.0 of 10.4 ml
         (700, 1300, "detector"),  # 5.6 of 10.4 ml
         (0, 1200, "detector"),  # 0 of 9.6 ml: a small burden, the detector is the better
     ],

@@ -8,15 +8,16 @@ from nipype.pipeline import engine as pe
 from csvd_bids.config import RunConfig
 from csvd_bids.interfaces.markers import DetectMarker, SecondOpinion
 from csvd_bids.markers import REGISTRY
-from csvd_bids.models.second_opinion import CHECK_MODEL_ML, MIN_MODEL_ML, SHARE
+from csvd_bids.models.second_opinion import CHECK_MODEL_ML, LOW_SHARE, MIN_MODEL_ML, SHARE
 from csvd_bids.workflows.preproc import MARKER_INPUTS
 
 MARKER_OUTPUTS = ("score", "mask", "located", "status")
 SECOND_OPINION_METHOD = (
     "A second model ran beside it ({method}); where the detector found less than "
-    f"{SHARE:g} x a model volume over {MIN_MODEL_ML:g} ml, or could not assess the images, the "
-    f"model's mask was used; less than {SHARE:g} x one over {CHECK_MODEL_ML:g} ml was noted "
-    "as a warning (the mask's sidecar and the session's QC warnings say so)."
+    f"{SHARE:g} x a model volume over {MIN_MODEL_ML:g} ml, less than {LOW_SHARE:g} x one over "
+    f"{CHECK_MODEL_ML:g} ml, or could not assess the images, the model's mask was used; less "
+    f"than {SHARE:g} x one over {CHECK_MODEL_ML:g} ml was otherwise noted as a warning (the "
+    "mask's sidecar and the session's QC warnings say so)."
 )
 
 
