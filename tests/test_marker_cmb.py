@@ -256,6 +256,27 @@ def test_dot_at_the_end_of_a_vein_is_no_microbleed_but_one_beside_dark_tissue_is
     assert without.mask[end].any()
 
 
+def test_a_dot_beside_dark_csf_is_parted_from_it():
+    """On a short-TR gradient echo a sulcus's CSF can be as dark as a microbleed (its long T1
+    saturates it): a cortical microbleed touching it joins a dark structure that runs on out
+    of its box. Where the region map calls that structure CSF it is no vessel, and the dot is
+    found; where it calls it white matter, the dot is part of it (rejected as extended)."""
+    swi, brain = _brain_and_background(seed=21)
+    sulcus = np.zeros(SHAPE, bool)
+    sulcus[44:50, 16:56, 16:56] = True  # a 6 mm sheet of fluid: partial volume at its edge,
+    sulcus &= brain
+    _paint(swi, sulcus, 250.0)
+    _paint(swi, sulcus & (np.indices(SHAPE)[0] >= 47), 100.0)  # as dark as the dot inside
+    dot = _ball((41, 36, 36), 4.0)  # its edge touches the sheet
+    _paint(swi, dot, DOT)
+    regions = _deep_wm(brain)
+    regions[sulcus] = REGION_INDEX["other_csf"]
+    assert _found(_detect(_session(swi, brain, regions=regions)), dot)
+    assert not _found(_detect(_session(swi, brain)), dot)
+    joined = replace(PARAMS, part_from_csf=0)
+    assert not detect_cmb(_session(swi, brain, regions=regions), joined).mask[dot].any()
+
+
 def test_no_dot_gives_empty_mask_and_empty_brain_is_not_assessable():
     swi, brain = _brain_and_background(seed=3)
     detection = _detect(_session(swi, brain))

@@ -23,11 +23,14 @@ NeuroImage Clin 2016: shape, vessel and calcification rules after a sensitive de
    (``vessel_level``) runs out of the box, the candidate belongs to a longer dark structure
    (a vessel; thin veins look beaded after partial volume), unless a higher level
    (``segment_levels``) parts it from a structure clearly lighter than itself
-   (``max_touching_depth``): a microbleed touching a vein. Its contrast must also be told
-   from noise: at least ``min_contrast_snr`` times the noise of its core's mean (the robust SD
-   of D in the reference tissue over the square root of the core's voxels; 5 is Rose's
-   criterion for seeing a feature in noise). A noisy SWI (1.5 T, SNR about 10) darkened by its
-   phase mask otherwise gave dozens of one-voxel "microbleeds".
+   (``max_touching_depth``): a microbleed touching a vein. What the region map calls CSF is
+   not part of that structure (``part_from_csf``): on a short-TR gradient echo CSF's long T1
+   saturates it, and a cortical microbleed beside a sulcus joins its dark CSF, which is no
+   vessel (dots in CSF, and lines of CSF through a dot, stay mimics: below). Its contrast
+   must also be told from noise: at least ``min_contrast_snr`` times the noise of its core's
+   mean (the robust SD of D in the reference tissue over the square root of the core's
+   voxels; 5 is Rose's criterion for seeing a feature in noise). A noisy SWI (1.5 T, SNR
+   about 10) darkened by its phase mask otherwise gave dozens of one-voxel "microbleeds".
 4. Mimics are rejected:
    - veins (tubular): Hessian eigenvalues of D at the candidate's scale, sorted by magnitude;
      a ball bends D in all three directions, a vessel in two, so the ratio of the smallest to
@@ -141,6 +144,10 @@ class CMBParams:
     # A candidate whose region above this fraction of its contrast runs out of its box is
     # connected to a longer dark structure (a vessel), however compact its darkest part.
     vessel_level: float = 0.3
+    # 1: voxels the region map calls CSF are not part of the structure a candidate touches
+    # (0: they are). On a short-TR gradient echo, CSF's long T1 saturates it below white
+    # matter: a cortical microbleed beside a sulcus joins its dark CSF, which no vessel is.
+    part_from_csf: int = 1
     # Vein rejection: smallest / largest Hessian eigenvalue at the peak (1 = ball, 0 = tube)
     # and the longest / second-longest axis of the segmented candidate.
     min_blobness: float = 0.25
@@ -423,6 +430,7 @@ def _segment(
     full_shape: tuple[int, ...],
     contrast: float,
     params: CMBParams,
+    csf: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
     """The candidate's region and whether it is focal.
 
@@ -451,6 +459,8 @@ def _segment(
             break
         if compact(region):
             rest = low & ~ndimage.binary_dilation(region, structure=CONNECTIVITY)
+            if csf is not None and params.part_from_csf:
+                rest &= ~csf
             darkest = float(excess[rest].max()) if rest.any() else 0.0
             if darkest < params.max_touching_depth * contrast:
                 return region, True
@@ -467,6 +477,7 @@ def _examine(
     zooms: np.ndarray,
     b0: np.ndarray,
     params: CMBParams,
+    csf: np.ndarray | None = None,
 ) -> _Candidate:
     radius = sigma_mm * np.sqrt(3.0)
     half = np.ceil((2.0 * radius + params.box_margin_mm) / zooms).astype(int)
@@ -494,7 +505,14 @@ def _examine(
         candidate.accepted, candidate.reason = False, "in CSF"
         return candidate
     component, compact = _segment(
-        patch - background, inside, centre, box, darkness.shape, contrast, params
+        patch - background,
+        inside,
+        centre,
+        box,
+        darkness.shape,
+        contrast,
+        params,
+        None if csf is None else csf[box],
     )
     candidate.component = component
     if not component.any():
@@ -653,6 +671,8 @@ def detect_cmb(
     )
     ijk = np.argwhere(peaks)
     b0 = b0_axis(session.reference.affine, zooms)
+    regions_c = session.regions[crop]
+    csf = np.isin(regions_c, CSF_REGIONS)
     order = np.argsort(-strength[peaks])[: params.max_candidates]
     candidates = [
         _examine(
@@ -664,12 +684,12 @@ def detect_cmb(
             zooms,
             b0,
             params,
+            csf,
         )
         for i in order
     ]
 
     noise = robust_stats(darkness[reference])[1]
-    regions_c = session.regions[crop]
     for c in candidates:
         if not c.accepted:
             continue
