@@ -10,8 +10,7 @@ per node the median seconds of each (nipype's result files), their sum (the CPU 
 than the wall time on a noisy machine), the wall time and peak memory of the whole process
 tree, and how far REV's outputs are from this checkout's (Dice of every mask, Dice of every
 label map counting only voxels of the same label, largest relative difference of the summary's
-figures).
-With ``--cprofile NODE``, re-runs that node of this checkout's last run (e.g.
+figures). With ``--cprofile NODE``, re-runs that node of this checkout's last run (e.g.
 ``template_priors``) under cProfile and prints its costliest calls.
 
 Machines are noisy: read the ratios, not the seconds.

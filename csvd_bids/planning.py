@@ -1,9 +1,11 @@
 """From the command line's selection to one plan per session.
 
 A plan is a small JSON-able dict (subject, session, reference modality, files, marker status)
-that the graph is built from and that the outputs record. Every selected image is checked here
-(csvd_bids.preproc.images.check_input_image): a session with a bad anatomical image is rejected
-with a message naming the file, before anything is written, and the other sessions go on. A DWI
+that the graph is built from and that the outputs record. Every anatomical image that the
+reference space or a marker that runs reads is checked here (the others, ``plan["unread"]``,
+are neither checked nor prepared: ``unread_images``) with
+csvd_bids.preproc.images.check_input_image: a session with a bad one is rejected with a
+message naming the file, before anything is written, and the other sessions go on. A DWI
 series that cannot be used (unreadable, no or mismatched .bval/.bvec) is left out instead: RSSI
 is not assessed, with that reason, and the rest of the session runs. So is an ASL series
 without its aslcontext or with unreadable data: CBF is "not assessed" with the reason.

@@ -430,7 +430,7 @@ def _segment(
     full_shape: tuple[int, ...],
     contrast: float,
     params: CMBParams,
-    csf: np.ndarray | None = None,
+    csf: np.ndarray,
 ) -> tuple[np.ndarray, bool]:
     """The candidate's region and whether it is focal.
 
@@ -459,7 +459,7 @@ def _segment(
             break
         if compact(region):
             rest = low & ~ndimage.binary_dilation(region, structure=CONNECTIVITY)
-            if csf is not None and params.part_from_csf:
+            if params.part_from_csf:
                 rest &= ~csf
             darkest = float(excess[rest].max()) if rest.any() else 0.0
             if darkest < params.max_touching_depth * contrast:
@@ -477,7 +477,7 @@ def _examine(
     zooms: np.ndarray,
     b0: np.ndarray,
     params: CMBParams,
-    csf: np.ndarray | None = None,
+    csf: np.ndarray,
 ) -> _Candidate:
     radius = sigma_mm * np.sqrt(3.0)
     half = np.ceil((2.0 * radius + params.box_margin_mm) / zooms).astype(int)
@@ -512,7 +512,7 @@ def _examine(
         darkness.shape,
         contrast,
         params,
-        None if csf is None else csf[box],
+        csf[box],
     )
     candidate.component = component
     if not component.any():
