@@ -4,8 +4,8 @@ started in the test's own folder on free ports, no system configuration touched.
 3 mm subjects (WMH only) run the two ways the README gives: nipype's SLURM plugin
 (``--use-plugin``, one sbatch job per node; one subject) and the shipped array script (one
 participant per task, each task a MultiProc run; two subjects beside a third whose FLAIR is
-unusable); then the shipped group script. Skipped, with the reason, where SLURM cannot be installed or started;
-as root with apt (CI), the packages are installed first.
+unusable); then the shipped group script. Skipped, with the reason, where SLURM cannot be
+installed or started; as root with apt (CI), the packages are installed first.
 """
 
 from __future__ import annotations
