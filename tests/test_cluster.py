@@ -37,7 +37,7 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "sinfo", "scancel")
 NODE = "csvdnode"
 START_S = 60
-JOBS_S = 900  # every job of a run; the plugin run takes about 100 s on 2 cores
+JOBS_S = 900  # every job of a run; the plugin run (one subject) takes about 80 s on 2 cores
 SUBJECTS = ("01", "02")
 # The plugin run takes one of them: every node of a session is a job either way, and each job
 # starts an interpreter (a second subject doubled the run's 150 s for no new behaviour).
