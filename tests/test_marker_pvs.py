@@ -234,6 +234,21 @@ def test_sulcal_csf_touching_the_sulcus_at_an_edge_is_not_a_pocket():
     assert (filled[12, 12, 9:12] == REGION_INDEX["deep_wm"]).all()
 
 
+def test_basal_ganglia_seeds_allow_for_their_brighter_tissue():
+    """Deep grey matter is brighter than white matter on T2w, so a PVS there stands out less
+    from what surrounds it and scores a lower vesselness: the basal ganglia are seeded at a
+    lower vesselness than the white matter, where the same faint tube is not a seed."""
+    faint_bg = _tube(14, 34, 10, 20)  # vesselness about 0.25 in the grey-matter slab
+    faint_wm = _tube(40, 30, 14, 24)  # about 0.27 in white matter
+    session = _session([(faint_bg, (300.0, 120.0, 1100.0)), (faint_wm, (300.0, 120.0, 900.0))])
+    detection = _detect(session)
+    assert _found(detection, faint_bg)
+    assert not _found(detection, faint_wm)
+    same_as_wm = replace(PARAMS, vesselness_min_bg=PARAMS.vesselness_min)
+    assert not _found(_detect(session, same_as_wm), faint_bg)
+    assert _found(_detect(session, replace(PARAMS, vesselness_min=0.2)), faint_wm)
+
+
 def test_method_sentence():
     assert PVS_METHOD and ". " not in PVS_METHOD.rstrip(".") and "T2w" in PVS_METHOD
 
