@@ -27,6 +27,7 @@ from csvd_bids.markers.pvs import (
     fill_csf_pockets,
     locate_pvs,
     reject_mimics,
+    tissue_flair_level,
 )
 from csvd_bids.markers.size_rules import apply_size_rule
 from csvd_bids.morphology import label_lesions
@@ -201,6 +202,51 @@ def test_a_flair_hyperintense_rim_rejects_a_candidate():
     assert not kept.any()
     kept = reject_mimics(line, u, None, everywhere, everywhere, (1.0,) * 3, PVSParams())
     assert kept.any()  # without a FLAIR there is no rim to see
+
+
+def test_a_rim_is_judged_against_the_tissue_it_lies_in():
+    """Deep grey matter is FLAIR-brighter than white matter: a shell at its own level is no
+    gliotic rim, one ``rim_u`` brighter than it is."""
+    line, u, flair_u, everywhere = _mimic_inputs()
+    around = ndimage.binary_dilation(line, iterations=2) & ~line
+    flair_u[around] = 2.5  # the level of FLAIR-bright basal ganglia, above rim_u (2.0)
+    params = PVSParams()
+    assert not reject_mimics(line, u, flair_u, everywhere, everywhere, (1.0,) * 3, params).any()
+    kept = reject_mimics(line, u, flair_u, everywhere, everywhere, (1.0,) * 3, params, 2.5)
+    assert kept.sum() == line.sum()
+    flair_u[around] = 2.5 + params.rim_u
+    kept = reject_mimics(line, u, flair_u, everywhere, everywhere, (1.0,) * 3, params, 2.5)
+    assert not kept.any()
+
+
+def test_a_pvs_in_flair_bright_basal_ganglia_is_kept():
+    """A long-TE FLAIR has little grey-white contrast, so its basal ganglia measure more than
+    the rim level in grey-white units (here 2.4): a PVS there is not rimmed by its own tissue."""
+    tube = _tube(14, 34, 10, 20)
+    session = _session([(tube, PVS)])
+    flair = np.asanyarray(session.images["flair"].dataobj).copy()
+    cortex = np.zeros(SHAPE, bool)
+    cortex[40:48, 40:48, 40:48] = True  # the grey-matter reference: a dim cortex (WM + 60)
+    flair[cortex] += 60.0
+    priors = dict(session.priors)
+    priors["gm"] = cortex.astype(np.float32)  # the basal-ganglia slab is no reference
+    priors["wm"] = np.where(cortex, 0.0, priors["wm"]).astype(np.float32)
+    images = {**session.images, "flair": nib.Nifti1Image(flair, np.eye(4))}
+    assert _found(_detect(replace(session, images=images, priors=priors)), tube)
+
+
+def test_tissue_flair_level_is_the_basal_ganglia_median_when_brighter():
+    named = np.full((20, 20, 20), 3, dtype=np.uint8)  # "other" white matter
+    named[:10] = 1  # basal ganglia
+    search = np.ones(named.shape, bool)
+    flair_u = np.where(named == 1, 1.2, 0.1).astype(np.float32)
+    flair_u[:10, :2] = 5.0  # a WMH in the basal ganglia does not move the median
+    level = tissue_flair_level(flair_u, named, search)
+    assert np.allclose(level[named == 1], 1.2) and np.all(level[named != 1] == 0.0)
+    darker = np.where(named == 1, -0.3, 0.1).astype(np.float32)
+    assert np.all(tissue_flair_level(darker, named, search) == 0.0)
+    outside = search & (named != 1)  # basal ganglia not searched: nothing to measure
+    assert np.all(tissue_flair_level(flair_u, named, outside) == 0.0)
 
 
 def test_sulcal_csf_pocket_is_not_tissue():

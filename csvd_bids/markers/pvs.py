@@ -27,7 +27,9 @@ et al. 2023: CSF-like on every contrast, linear, < 3 mm across, no FLAIR-hyperin
 5. A candidate lesion (26-connected) is dropped when it is lacune-like, i.e. the CSF-like
    structure it belongs to (``u >= blob_u``, not FLAIR-bright) holds a ball 3 mm across (the
    PVS width limit), when it has a FLAIR-hyperintense rim (more than ``rim_fraction`` of its
-   ``rim_mm`` shell at FLAIR >= ``rim_u``), or when it has fewer than ``min_voxels`` voxels;
+   ``rim_mm`` shell at FLAIR ``rim_u`` or more above the tissue it lies in: the NAWM, or the
+   basal ganglia's median where brighter, :func:`tissue_flair_level`), or when it has fewer
+   than ``min_voxels`` voxels;
    outside the basal ganglia, also when it is the edge of a CSF space: the partial-volume
    fluid (``u >= edge_u``) joined to it within ``edge_mm`` reaches clear CSF (``u >=
    clear_csf_u``) holding a ball ``2 x clear_csf_radius_mm`` across (a ventricle, horn,
@@ -328,7 +330,8 @@ def _maps(session: SessionImages, params: PVSParams) -> dict[str, Any]:
     candidates = keep_seeded(candidates, seeds)
     maps["candidates"] = candidates
     # the mask before the size rule, which the caller applies (csvd_bids.markers.size_rules)
-    kept = reject_mimics(candidates, u, flair_u, brain, search, zooms, params)
+    tissue_flair = 0.0 if flair_u is None else tissue_flair_level(flair_u, named, search)
+    kept = reject_mimics(candidates, u, flair_u, brain, search, zooms, params, tissue_flair)
     maps["kept"] = reject_csf_edges(kept, u, brain, named, zooms, params)
     return maps
 
@@ -409,6 +412,19 @@ def reject_csf_edges(
     return keep[labels]
 
 
+def tissue_flair_level(flair_u: np.ndarray, named: np.ndarray, search: np.ndarray) -> np.ndarray:
+    """The FLAIR level (grey-white contrasts) of the tissue a PVS lies in, from which a rim
+    is judged hyperintense: 0 (the NAWM) in white matter; in the basal ganglia the median of
+    their searched voxels when brighter than that. Deep grey matter is FLAIR-brighter than
+    white matter, and more so where the grey-white contrast is small (long-TE FLAIR, whose
+    cortex is darkened by sulcal CSF): on physics seed 651 a session's basal ganglia measured
+    1.0 and a fifth of their voxels reached the rim level of 2, so two clear BG PVS (27 and 28
+    voxels, T2w u 1.0 and 1.4) were dropped as rimmed."""
+    basal_ganglia = search & (named == BG_INDEX)
+    level = max(0.0, float(np.median(flair_u[basal_ganglia]))) if basal_ganglia.any() else 0.0
+    return np.where(named == BG_INDEX, np.float32(level), np.float32(0.0))
+
+
 def reject_mimics(
     candidates: np.ndarray,
     u: np.ndarray,
@@ -417,8 +433,11 @@ def reject_mimics(
     search: np.ndarray,
     zooms: tuple[float, float, float],
     params: PVSParams,
+    tissue_flair: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Candidates without the lacune-like, FLAIR-rimmed and tiny components."""
+    """Candidates without the lacune-like, FLAIR-rimmed and tiny components. A rim is
+    FLAIR-hyperintense at ``rim_u`` above ``tissue_flair``, the FLAIR level of the tissue
+    around it (``tissue_flair_level``; 0, the NAWM, by default)."""
     labels, n = label_lesions(candidates)
     if n == 0:
         return candidates
@@ -453,6 +472,7 @@ def reject_mimics(
         if flair_u is not None:
             shell = ndimage.binary_dilation(component, iterations=rim_iter) & ~component
             shell &= brain[grown]
-            if shell.any() and (flair_u[grown][shell] >= params.rim_u).mean() > params.rim_fraction:
+            rim = flair_u[grown] - (tissue_flair[grown] if np.ndim(tissue_flair) else tissue_flair)
+            if shell.any() and (rim[shell] >= params.rim_u).mean() > params.rim_fraction:
                 keep[index] = False
     return keep[labels]
