@@ -53,7 +53,12 @@ from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
 from .physics import DEFAULT_OVERSAMPLE
 from .physics_subject import LINING_MM, PhysicsSubject
-from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
+from .planted import (
+    PLANTED_COLUMNS,
+    planted_ratings,
+    planted_sidecar,
+    visible_pvs_slice_counts,
+)
 from .profiles import PROFILES, Profile, session_grids
 from .protocols import RANGES
 from .regions import make_regions
@@ -198,7 +203,8 @@ def _write_truth(
     writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", regions, affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", stats_sidecar(space))
-    ratings = planted_ratings(anat, lesions, s)
+    pvs_counts = visible_pvs_slice_counts(truth.masks["PVS"], truth.rows, brain)
+    ratings = planted_ratings(anat, lesions, s, pvs_counts)
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
     if tissue is not None:

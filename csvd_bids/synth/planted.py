@@ -6,8 +6,14 @@ Each figure is measured on the planted objects themselves, with the generator's 
   is periventricular when a voxel lies within ``PV_DISTANCE_MM`` of the lateral ventricles
   (the anatomy's distance field); PV extent = the 99th percentile of that distance over the PV
   voxels; deep size = the largest deep component's maximum diameter.
-- PVS slice counts: per planted PVS of a region, the axial slices and hemisphere (left or
-  right of the brain mask's centre) its voxels occupy; the most PVS sharing one slice and side.
+- PVS slice counts: on the session's truth PVS mask (what its grid shows, as the WMH truth
+  is what the FLAIR shows), the pipeline's rule: the most PVS components of a region crossing
+  one axial slice in one hemisphere (:func:`csvd_bids.quant.ratings.max_slice_count`). A PVS
+  too thin to fill half a voxel of that grid leaves no truth voxel and is not counted: on the
+  physics engine's 1 mm grid, 0.8-1 mm tubes rendered at 0.5 mm often do not. Counting the
+  planted tubes instead gave 12 and 11 (grade 2) on two sessions of physics seeds 660-661
+  whose truth masks show 10 and 9 (grade 1), so that no detection could reach the planted
+  grade; on the template engine the two counts agree (tests/test_planted_ratings.py).
 - Microbleeds by lobe and region, lacunes: the planted lesions' own region and lobe.
 
 The grade thresholds and the score terms are the pipeline's documented rules
@@ -25,6 +31,7 @@ from ..quant.ratings import (
     PV_EXTENT_PERCENTILE,
     fazekas_deep,
     fazekas_pv_grade,
+    max_slice_count,
     midline_index,
     pvs_grade,
 )
@@ -70,18 +77,26 @@ def _fazekas(anat: Anatomy, wmh: np.ndarray) -> tuple[int, int]:
     return pv, fazekas_deep(deep_sizes)
 
 
-def _most_pvs_on_one_slice(anat: Anatomy, pvs: list[Lesion]) -> int:
-    cut = int(np.ceil(midline_index(anat.brain_mask)))
-    occupied: dict[tuple[bool, int], int] = {}
-    for lesion in pvs:
-        i, _, k = np.unravel_index(lesion.index, anat.shape)
-        for place in set(zip((i >= cut).tolist(), k.tolist(), strict=True)):
-            occupied[place] = occupied.get(place, 0) + 1
-    return max(occupied.values(), default=0)
+def visible_pvs_slice_counts(pvs_mask: np.ndarray, rows: list[dict], brain: np.ndarray) -> dict:
+    """Region (BG, CSO) -> the most truth PVS crossing one axial slice in one hemisphere.
+    ``rows``: the truth's lesion table, one row per 26-connected component of each marker's
+    mask in label order (:func:`.truth.session_truth`)."""
+    labels, _ = label_components(pvs_mask.astype(bool))
+    regions = [row["region"] for row in rows if row["marker"] == "PVS"]
+    midline = midline_index(brain)
+    return {
+        region: max_slice_count(
+            labels, [i + 1 for i, name in enumerate(regions) if name == region], midline
+        )
+        for region in ("BG", "CSO")
+    }
 
 
-def planted_ratings(anat: Anatomy, lesions: list[Lesion], session: int) -> dict:
-    """PLANTED_COLUMNS of a session (0-based), every marker assessed."""
+def planted_ratings(
+    anat: Anatomy, lesions: list[Lesion], session: int, pvs_counts: dict[str, int]
+) -> dict:
+    """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``pvs_counts``: its
+    truth's PVS slice counts (:func:`visible_pvs_slice_counts`)."""
     active = [x for x in lesions if session in x.sessions and len(x.index)]
 
     def of(marker: str, region: str | None = None) -> list[Lesion]:
@@ -94,7 +109,7 @@ def planted_ratings(anat: Anatomy, lesions: list[Lesion], session: int) -> dict:
     wmh = [x.index for x in of("WMH")]
     row["fazekas_pv"], row["fazekas_deep"] = _fazekas(anat, np.concatenate(wmh)) if wmh else (0, 0)
     for region in ("BG", "CSO"):
-        count = _most_pvs_on_one_slice(anat, of("PVS", region))
+        count = pvs_counts[region]
         row[f"PVS_{region}_max_slice_count"] = count
         row[f"PVS_{region}_grade"] = pvs_grade(count)
     lobes = [x.lobe for x in of("CMB", "lobar")]
