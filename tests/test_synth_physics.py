@@ -381,36 +381,26 @@ def test_planted_pvs_counts_are_what_the_truth_mask_shows(physics_ds):
     tube too thin to fill half a voxel of the truth grid has no truth voxel and no count."""
     import pandas as pd
 
-    from csvd_bids.quant.ratings import max_slice_count, midline_index
-    from csvd_bids.synth.measure import label_components
+    from csvd_bids.quant.ratings import pvs_slice_counts
 
     truth = physics_ds / "derivatives" / "groundtruth" / "sub-01" / "anat"
     base = truth / "sub-01_space-T1w"
     pvs = np.asanyarray(nib.load(f"{base}_label-PVS_mask.nii.gz").dataobj) > 0
     brain = np.asanyarray(nib.load(f"{base}_desc-brain_mask.nii.gz").dataobj) > 0
     table = pd.read_csv(f"{base}_desc-lesions_stats.tsv", sep="\t")
-    regions = table.loc[table["marker"] == "PVS", "region"].tolist()
+    regions = table.loc[table["marker"] == "PVS", "region"]
     planted = pd.read_csv(truth / "sub-01_desc-ratings_stats.tsv", sep="\t").iloc[0]
-    labels, _ = label_components(pvs)
-    for region in ("BG", "CSO"):
-        ids = [i + 1 for i, name in enumerate(regions) if name == region]
-        count = max_slice_count(labels, ids, midline_index(brain))
+    for region, count in pvs_slice_counts(pvs, regions, brain).items():
         assert planted[f"PVS_{region}_max_slice_count"] == count, region
 
 
-def test_visible_pvs_slice_counts_follow_the_pipeline_rule():
-    from csvd_bids.synth.planted import visible_pvs_slice_counts
+def test_pvs_slice_counts_follow_the_pipeline_rule():
+    from csvd_bids.quant.ratings import pvs_slice_counts
 
     mask = np.zeros((20, 10, 10), np.uint8)
     brain = np.ones(mask.shape, bool)  # midline at x = 9.5: 0-9 one side, 10-19 the other
     mask[2, 2, 3:6] = mask[5, 5, 4:7] = 1  # two BG tubes sharing slices 4-5, one side
     mask[15, 5, 4] = 1  # a BG dot on the other side
     mask[7, 8, 8] = 1  # a CSO dot
-    rows = [
-        {"marker": "WMH", "region": "deep"},  # other markers' rows do not shift the labels
-        {"marker": "PVS", "region": "BG"},
-        {"marker": "PVS", "region": "BG"},
-        {"marker": "PVS", "region": "CSO"},
-        {"marker": "PVS", "region": "BG"},
-    ]
-    assert visible_pvs_slice_counts(mask, rows, brain) == {"BG": 2, "CSO": 1}
+    regions = ["BG", "BG", "CSO", "BG"]  # the components in label order
+    assert pvs_slice_counts(mask, regions, brain) == {"BG": 2, "CSO": 1}

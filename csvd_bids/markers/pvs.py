@@ -441,6 +441,7 @@ def reject_mimics(
     labels, n = label_lesions(candidates)
     if n == 0:
         return candidates
+    tissue_flair = np.broadcast_to(np.asarray(tissue_flair, np.float32), candidates.shape)
     # Lacune-like: the CSF-like structure a candidate belongs to holds a ball as wide as the
     # PVS width limit (3 mm). Unlike the width of the whole structure, this is not fooled by
     # neighbouring thin PVS that touch.
@@ -472,7 +473,7 @@ def reject_mimics(
         if flair_u is not None:
             shell = ndimage.binary_dilation(component, iterations=rim_iter) & ~component
             shell &= brain[grown]
-            rim = flair_u[grown] - (tissue_flair[grown] if np.ndim(tissue_flair) else tissue_flair)
-            if shell.any() and (rim[shell] >= params.rim_u).mean() > params.rim_fraction:
+            rim = flair_u[grown][shell] - tissue_flair[grown][shell]
+            if shell.any() and (rim >= params.rim_u).mean() > params.rim_fraction:
                 keep[index] = False
     return keep[labels]

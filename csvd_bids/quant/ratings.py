@@ -33,11 +33,12 @@ PV_EXTENT_MM = (5.0, 10.0)  # upper bounds of Fazekas PV grades 1 and 2
 PV_EXTENT_PERCENTILE = 99.0
 DEEP_DIAMETER_MM = (10.0, 20.0)  # lower bounds of Fazekas deep grades 2 and 3
 PVS_GRADE_BOUNDS = (10, 20, 40)  # upper bounds of PVS grades 1, 2 and 3
+PVS_RATED = ("BG", "CSO")  # the regions with a PVS grade
 RATING_COLUMNS = (
     "WMH_icv_fraction",
     "fazekas_pv",
     "fazekas_deep",
-    *(f"PVS_{r}_{k}" for r in ("BG", "CSO") for k in ("max_slice_count", "grade")),
+    *(f"PVS_{r}_{k}" for r in PVS_RATED for k in ("max_slice_count", "grade")),
     *(f"CMB_lobar_{lobe}_count" for lobe in (*LOBES.values(), "unknown")),
 )
 RULES = {
@@ -96,6 +97,16 @@ def max_slice_count(labels: np.ndarray, ids: list[int] | np.ndarray, midline: fl
     return best
 
 
+def pvs_slice_counts(mask: np.ndarray, lesion_regions, brain: np.ndarray) -> dict[str, int]:
+    """Region (BG, CSO) -> the most PVS of that region crossing one axial slice in one
+    hemisphere. ``lesion_regions``: the region of each 26-connected component of ``mask``, in
+    label order (a lesion table's ``region`` column); ``brain``: the mask giving the midline."""
+    labels, _ = label_lesions(mask)
+    names = np.asarray(lesion_regions)
+    midline = midline_index(brain)
+    return {r: max_slice_count(labels, np.flatnonzero(names == r) + 1, midline) for r in PVS_RATED}
+
+
 def midline_index(brain: np.ndarray) -> float:
     """The left-right centre of the brain mask, in voxels along the first (R) axis."""
     return float(np.argwhere(brain)[:, 0].mean())
@@ -124,11 +135,7 @@ def rate_session(
         deep = table.loc[table["region"] == "deep", "max_diameter_mm"]
         row["fazekas_deep"] = fazekas_deep(deep.to_numpy())
     if "PVS" in masks:
-        labels, _ = label_lesions(masks["PVS"])
-        midline = midline_index(brain)
-        for region in ("BG", "CSO"):
-            ids = tables["PVS"].index[tables["PVS"]["region"] == region].to_numpy() + 1
-            count = max_slice_count(labels, ids, midline)
+        for region, count in pvs_slice_counts(masks["PVS"], tables["PVS"]["region"], brain).items():
             row[f"PVS_{region}_max_slice_count"] = count
             row[f"PVS_{region}_grade"] = pvs_grade(count)
     if "CMB" in masks:

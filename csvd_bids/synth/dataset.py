@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MARKER_LABELS, dseg_tsv_text
+from ..quant.ratings import pvs_slice_counts
 from . import asl, contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .diffusion import DiffusionModel, planted_dwi, severity
@@ -53,12 +54,7 @@ from .mimics import plant_mimics
 from .participants import draw_load, draw_participant
 from .physics import DEFAULT_OVERSAMPLE
 from .physics_subject import LINING_MM, PhysicsSubject
-from .planted import (
-    PLANTED_COLUMNS,
-    planted_ratings,
-    planted_sidecar,
-    visible_pvs_slice_counts,
-)
+from .planted import PLANTED_COLUMNS, planted_ratings, planted_sidecar
 from .profiles import PROFILES, Profile, session_grids
 from .protocols import RANGES
 from .regions import make_regions
@@ -203,7 +199,8 @@ def _write_truth(
     writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", regions, affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", stats_sidecar(space))
-    pvs_counts = visible_pvs_slice_counts(truth.masks["PVS"], truth.rows, brain)
+    pvs_rows = [row["region"] for row in truth.rows if row["marker"] == "PVS"]
+    pvs_counts = pvs_slice_counts(truth.masks["PVS"], pvs_rows, brain)
     ratings = planted_ratings(anat, lesions, s, pvs_counts)
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())

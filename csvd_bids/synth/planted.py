@@ -8,7 +8,7 @@ Each figure is measured on the planted objects themselves, with the generator's 
   voxels; deep size = the largest deep component's maximum diameter.
 - PVS slice counts: on the session's truth PVS mask (what its grid shows, as the WMH truth
   is what the FLAIR shows), the pipeline's rule: the most PVS components of a region crossing
-  one axial slice in one hemisphere (:func:`csvd_bids.quant.ratings.max_slice_count`). A PVS
+  one axial slice in one hemisphere (:func:`csvd_bids.quant.ratings.pvs_slice_counts`). A PVS
   too thin to fill half a voxel of that grid leaves no truth voxel and is not counted: on the
   physics engine's 1 mm grid, 0.8-1 mm tubes rendered at 0.5 mm often do not. Counting the
   planted tubes instead gave 12 and 11 (grade 2) on two sessions of physics seeds 660-661
@@ -31,8 +31,6 @@ from ..quant.ratings import (
     PV_EXTENT_PERCENTILE,
     fazekas_deep,
     fazekas_pv_grade,
-    max_slice_count,
-    midline_index,
     pvs_grade,
 )
 from ..quant.scores import SCORE_RANGES, compute_scores
@@ -77,26 +75,11 @@ def _fazekas(anat: Anatomy, wmh: np.ndarray) -> tuple[int, int]:
     return pv, fazekas_deep(deep_sizes)
 
 
-def visible_pvs_slice_counts(pvs_mask: np.ndarray, rows: list[dict], brain: np.ndarray) -> dict:
-    """Region (BG, CSO) -> the most truth PVS crossing one axial slice in one hemisphere.
-    ``rows``: the truth's lesion table, one row per 26-connected component of each marker's
-    mask in label order (:func:`.truth.session_truth`)."""
-    labels, _ = label_components(pvs_mask.astype(bool))
-    regions = [row["region"] for row in rows if row["marker"] == "PVS"]
-    midline = midline_index(brain)
-    return {
-        region: max_slice_count(
-            labels, [i + 1 for i, name in enumerate(regions) if name == region], midline
-        )
-        for region in ("BG", "CSO")
-    }
-
-
 def planted_ratings(
     anat: Anatomy, lesions: list[Lesion], session: int, pvs_counts: dict[str, int]
 ) -> dict:
     """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``pvs_counts``: its
-    truth's PVS slice counts (:func:`visible_pvs_slice_counts`)."""
+    truth's PVS slice counts (:func:`csvd_bids.quant.ratings.pvs_slice_counts`)."""
     active = [x for x in lesions if session in x.sessions and len(x.index)]
 
     def of(marker: str, region: str | None = None) -> list[Lesion]:
