@@ -394,6 +394,31 @@ def test_planted_pvs_counts_are_what_the_truth_mask_shows(physics_ds):
         assert planted[f"PVS_{region}_max_slice_count"] == count, region
 
 
+def test_planted_fazekas_grades_are_what_the_truth_mask_shows(physics_ds):
+    """The ratings file's Fazekas grades are the pipeline's rule on the truth WMH mask, which
+    holds what the thick FLAIR shows, not on the planted lesions, part of which it does not."""
+    import pandas as pd
+
+    from csvd_bids.preproc.regions import REGION_INDEX
+    from csvd_bids.quant.ratings import fazekas_grades
+
+    truth = physics_ds / "derivatives" / "groundtruth" / "sub-01" / "anat"
+    base = truth / "sub-01_space-T1w"
+    wmh = nib.load(f"{base}_label-WMH_mask.nii.gz")
+    regions = np.asanyarray(nib.load(f"{base}_seg-regions_dseg.nii.gz").dataobj)
+    table = pd.read_csv(f"{base}_desc-lesions_stats.tsv", sep="\t")
+    rows = table[table["marker"] == "WMH"]
+    planted = pd.read_csv(truth / "sub-01_desc-ratings_stats.tsv", sep="\t").iloc[0]
+    grades = fazekas_grades(
+        np.asanyarray(wmh.dataobj) > 0,
+        rows["region"],
+        rows["max_diameter_mm"],
+        regions == REGION_INDEX["lateral_ventricles"],
+        wmh.header.get_zooms()[:3],
+    )
+    assert (planted["fazekas_pv"], planted["fazekas_deep"]) == grades
+
+
 def test_pvs_slice_counts_follow_the_pipeline_rule():
     from csvd_bids.quant.ratings import pvs_slice_counts
 

@@ -67,6 +67,20 @@ def fazekas_pv_grade(extent_mm: float) -> int:
     return 1 + int(np.searchsorted(PV_EXTENT_MM, extent_mm, side="left"))
 
 
+def fazekas_grades(
+    wmh: np.ndarray, lesion_regions, max_diameters_mm, ventricles: np.ndarray, zooms
+) -> tuple[int, int]:
+    """(Fazekas PV, Fazekas deep) of a WMH mask. ``lesion_regions`` and ``max_diameters_mm``:
+    each 26-connected component's region ("periventricular" or "deep") and maximum diameter,
+    in label order (a lesion table's columns); ``ventricles``: the lateral ventricles' mask."""
+    labels, _ = label_lesions(wmh)
+    regions = np.asarray(lesion_regions)
+    pv_ids = np.flatnonzero(regions == "periventricular") + 1
+    deep = np.asarray(max_diameters_mm, dtype=float)[regions == "deep"]
+    pv = fazekas_periventricular(np.isin(labels, pv_ids), ventricles, zooms)
+    return pv, fazekas_deep(deep)
+
+
 def fazekas_deep(deep_diameters_mm: list[float] | np.ndarray) -> int:
     """Grade 0-3 from the maximum diameters (mm) of the deep WMH lesions."""
     if len(deep_diameters_mm) == 0:
@@ -127,13 +141,11 @@ def rate_session(
     """
     row: dict = dict.fromkeys(RATING_COLUMNS)
     if "WMH" in masks:
-        wmh, table = masks["WMH"], tables["WMH"]
-        labels, _ = label_lesions(wmh)
-        pv_ids = table.index[table["region"] == "periventricular"].to_numpy() + 1
+        table = tables["WMH"]
         row["WMH_icv_fraction"] = round(float(table["volume_mm3"].sum()) / icv_mm3, 6)
-        row["fazekas_pv"] = fazekas_periventricular(np.isin(labels, pv_ids), ventricles, zooms)
-        deep = table.loc[table["region"] == "deep", "max_diameter_mm"]
-        row["fazekas_deep"] = fazekas_deep(deep.to_numpy())
+        row["fazekas_pv"], row["fazekas_deep"] = fazekas_grades(
+            masks["WMH"], table["region"], table["max_diameter_mm"], ventricles, zooms
+        )
     if "PVS" in masks:
         for region, count in pvs_slice_counts(masks["PVS"], tables["PVS"]["region"], brain).items():
             row[f"PVS_{region}_max_slice_count"] = count

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MARKER_LABELS, dseg_tsv_text
-from ..quant.ratings import pvs_slice_counts
+from ..preproc.regions import REGION_INDEX
+from ..quant.ratings import fazekas_grades, pvs_slice_counts
 from . import asl, contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .diffusion import DiffusionModel, planted_dwi, severity
@@ -62,6 +63,7 @@ from .tissue_properties import FIELDS_T
 from .truth import (
     STATS_COLUMNS,
     TRUTH_REGIONS,
+    Truth,
     anatomy_truth,
     region_truth,
     regions_tsv_text,
@@ -199,9 +201,9 @@ def _write_truth(
     writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", regions, affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", stats_sidecar(space))
-    pvs_rows = [row["region"] for row in truth.rows if row["marker"] == "PVS"]
-    pvs_counts = pvs_slice_counts(truth.masks["PVS"], pvs_rows, brain)
-    ratings = planted_ratings(anat, lesions, s, pvs_counts)
+    ratings = planted_ratings(
+        lesions, s, _truth_fazekas(truth, regions, affine), _truth_pvs(truth, brain)
+    )
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
     if tissue is not None:
@@ -210,6 +212,28 @@ def _write_truth(
         writer.write_transform(
             out / f"{prefix}_from-{modality}_to-T1w_mode-image_xfm.txt", transform
         )
+
+
+def _truth_rows(truth: Truth, label: str) -> list[dict]:
+    return [row for row in truth.rows if row["marker"] == label]
+
+
+def _truth_fazekas(truth: Truth, regions: np.ndarray, affine: np.ndarray) -> tuple[int, int]:
+    """The pipeline's Fazekas grades of a session's truth WMH mask (on ``regions``' grid)."""
+    rows = _truth_rows(truth, "WMH")
+    return fazekas_grades(
+        truth.masks["WMH"],
+        [row["region"] for row in rows],
+        [row["max_diameter_mm"] for row in rows],
+        regions == REGION_INDEX["lateral_ventricles"],
+        np.linalg.norm(affine[:3, :3], axis=0),
+    )
+
+
+def _truth_pvs(truth: Truth, brain: np.ndarray) -> dict[str, int]:
+    """The pipeline's PVS slice counts of a session's truth PVS mask."""
+    regions = [row["region"] for row in _truth_rows(truth, "PVS")]
+    return pvs_slice_counts(truth.masks["PVS"], regions, brain)
 
 
 BASAL_GANGLIA = next(i for i, name in TRUTH_REGIONS.items() if name == "basal_ganglia")

@@ -1,19 +1,23 @@
-"""The ratings and scores a session was planted with, from the lesion plan (not the masks).
+"""The ratings and scores a session was planted with.
 
-Each figure is measured on the planted objects themselves, with the generator's own anatomy:
+WMH and PVS grades are the pipeline's rules on the session's truth masks, which hold what its
+images show; counts of the other markers come from the lesion plan:
 
-- Fazekas PV / deep: the session's WMH layer split into 26-connected components; a component
-  is periventricular when a voxel lies within ``PV_DISTANCE_MM`` of the lateral ventricles
-  (the anatomy's distance field); PV extent = the 99th percentile of that distance over the PV
-  voxels; deep size = the largest deep component's maximum diameter.
-- PVS slice counts: on the session's truth PVS mask (what its grid shows, as the WMH truth
-  is what the FLAIR shows), the pipeline's rule: the most PVS components of a region crossing
-  one axial slice in one hemisphere (:func:`csvd_bids.quant.ratings.pvs_slice_counts`). A PVS
-  too thin to fill half a voxel of that grid leaves no truth voxel and is not counted: on the
-  physics engine's 1 mm grid, 0.8-1 mm tubes rendered at 0.5 mm often do not. Counting the
-  planted tubes instead gave 12 and 11 (grade 2) on two sessions of physics seeds 660-661
-  whose truth masks show 10 and 9 (grade 1), so that no detection could reach the planted
-  grade; on the template engine the two counts agree (tests/test_planted_ratings.py).
+- Fazekas PV / deep: on the truth WMH mask and its lesion table (each component's region and
+  maximum diameter), the pipeline's rule (:func:`csvd_bids.quant.ratings.fazekas_grades`).
+  The WMH truth is what the FLAIR shows (:mod:`.truth`): on a thick or long-TE FLAIR part of
+  a planted lesion is not seen, and grading the planted lesions instead rated a deep lesion
+  whose visible part is 18.7 mm (grade 2) by its planted 20 mm and more (grade 3) on physics
+  seed 661, and a 9.8 mm one as grade 2 on seed 650: grades that no reading of the images
+  could give.
+- PVS slice counts: on the session's truth PVS mask (what its grid shows), the pipeline's
+  rule: the most PVS components of a region crossing one axial slice in one hemisphere
+  (:func:`csvd_bids.quant.ratings.pvs_slice_counts`). A PVS too thin to fill half a voxel of
+  that grid leaves no truth voxel and is not counted: on the physics engine's 1 mm grid,
+  0.8-1 mm tubes rendered at 0.5 mm often do not. Counting the planted tubes instead gave 12
+  and 11 (grade 2) on two sessions of physics seeds 660-661 whose truth masks show 10 and 9
+  (grade 1).
+  On the template engine's 1 mm sessions both ways agree (tests/test_planted_ratings.py).
 - Microbleeds by lobe and region, lacunes: the planted lesions' own region and lobe.
 
 The grade thresholds and the score terms are the pipeline's documented rules
@@ -23,21 +27,11 @@ pipeline's measurements on the truth masks and tables give back what was planted
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..markers import REGISTRY
 from ..preproc.atlas import LOBES
-from ..quant.ratings import (
-    PV_EXTENT_PERCENTILE,
-    fazekas_deep,
-    fazekas_pv_grade,
-    pvs_grade,
-)
+from ..quant.ratings import pvs_grade
 from ..quant.scores import SCORE_RANGES, compute_scores
-from .anatomy import Anatomy
 from .lesions import Lesion
-from .measure import label_components, max_diameter_mm
-from .regions import PV_DISTANCE_MM
 
 COUNTED = {"CMB": REGISTRY["cmb"].regions, "LAC": REGISTRY["lacunes"].regions}
 COUNT_COLUMNS = tuple(
@@ -55,31 +49,13 @@ PLANTED_COLUMNS = (
 )
 
 
-def _fazekas(anat: Anatomy, wmh: np.ndarray) -> tuple[int, int]:
-    mask = np.zeros(anat.shape, dtype=bool)
-    mask.flat[wmh] = True
-    labels, n = label_components(mask)
-    pv_extent, deep_sizes = [], []
-    for label in range(1, n + 1):
-        voxels = np.argwhere(labels == label)
-        distance = anat.dist_ventricles[tuple(voxels.T)]
-        if distance.min() <= PV_DISTANCE_MM:
-            pv_extent.append(distance)
-        else:
-            deep_sizes.append(max_diameter_mm(voxels, anat.voxel_mm))
-    pv = (
-        fazekas_pv_grade(float(np.percentile(np.concatenate(pv_extent), PV_EXTENT_PERCENTILE)))
-        if pv_extent
-        else 0
-    )
-    return pv, fazekas_deep(deep_sizes)
-
-
 def planted_ratings(
-    anat: Anatomy, lesions: list[Lesion], session: int, pvs_counts: dict[str, int]
+    lesions: list[Lesion], session: int, fazekas: tuple[int, int], pvs_counts: dict[str, int]
 ) -> dict:
-    """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``pvs_counts``: its
-    truth's PVS slice counts (:func:`csvd_bids.quant.ratings.pvs_slice_counts`)."""
+    """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``fazekas`` (PV, deep)
+    and ``pvs_counts``: the pipeline's rules on its truth masks
+    (:func:`csvd_bids.quant.ratings.fazekas_grades` and
+    :func:`~csvd_bids.quant.ratings.pvs_slice_counts`)."""
     active = [x for x in lesions if session in x.sessions and len(x.index)]
 
     def of(marker: str, region: str | None = None) -> list[Lesion]:
@@ -89,8 +65,7 @@ def planted_ratings(
     for marker, regions in COUNTED.items():
         row[f"{marker}_count"] = len(of(marker))
         row.update({f"{marker}_{r}_count": len(of(marker, r)) for r in regions})
-    wmh = [x.index for x in of("WMH")]
-    row["fazekas_pv"], row["fazekas_deep"] = _fazekas(anat, np.concatenate(wmh)) if wmh else (0, 0)
+    row["fazekas_pv"], row["fazekas_deep"] = fazekas
     for region in ("BG", "CSO"):
         count = pvs_counts[region]
         row[f"PVS_{region}_max_slice_count"] = count

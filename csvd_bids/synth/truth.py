@@ -12,9 +12,9 @@ brain likewise, and takes the most frequent structure of its block (``block_majo
 to the structure). The lesion table is measured on those grid masks; a WMH component's
 distance to the ventricles is the least over its blocks, and a lesion's planted attributes
 (lobe, planted diameter, onset) are those of the highest-numbered planted lesion in its
-blocks. The ratings file (:mod:`.planted`) stays measured on the planted lesions themselves
-on the working grid: a lesion too small or thin to fill half a voxel counts there but has no
-mask voxel.
+blocks. The ratings file (:mod:`.planted`) grades WMH and PVS on these masks with the
+pipeline's rules; its microbleed and lacune counts are of the planted lesions, so a lesion too
+small to fill half a voxel counts there but has no mask voxel.
 
 WMH are marked on the FLAIR, and a thick FLAIR slice shows a lesion only where the lesion fills
 enough of it: a 2 mm ventricular lining seen in a 4 mm slice that also holds ventricle is as
