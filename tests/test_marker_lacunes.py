@@ -249,6 +249,25 @@ def test_wide_rimless_cavity_is_a_lacune_and_a_calcification_is_not():
     assert _found(_detect(session, no_t2w_rule).mask, calcification)
 
 
+def test_rimless_cavity_of_five_mm_needs_no_rim_and_a_wide_pvs_does():
+    """A 5 mm rimless cavity, its fluid partly averaged with tissue, is wider than any PVS
+    and kept without a rim (inscribed radius 2.8 mm); the 6 mm that the rimless rule used to
+    ask for would leave it to the rim rule, which drops it. A PVS segment 3 mm wide and 6 mm
+    long, all fluid (radius 2.0 mm, round enough to pass as no tube), still needs a rim: the
+    rule's width lies between the two."""
+    phantom = Phantom()
+    rimless = _ball((24, 40, 32), 2.5)
+    phantom.paint(rimless, [w + 0.8 * (c - w) for w, c in zip(WM, CSF, strict=True)])
+    pvs = _ellipsoid_distance((56, 40, 32), (1.6, 1.6, 3.2)) <= 1.0
+    phantom.paint(pvs, CSF)
+    session = phantom.session()
+    found = _detect(session).mask
+    assert _found(found, rimless)
+    assert not _found(found, pvs)
+    assert not _found(_detect(session, LacuneParams(rimless_radius_mm=3.0)).mask, rimless)
+    assert _found(_detect(session, LacuneParams(rimless_radius_mm=2.0)).mask, pvs)
+
+
 def test_lacune_labelled_csf_is_named_by_its_surroundings():
     """The region map calls a lacune (its cavity and rim) CSF, as a tissue classifier does:
     the lesion is named by the regions around it (deep here), by the detector and by

@@ -37,9 +37,9 @@ stage of Ghafoorian et al. 2017), with a Laplacian-of-Gaussian blob measure (Lin
      is dark on FLAIR and T1w but also on T2w is a calcification, old blood or a flow void;
    - is weak: belief = logistic(blob + rim), with rim = median FLAIR ``u`` of the voxels
      around the cavity, below ``min_score``. A large round cavity passes on its blob alone,
-     a small one needs its rim, which no PVS has. A cavity at least twice as wide as the
-     widest PVS (inscribed radius ``rimless_radius_mm``) needs no rim (many lacunes have
-     none): its belief is centred at ``rimless_evidence_mid`` instead.
+     a small one needs its rim, which no PVS has. A cavity clearly wider than the widest
+     PVS (inscribed radius ``rimless_radius_mm``: 4-5 mm across) needs no rim (many lacunes
+     have none): its belief is centred at ``rimless_evidence_mid`` instead.
 3. Kept cavities grow into their rim (within ``rim_mm``): partial-volume fluid or
    FLAIR-hyperintense voxels.
 4. The STRIVE size rule (3-15 mm maximum diameter) is applied to the returned mask by the
@@ -151,10 +151,14 @@ class LacuneParams:
     evidence_mid: float = 0.8
     evidence_width: float = 0.15
     min_score: float = 0.5
-    # A closed cavity 6 mm across or more (inscribed radius) is no PVS (< 3 mm): it needs no
-    # rim. Its blob falls short of a lacune with a rim when thick or partly suppressed FLAIR
-    # lowers its mean CSF-likeness (an 11 mm rimless lacune of the physics engine: blob 0.78).
-    rimless_radius_mm: float = 3.0
+    # A closed cavity this wide (inscribed radius, measured to the centre of the first voxel
+    # outside it: a 2.6 mm ball measures 2.0 at 1 mm, a 5 mm one 2.8) is no PVS (< 3 mm
+    # across): it needs no rim. Its blob falls short of a lacune with a rim when thick or
+    # partly suppressed FLAIR lowers its mean CSF-likeness (an 11 mm rimless lacune of the
+    # physics engine: blob 0.78; a 6.5 mm one, radius 2.8: 0.71). It was 3.0 until the
+    # fourteenth session, which left 4.5-6 mm rimless lacunes to the rim rule (2 of the 7
+    # lacunes missed on physics seeds 650-671).
+    rimless_radius_mm: float = 2.5
     rimless_evidence_mid: float = 0.6
     # T2w CSF-likeness a cavity needs when there is a T2w: fluid is bright on T2w; the physics
     # engine's pallidal calcifications, dark on FLAIR and T1w, are at -0.3 (lacunes 0.5-1.0).
