@@ -7,8 +7,10 @@ Non-WMH lesions keep at least one voxel apart from each other and from veins (so
 own 26-connected component), and WMH never take a voxel of another lesion; the lesion
 masks are therefore disjoint. Sizes are checked with :mod:`.measure` against the size rules
 (CMB 2-10 mm, lacunes 3-15 mm, RSSI < 20 mm, PVS < 3 mm across and 5-15 mm long).
-Locations follow :mod:`.regions`; a WMH component is periventricular when any of its voxels
-is within 10 mm of the lateral ventricles, deep otherwise.
+Locations follow :mod:`.regions` (an RSSI is centred in the basal ganglia, thalamus or
+periventricular white matter and lies wholly outside the cortex); a WMH component is
+periventricular when any of its voxels is within 10 mm of the lateral ventricles, deep
+otherwise.
 
 Confluent WMH (``plan_lesions(..., confluent_wmh=True)``, the clinical profile): the halo may
 reach 25 mm + 0.2 mm per mL of the last session's volume from the ventricles (25 mm
@@ -476,8 +478,18 @@ def plan_lesions(
     if load.rssi_session is not None and load.rssi_session < n_sessions:
         territory = r.basal_ganglia | r.thalamus | (r.wm & r.periventricular)
         s = load.rssi_session
+        # An RSSI is subcortical (STRIVE): its body must not reach cortical grey matter (a
+        # periventricular one by a temporal horn had half its volume in the temporal cortex).
         lesions.append(
-            _plant(p, "RSSI", "deep", territory, subcortical, _rssi_recipe(p), range(s, s + 1))
+            _plant(
+                p,
+                "RSSI",
+                "deep",
+                territory,
+                subcortical & ~r.cortex,
+                _rssi_recipe(p),
+                range(s, s + 1),
+            )
         )
     for s, n in enumerate(new_counts("lac")):
         for _ in range(n):

@@ -15,6 +15,8 @@ subject's deformation; distances are measured in the subject's own space):
   at most 60 mm, excluding the periventricular band.
 - lobar (cortex + juxtacortical): tissue with GM fraction >= 0.5 or WM within 3 mm of
   cortex, outside BG/thalamus/infratentorial boxes and farther than 15 mm from the ventricles.
+- cortex: tissue with GM fraction >= 0.5 outside the BG, thalamus and infratentorial boxes
+  (where an RSSI may not reach).
 - lobe of a lobar point: occipital y < -70; temporal z < 0 and |x| > 30; parietal
   y < -25 and z > 0; frontal otherwise (coarse, for the ``lobe`` column only).
 """
@@ -42,6 +44,7 @@ class Regions:
     deep_wm: np.ndarray
     cso: np.ndarray
     lobar: np.ndarray
+    cortex: np.ndarray  # cortical grey matter (not the deep nuclei or the posterior fossa)
 
 
 def _box(mni: np.ndarray, x=(-999, 999), y=(-999, 999), z=(-999, 999), abs_x=False):
@@ -74,7 +77,8 @@ def make_regions(anat: Anatomy) -> Regions:
         & ~bg & ~thal & ~infra & supra
         & (anat.dist_ventricles > 15.0)
     )  # fmt: skip
-    return Regions(tissue, wm, bg, thal, infra, pv, deep_wm, cso, lobar)
+    cortical = cortex & ~bg & ~thal & ~infra
+    return Regions(tissue, wm, bg, thal, infra, pv, deep_wm, cso, lobar, cortical)
 
 
 def lobe(x: float, y: float, z: float) -> str:
