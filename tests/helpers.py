@@ -103,3 +103,41 @@ def run_interface(interface, base: Path, **inputs):
     for name, value in inputs.items():
         setattr(node.inputs, name, value)
     return node.run().outputs
+
+
+def ratings_on_truth(truth: Path, subject: str) -> dict:
+    """What the pipeline's quantification gives on the generator's truth of one session
+    (``truth``: a dataset's ``derivatives/groundtruth``)."""
+    import pandas as pd
+
+    from csvd_bids.labels import MARKER_LABELS
+    from csvd_bids.preproc.regions import REGION_INDEX
+    from csvd_bids.quant.ratings import rate_session
+    from csvd_bids.quant.summary import marker_counts, session_scores
+
+    base = truth / f"sub-{subject}" / "anat" / f"sub-{subject}_space-T1w"
+
+    def image(suffix: str) -> nib.Nifti1Image:
+        return nib.load(f"{base}_{suffix}.nii.gz")
+
+    lesions = pd.read_csv(f"{base}_desc-lesions_stats.tsv", sep="\t", keep_default_na=False)
+    lesions["volume_mm3"] = lesions["volume_mm3"].astype(float)
+    masks = {
+        m.label: np.asanyarray(image(f"label-{m.label}_mask").dataobj) > 0 for m in MARKER_LABELS
+    }
+    tables = {label: lesions[lesions["marker"] == label].reset_index(drop=True) for label in masks}
+    regions = np.asanyarray(image("seg-regions_dseg").dataobj)
+    brain = image("desc-brain_mask")
+    ratings = rate_session(
+        masks,
+        tables,
+        regions == REGION_INDEX["lateral_ventricles"],
+        np.asanyarray(brain.dataobj) > 0,
+        brain.header.get_zooms()[:3],
+        icv_mm3=float(np.asanyarray(brain.dataobj).sum() * np.prod(brain.header.get_zooms()[:3])),
+    )
+    statuses = {m.label: (True, "") for m in MARKER_LABELS}
+    counts: dict = {}
+    for label in masks:
+        counts.update(marker_counts(label, True, lesions))
+    return {**counts, **ratings, **session_scores(counts, ratings, statuses)}

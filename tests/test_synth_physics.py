@@ -376,47 +376,20 @@ def test_wmh_truth_needs_half_the_lesion_contrast_on_the_flair():
     assert not visible[..., 1:].any()
 
 
-def test_planted_pvs_counts_are_what_the_truth_mask_shows(physics_ds):
-    """The ratings file's PVS slice counts are the pipeline's rule on the truth PVS mask: a
-    tube too thin to fill half a voxel of the truth grid has no truth voxel and no count."""
+def test_planted_grades_are_what_the_truth_masks_show(physics_ds):
+    """The ratings file's Fazekas grades and PVS slice counts are the pipeline's rating code on
+    the truth masks, which hold what the images show: a WMH part the thick FLAIR does not show,
+    or a tube too thin to fill half a truth voxel, does not count."""
     import pandas as pd
+    from helpers import ratings_on_truth
 
-    from csvd_bids.quant.ratings import pvs_slice_counts
+    from csvd_bids.synth.planted import RATED_ON_TRUTH
 
-    truth = physics_ds / "derivatives" / "groundtruth" / "sub-01" / "anat"
-    base = truth / "sub-01_space-T1w"
-    pvs = np.asanyarray(nib.load(f"{base}_label-PVS_mask.nii.gz").dataobj) > 0
-    brain = np.asanyarray(nib.load(f"{base}_desc-brain_mask.nii.gz").dataobj) > 0
-    table = pd.read_csv(f"{base}_desc-lesions_stats.tsv", sep="\t")
-    regions = table.loc[table["marker"] == "PVS", "region"]
-    planted = pd.read_csv(truth / "sub-01_desc-ratings_stats.tsv", sep="\t").iloc[0]
-    for region, count in pvs_slice_counts(pvs, regions, brain).items():
-        assert planted[f"PVS_{region}_max_slice_count"] == count, region
-
-
-def test_planted_fazekas_grades_are_what_the_truth_mask_shows(physics_ds):
-    """The ratings file's Fazekas grades are the pipeline's rule on the truth WMH mask, which
-    holds what the thick FLAIR shows, not on the planted lesions, part of which it does not."""
-    import pandas as pd
-
-    from csvd_bids.preproc.regions import REGION_INDEX
-    from csvd_bids.quant.ratings import fazekas_grades
-
-    truth = physics_ds / "derivatives" / "groundtruth" / "sub-01" / "anat"
-    base = truth / "sub-01_space-T1w"
-    wmh = nib.load(f"{base}_label-WMH_mask.nii.gz")
-    regions = np.asanyarray(nib.load(f"{base}_seg-regions_dseg.nii.gz").dataobj)
-    table = pd.read_csv(f"{base}_desc-lesions_stats.tsv", sep="\t")
-    rows = table[table["marker"] == "WMH"]
-    planted = pd.read_csv(truth / "sub-01_desc-ratings_stats.tsv", sep="\t").iloc[0]
-    grades = fazekas_grades(
-        np.asanyarray(wmh.dataobj) > 0,
-        rows["region"],
-        rows["max_diameter_mm"],
-        regions == REGION_INDEX["lateral_ventricles"],
-        wmh.header.get_zooms()[:3],
-    )
-    assert (planted["fazekas_pv"], planted["fazekas_deep"]) == grades
+    truth = physics_ds / "derivatives" / "groundtruth"
+    planted = pd.read_csv(truth / "sub-01" / "anat" / "sub-01_desc-ratings_stats.tsv", sep="\t")
+    measured = ratings_on_truth(truth, "01")
+    for column in RATED_ON_TRUTH:
+        assert planted.iloc[0][column] == measured[column], column
 
 
 def test_pvs_slice_counts_follow_the_pipeline_rule():

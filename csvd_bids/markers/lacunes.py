@@ -156,8 +156,8 @@ class LacuneParams:
     # across): it needs no rim. Its blob falls short of a lacune with a rim when thick or
     # partly suppressed FLAIR lowers its mean CSF-likeness (an 11 mm rimless lacune of the
     # physics engine: blob 0.78; a 6.5 mm one, radius 2.8: 0.71). It was 3.0 until the
-    # fourteenth session, which left 4.5-6 mm rimless lacunes to the rim rule (2 of the 7
-    # lacunes missed on physics seeds 650-671).
+    # fourteenth session, which left 5-6.5 mm rimless lacunes to the rim rule (2 of the 9
+    # lacunes missed on physics seeds 650-673; the 6.5 mm one is found at 2.5).
     rimless_radius_mm: float = 2.5
     rimless_evidence_mid: float = 0.6
     # T2w CSF-likeness a cavity needs when there is a T2w: fluid is bright on T2w; the physics

@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..labels import MARKER_LABELS, dseg_tsv_text
 from ..preproc.regions import REGION_INDEX
-from ..quant.ratings import fazekas_grades, pvs_slice_counts
+from ..quant.ratings import rate_session
 from . import asl, contrasts, layout, motion, writer
 from .anatomy import make_anatomy, working_grid
 from .diffusion import DiffusionModel, planted_dwi, severity
@@ -201,9 +202,7 @@ def _write_truth(
     writer.write_nifti(out / f"{base}_seg-regions_dseg.nii.gz", regions, affine)
     writer.write_tsv(out / f"{base}_desc-lesions_stats.tsv", STATS_COLUMNS, truth.rows)
     writer.write_json(out / f"{base}_desc-lesions_stats.json", stats_sidecar(space))
-    ratings = planted_ratings(
-        lesions, s, _truth_fazekas(truth, regions, affine), _truth_pvs(truth, brain)
-    )
+    ratings = planted_ratings(lesions, s, _truth_ratings(truth, brain, regions, affine))
     writer.write_tsv(out / f"{prefix}_desc-ratings_stats.tsv", PLANTED_COLUMNS, [ratings])
     writer.write_json(out / f"{prefix}_desc-ratings_stats.json", planted_sidecar())
     if tissue is not None:
@@ -214,26 +213,22 @@ def _write_truth(
         )
 
 
-def _truth_rows(truth: Truth, label: str) -> list[dict]:
-    return [row for row in truth.rows if row["marker"] == label]
-
-
-def _truth_fazekas(truth: Truth, regions: np.ndarray, affine: np.ndarray) -> tuple[int, int]:
-    """The pipeline's Fazekas grades of a session's truth WMH mask (on ``regions``' grid)."""
-    rows = _truth_rows(truth, "WMH")
-    return fazekas_grades(
-        truth.masks["WMH"],
-        [row["region"] for row in rows],
-        [row["max_diameter_mm"] for row in rows],
+def _truth_ratings(
+    truth: Truth, brain: np.ndarray, regions: np.ndarray, affine: np.ndarray
+) -> dict:
+    """The pipeline's ratings (:func:`~csvd_bids.quant.ratings.rate_session`) of a session's
+    truth WMH and PVS masks with their lesion table, on the truth grid."""
+    table = pd.DataFrame(truth.rows, columns=list(STATS_COLUMNS))
+    tables = {m: table[table["marker"] == m].reset_index(drop=True) for m in ("WMH", "PVS")}
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    return rate_session(
+        {marker: truth.masks[marker] for marker in tables},
+        tables,
         regions == REGION_INDEX["lateral_ventricles"],
-        np.linalg.norm(affine[:3, :3], axis=0),
+        brain > 0,
+        zooms,
+        float(brain.sum() * np.prod(zooms)),
     )
-
-
-def _truth_pvs(truth: Truth, brain: np.ndarray) -> dict[str, int]:
-    """The pipeline's PVS slice counts of a session's truth PVS mask."""
-    regions = [row["region"] for row in _truth_rows(truth, "PVS")]
-    return pvs_slice_counts(truth.masks["PVS"], regions, brain)
 
 
 BASAL_GANGLIA = next(i for i, name in TRUTH_REGIONS.items() if name == "basal_ganglia")

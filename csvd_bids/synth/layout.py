@@ -115,8 +115,8 @@ The ground truth is in `derivatives/groundtruth`, per session on that session's 
   lesion (described in the `.json` beside it).
 - `<prefix>_desc-ratings_stats.tsv`: the counts, visual-rating estimates (Fazekas, PVS
   grades, microbleeds by lobe) and total scores the session was planted with, measured on
-  the planted lesions themselves, the PVS slice counts on the truth PVS mask (rules in the
-  csvd_bids.synth.planted docstring).
+  the planted lesions themselves, the Fazekas grades and PVS slice counts by the pipeline's
+  rating code on the truth WMH and PVS masks (rules in the csvd_bids.synth.planted docstring).
 - `<prefix>_desc-tissue_stats.json` (research profile): the diffusion tensors and perfusion
   planted per tissue and lesion, and the subject's basal-ganglia FA and CBF effects with the
   latent burden they follow (csvd_bids.synth.diffusion and csvd_bids.synth.asl docstrings).

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from ..markers import REGISTRY
 from ..preproc.atlas import LOBES
-from ..quant.ratings import pvs_grade
+from ..quant.ratings import PVS_RATED
 from ..quant.scores import SCORE_RANGES, compute_scores
 from .lesions import Lesion
 
@@ -39,23 +39,24 @@ COUNT_COLUMNS = tuple(
     for marker, regions in COUNTED.items()
     for region in ("", *(f"_{r}" for r in regions))
 )
-PLANTED_COLUMNS = (
-    *COUNT_COLUMNS,
+# the columns measured by the pipeline's rules on the truth masks
+RATED_ON_TRUTH = (
     "fazekas_pv",
     "fazekas_deep",
-    *(f"PVS_{r}_{k}" for r in ("BG", "CSO") for k in ("max_slice_count", "grade")),
+    *(f"PVS_{r}_{k}" for r in PVS_RATED for k in ("max_slice_count", "grade")),
+)
+PLANTED_COLUMNS = (
+    *COUNT_COLUMNS,
+    *RATED_ON_TRUTH,
     *(f"CMB_lobar_{lobe}_count" for lobe in (*LOBES.values(), "unknown")),
     *(score for score in SCORE_RANGES if score != "caa_svd_score"),
 )
 
 
-def planted_ratings(
-    lesions: list[Lesion], session: int, fazekas: tuple[int, int], pvs_counts: dict[str, int]
-) -> dict:
-    """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``fazekas`` (PV, deep)
-    and ``pvs_counts``: the pipeline's rules on its truth masks
-    (:func:`csvd_bids.quant.ratings.fazekas_grades` and
-    :func:`~csvd_bids.quant.ratings.pvs_slice_counts`)."""
+def planted_ratings(lesions: list[Lesion], session: int, on_truth: dict) -> dict:
+    """PLANTED_COLUMNS of a session (0-based), every marker assessed; ``on_truth``: the
+    pipeline's ratings of its truth masks (:func:`csvd_bids.quant.ratings.rate_session`),
+    which give the ``RATED_ON_TRUTH`` columns."""
     active = [x for x in lesions if session in x.sessions and len(x.index)]
 
     def of(marker: str, region: str | None = None) -> list[Lesion]:
@@ -65,11 +66,7 @@ def planted_ratings(
     for marker, regions in COUNTED.items():
         row[f"{marker}_count"] = len(of(marker))
         row.update({f"{marker}_{r}_count": len(of(marker, r)) for r in regions})
-    row["fazekas_pv"], row["fazekas_deep"] = fazekas
-    for region in ("BG", "CSO"):
-        count = pvs_counts[region]
-        row[f"PVS_{region}_max_slice_count"] = count
-        row[f"PVS_{region}_grade"] = pvs_grade(count)
+    row.update({column: on_truth[column] for column in RATED_ON_TRUTH})
     lobes = [x.lobe for x in of("CMB", "lobar")]
     for lobe in (*LOBES.values(), "unknown"):
         row[f"CMB_lobar_{lobe}_count"] = lobes.count(lobe)
